@@ -1,0 +1,2 @@
+// Implementation pending (see placement.h for the contract).
+#include "hyperaccel/placement/placement.h"
