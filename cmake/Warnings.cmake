@@ -1,6 +1,6 @@
 # Warning flags applied to every target of this project (not to generated code).
 set(HYPERACCEL_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast
-    -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough)
+    -Wcast-align -Woverloaded-virtual -Wimplicit-fallthrough)
 if(HYPERACCEL_WERROR)
   list(APPEND HYPERACCEL_WARNINGS -Werror)
 endif()

@@ -1,0 +1,40 @@
+// Command-line conventions shared by every binary (CLI11):
+//  - every option has a long flag, an environment variable and a key in the YAML config file;
+//    precedence is flag > environment > config file > default;
+//  - the config file (--config FILE) is a YAML mapping whose keys are the long flag names without
+//    dashes ("kubelet-dir: /var/lib/kubelet/device-plugins"); nested mappings give dotted names and
+//    sequences give multi-value options;
+//  - --log-level and --log-format are always there.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+namespace hyperaccel::cli {
+
+// CLI11 config reader for YAML files (yaml-cpp).
+class YamlConfig : public CLI::Config {
+ public:
+  std::string to_config(const CLI::App* app, bool default_also, bool write_description,
+                        std::string prefix) const override;
+  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override;
+};
+
+struct CommonFlags {
+  std::string log_level = "info";
+  std::string log_format = "text";  // text | json
+};
+
+// Installs the YAML config reader and the --config, --log-level and --log-format options.
+// `env_prefix` is prepended to upper-cased flag names for environment variables (for example
+// "HYPERACCEL_" gives HYPERACCEL_LOG_LEVEL).
+void AddCommonFlags(CLI::App& app, CommonFlags& flags, const std::string& env_prefix);
+
+// Applies log level and format; returns false (after printing why) when a value is invalid.
+bool ApplyCommonFlags(const CommonFlags& flags, const std::string& component);
+
+// "kubelet-dir" -> "HYPERACCEL_KUBELET_DIR".
+std::string EnvName(const std::string& prefix, const std::string& flag);
+
+}  // namespace hyperaccel::cli

@@ -1,0 +1,112 @@
+#include "hyperaccel/common/cli.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cctype>
+#include <iostream>
+#include <sstream>
+
+#include "hyperaccel/common/log.h"
+
+namespace hyperaccel::cli {
+namespace {
+
+void Flatten(const YAML::Node& node, std::vector<std::string>& parents, std::vector<CLI::ConfigItem>& out) {
+  for (const auto& kv : node) {
+    auto key = kv.first.as<std::string>();
+    const YAML::Node& value = kv.second;
+    if (value.IsMap()) {
+      parents.push_back(key);
+      Flatten(value, parents, out);
+      parents.pop_back();
+      continue;
+    }
+    CLI::ConfigItem item;
+    item.parents = parents;
+    item.name = key;
+    if (value.IsSequence()) {
+      for (const auto& v : value) {
+        if (!v.IsScalar()) throw CLI::ConfigError("config key '" + key + "': nested lists are not supported");
+        item.inputs.push_back(v.as<std::string>());
+      }
+    } else if (value.IsNull()) {
+      item.inputs.emplace_back("");
+    } else {
+      item.inputs.push_back(value.as<std::string>());
+    }
+    out.push_back(std::move(item));
+  }
+}
+
+}  // namespace
+
+std::string YamlConfig::to_config(const CLI::App* app, bool default_also, bool /*write_description*/,
+                                  std::string /*prefix*/) const {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  for (const CLI::Option* opt : app->get_options()) {
+    if (opt->get_lnames().empty() || !opt->get_configurable()) continue;
+    const std::string& name = opt->get_lnames().front();
+    if (name == "help" || name == "config") continue;
+    std::vector<std::string> values = opt->reduced_results();
+    if (values.empty() && default_also && !opt->get_default_str().empty()) values = {opt->get_default_str()};
+    if (values.empty()) continue;
+    out << YAML::Key << name << YAML::Value;
+    if (values.size() == 1) {
+      out << values.front();
+    } else {
+      out << YAML::Flow << values;
+    }
+  }
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::vector<CLI::ConfigItem> YamlConfig::from_config(std::istream& input) const {
+  std::vector<CLI::ConfigItem> result;
+  try {
+    YAML::Node root = YAML::Load(input);
+    if (root.IsNull()) return result;
+    if (!root.IsMap()) throw CLI::ConfigError("config file: expected a YAML mapping of flag names to values");
+    std::vector<std::string> parents;
+    Flatten(root, parents, result);
+  } catch (const YAML::Exception& e) {
+    throw CLI::ConfigError(std::string("config file: line ") + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  return result;
+}
+
+std::string EnvName(const std::string& prefix, const std::string& flag) {
+  std::string out = prefix;
+  for (char c : flag) {
+    out += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+void AddCommonFlags(CLI::App& app, CommonFlags& flags, const std::string& env_prefix) {
+  app.config_formatter(std::make_shared<YamlConfig>());
+  app.set_config("--config", "", "YAML config file: keys are long flag names (flag > env > file)")
+      ->envname(EnvName(env_prefix, "config"));
+  app.add_option("--log-level", flags.log_level, "debug, info, warn or error")
+      ->envname(EnvName(env_prefix, "log-level"))
+      ->capture_default_str();
+  app.add_option("--log-format", flags.log_format, "text (key=value) or json")
+      ->envname(EnvName(env_prefix, "log-format"))
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+}
+
+bool ApplyCommonFlags(const CommonFlags& flags, const std::string& component) {
+  log::Level level;
+  if (!log::ParseLevel(flags.log_level, &level)) {
+    std::cerr << "invalid --log-level '" << flags.log_level << "' (debug, info, warn, error)\n";
+    return false;
+  }
+  log::SetLevel(level);
+  log::SetJson(flags.log_format == "json");
+  log::SetComponent(component);
+  return true;
+}
+
+}  // namespace hyperaccel::cli
