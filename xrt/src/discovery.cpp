@@ -132,7 +132,9 @@ Result<std::unique_ptr<Discovery>> Discovery::Create(DiscoveryOptions options, D
   impl->health = deps.clock ? std::make_unique<HealthTracker>(ho, deps.clock) : std::make_unique<HealthTracker>(ho);
 
   const bool real_sysfs = IsRealSysfs(options.sysfs_root);
-  impl->xrt_enabled = options.emulate > 0 || (options.xrt_mode == "auto" && real_sysfs);
+  // An injected probe (tests) never looks at the real machine, so it may pair with any root.
+  impl->xrt_enabled =
+      options.emulate > 0 || (options.xrt_mode == "auto" && (real_sysfs || deps.xrt != nullptr));
   if (impl->xrt_enabled && !deps.xrt) {
     auto env = PrepareXrtEnvironment(options.emulate);
     if (!env.ok()) return env.status();

@@ -35,6 +35,10 @@ struct Port {
   std::string vendor;                // module/cable vendor name (SFF-8636 bytes 148-163)
   std::string part_number;           // bytes 168-183
   std::string cable_serial;          // bytes 196-211; DAC/AOC ends usually share it
+  // True when the fields above come from an actual read of the cage (the CMC answered). False
+  // means nothing is known: `module_present == false` then does not mean "no module", and link
+  // merging (links.h) draws no conclusion from it.
+  bool module_info_read = false;
 };
 
 struct Card {

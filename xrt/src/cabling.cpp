@@ -1,0 +1,276 @@
+#include "hyperaccel/xrt/cabling.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <numeric>
+#include <set>
+#include <utility>
+
+#include "yaml_input.h"
+
+namespace hyperaccel::hw {
+namespace {
+
+using yaml_input::Describe;
+using yaml_input::LineOf;
+using yaml_input::Where;
+
+constexpr size_t kMaxNameLength = 253;
+constexpr size_t kMaxKindLength = 63;
+
+std::string Name(const PortRef& end) {
+  return end.node + "/" + end.serial + " port " + std::to_string(end.port);
+}
+
+// Validation and conversion of the parsed tree; the first problem wins.
+class CablingReader : public yaml_input::Reader {
+ public:
+  CablingReader(std::string_view source, const CablingOptions& options) : Reader(source), options_(options) {}
+
+  Status Read(const YAML::Node& root, Cabling* out) {
+    out->source = std::string(source());
+    if (!root.IsMap()) return Error(root, "expected a mapping with the keys 'version' and 'links'");
+    YAML::Node version;
+    YAML::Node links;
+    bool has_version = false;
+    bool has_links = false;
+    Status s = ForEachKey(root, [&](const std::string& key, const YAML::Node& value) -> Status {
+      if (key == "version") {
+        version = value;
+        has_version = true;
+      } else if (key == "links") {
+        links = value;
+        has_links = true;
+      } else {
+        return Error(value, "unknown key '" + key + "' (expected 'version' and 'links')");
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) return s;
+    if (!has_version) return Error(root, "missing 'version'");
+    if (!version.IsScalar() || version.Tag() != "?" || version.Scalar() != "1") {
+      return Error(version, "unknown version " + Describe(version) + " (this reader knows version 1)");
+    }
+    if (!has_links) return Error(root, "missing 'links'");
+    if (links.IsNull()) return Status::Ok();
+    if (!links.IsSequence()) return Error(links, "'links' must be a sequence, got " + Describe(links));
+    for (const YAML::Node& entry : links) {
+      CabledLink link;
+      s = ReadLink(entry, &link);
+      if (!s.ok()) return s;
+      out->links.push_back(std::move(link));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Status ReadEndpoint(const YAML::Node& value, const std::string& name, PortRef* out) const {
+    if (!value.IsMap()) {
+      return Error(value,
+                   "endpoint '" + name + "' must be a mapping {node, serial, port}, got " + Describe(value));
+    }
+    bool has_node = false;
+    bool has_serial = false;
+    bool has_port = false;
+    Status s = ForEachKey(value, [&](const std::string& key, const YAML::Node& field) -> Status {
+      if (key == "node") {
+        has_node = true;
+        return ReadName(field, "node", kMaxNameLength, &out->node);
+      }
+      if (key == "serial") {
+        has_serial = true;
+        return ReadName(field, "serial", kMaxNameLength, &out->serial);
+      }
+      if (key == "port") {
+        has_port = true;
+        uint64_t port = 0;
+        Status ps = ReadUint(field, "port", static_cast<uint64_t>(options_.max_ports - 1), false, &port);
+        out->port = static_cast<int>(port);
+        return ps;
+      }
+      return Error(field,
+                   "unknown key '" + key + "' in endpoint '" + name + "' (expected node, serial, port)");
+    });
+    if (!s.ok()) return s;
+    const char* missing = !has_node ? "node" : !has_serial ? "serial" : !has_port ? "port" : nullptr;
+    if (missing != nullptr) return Error(value, "endpoint '" + name + "' is missing '" + missing + "'");
+    return Status::Ok();
+  }
+
+  Status ReadLink(const YAML::Node& entry, CabledLink* link) {
+    link->line = LineOf(entry);
+    if (!entry.IsMap()) return Error(entry, "a link must be a mapping {a, b, kind}, got " + Describe(entry));
+    bool has_a = false;
+    bool has_b = false;
+    Status s = ForEachKey(entry, [&](const std::string& key, const YAML::Node& value) -> Status {
+      if (key == "a") {
+        has_a = true;
+        return ReadEndpoint(value, "a", &link->a);
+      }
+      if (key == "b") {
+        has_b = true;
+        return ReadEndpoint(value, "b", &link->b);
+      }
+      if (key == "kind") return ReadName(value, "kind", kMaxKindLength, &link->kind);
+      return Error(value, "unknown key '" + key + "' in link (expected a, b, kind)");
+    });
+    if (!s.ok()) return s;
+    if (!has_a || !has_b)
+      return Error(entry, std::string("link is missing endpoint '") + (has_a ? "b" : "a") + "'");
+    if (link->a == link->b) return Error(entry, "self-link: both ends are " + Name(link->a));
+    for (const PortRef* end : {&link->a, &link->b}) {
+      auto [used, fresh_port] = port_lines_.emplace(*end, link->line);
+      if (!fresh_port) {
+        return Error(entry,
+                     Name(*end) + " is already used by the link at line " + std::to_string(used->second));
+      }
+      auto [owner, fresh_serial] = serial_nodes_.emplace(end->serial, std::make_pair(end->node, link->line));
+      if (!fresh_serial && owner->second.first != end->node) {
+        return Error(entry, "serial " + end->serial + " on node " + end->node + " is already on node " +
+                                owner->second.first + " (line " + std::to_string(owner->second.second) + ")");
+      }
+    }
+    return Status::Ok();
+  }
+
+  const CablingOptions& options_;
+  std::map<PortRef, int> port_lines_;                                // port -> line of its link
+  std::map<std::string, std::pair<std::string, int>> serial_nodes_;  // serial -> (node, first line)
+};
+
+uint64_t Fnv1a64(std::string_view text) {
+  uint64_t hash = 0xcbf29ce484222325ull;
+  for (const char c : text) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 0x100000001b3ull;
+  }
+  return hash;
+}
+
+}  // namespace
+
+Result<Cabling> ParseCabling(std::string_view text, std::string_view source_name,
+                             const CablingOptions& options) {
+  if (options.max_ports < 1 || options.max_depth < 1) {
+    return InvalidArgument("cabling: max_ports and max_depth must be at least 1");
+  }
+  Result<YAML::Node> root = yaml_input::Load(text, source_name, options.max_bytes, options.max_depth);
+  if (!root.ok()) return root.status();
+  // Reading nodes does not throw for the accesses made here, but a library edge catches anyway.
+  try {
+    Cabling cabling;
+    CablingReader reader(source_name, options);
+    Status s = reader.Read(*root, &cabling);
+    if (!s.ok()) return s;
+    return cabling;
+  } catch (const std::exception& e) {
+    return InvalidArgument(Where(source_name, 0) + "cannot read: " + e.what());
+  }
+}
+
+Result<Cabling> LoadCablingFile(const std::string& path, const CablingOptions& options) {
+  Result<std::string> text = yaml_input::ReadFile(path, options.max_bytes);
+  if (!text.ok()) return text.status().WithContext("cabling file");
+  return ParseCabling(*text, path, options);
+}
+
+std::vector<std::string> CheckCablingAgainstCards(const Cabling& cabling, std::string_view node_name,
+                                                  const std::vector<Card>& cards) {
+  std::set<std::string> serials;
+  for (const Card& card : cards) {
+    if (!card.serial.empty()) serials.insert(card.serial);
+  }
+  std::string here;
+  for (const std::string& serial : serials) here += (here.empty() ? "" : ", ") + serial;
+  if (here.empty()) here = "none with a serial";
+  std::vector<std::string> problems;
+  for (const CabledLink* link : LinksTouchingNode(cabling, node_name)) {
+    for (const PortRef* end : {&link->a, &link->b}) {
+      if (end->node != node_name || serials.count(end->serial) != 0) continue;
+      problems.push_back(Where(cabling.source, link->line) + "unknown serial " + end->serial + " on node " +
+                         std::string(node_name) + " (cards here: " + here + ")");
+    }
+  }
+  return problems;
+}
+
+std::vector<const CabledLink*> LinksTouchingNode(const Cabling& cabling, std::string_view node_name) {
+  std::vector<const CabledLink*> out;
+  for (const CabledLink& link : cabling.links) {
+    if (link.a.node == node_name || link.b.node == node_name) out.push_back(&link);
+  }
+  return out;
+}
+
+std::string DomainId(const CardKey& smallest) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx",
+                static_cast<unsigned long long>(Fnv1a64(smallest.node + "/" + smallest.serial)));
+  return std::string(hex, 12);
+}
+
+std::vector<LinkDomain> CablingDomains(const Cabling& cabling) {
+  // Union-find over the cards named in the file.
+  std::map<CardKey, size_t> index;
+  std::vector<CardKey> keys;
+  auto vertex = [&](const PortRef& end) {
+    auto [it, inserted] = index.emplace(CardKey{end.node, end.serial}, keys.size());
+    if (inserted) keys.push_back(it->first);
+    return it->second;
+  };
+  std::vector<std::pair<size_t, size_t>> edges;
+  for (const CabledLink& link : cabling.links) edges.emplace_back(vertex(link.a), vertex(link.b));
+
+  std::vector<size_t> parent(keys.size());
+  std::iota(parent.begin(), parent.end(), size_t{0});
+  auto find = [&](size_t x) {
+    while (parent[x] != x) {
+      parent[x] = parent[parent[x]];
+      x = parent[x];
+    }
+    return x;
+  };
+  for (const auto& [u, v] : edges) {
+    const size_t ru = find(u);
+    const size_t rv = find(v);
+    if (ru != rv) parent[std::max(ru, rv)] = std::min(ru, rv);
+  }
+
+  std::map<size_t, std::vector<CardKey>> groups;
+  for (size_t i = 0; i < keys.size(); ++i) groups[find(i)].push_back(keys[i]);
+  std::vector<LinkDomain> domains;
+  domains.reserve(groups.size());
+  for (auto& [root, members] : groups) {
+    std::sort(members.begin(), members.end());
+    LinkDomain domain;
+    domain.id = DomainId(members.front());
+    domain.members = std::move(members);
+    domains.push_back(std::move(domain));
+  }
+  std::sort(domains.begin(), domains.end(),
+            [](const LinkDomain& x, const LinkDomain& y) { return x.members.front() < y.members.front(); });
+  return domains;
+}
+
+const LinkDomain* FindDomain(const std::vector<LinkDomain>& domains, const CardKey& card) {
+  for (const LinkDomain& domain : domains) {
+    if (std::binary_search(domain.members.begin(), domain.members.end(), card)) return &domain;
+  }
+  return nullptr;
+}
+
+Cabling RingCabling(const std::string& node, const std::vector<std::string>& serials) {
+  Cabling cabling;
+  cabling.source = "ring";
+  if (serials.size() < 2) return cabling;
+  for (size_t i = 0; i < serials.size(); ++i) {
+    CabledLink link;
+    link.a = PortRef{node, serials[i], 1};
+    link.b = PortRef{node, serials[(i + 1) % serials.size()], 0};
+    cabling.links.push_back(std::move(link));
+  }
+  return cabling;
+}
+
+}  // namespace hyperaccel::hw
