@@ -41,13 +41,30 @@ struct CardGraph {
 // state is up count as edges. At most kMaxCards cards (more is an error).
 Result<CardGraph> GraphFromInventory(const hw::Inventory& inventory);
 
-// What the chosen set scores on each level of the lexicographic objective (see README).
+// What the chosen set scores on each level of the lexicographic objective. Sets are compared level
+// by level, the first difference decides (placement/README.md has the pictures):
+//
+//   (1) components asc      -- linked sets the chosen cards fall into (1 == `connected`); a split
+//                              answer happens only when must_include or the free cards force it
+//   (2) ordered desc        -- a Hamiltonian path through the chosen cards exists over up links
+//   (3) numa_nodes asc      -- distinct NUMA nodes touched (-1 "unknown" is one value)
+//       pcie_switches asc   -- distinct PCIe switch groups touched; a card with group -1 (behind no
+//                              switch) counts as a group of its own
+//   (4) largest_free_after desc, free_components_after asc
+//                           -- over the cards left free: (request.available & healthy) minus the
+//                              chosen, linked by up links
+//   (5) cycle desc          -- preference only: the walk closes into a ring (k >= 3)
+//   tie-break               -- the lexicographically smallest ascending list of card indices
+//                              (equivalently: the lowest index where two sets differ is chosen)
+//
+// Unhealthy cards are never chosen and never count as free.
 struct Score {
-  bool connected = false;  // (1) the chosen cards form one connected set over up links
-  bool ordered = false;    // (2) they can be walked as a path (or cycle) in link order
-  bool cycle = false;      //     ... and the walk closes into a ring
-  int numa_nodes = 0;      // (3) distinct NUMA nodes touched (fewer is better)
-  int pcie_switches = 0;   //     distinct PCIe switch groups touched (fewer is better)
+  bool connected = false;         // (1) the chosen cards form one connected set over up links
+  int components = 0;             // (1) connected sets the chosen cards fall into (1 when connected)
+  bool ordered = false;           // (2) they can be walked as a path (or cycle) in link order
+  bool cycle = false;             //     ... and the walk closes into a ring
+  int numa_nodes = 0;             // (3) distinct NUMA nodes touched (fewer is better)
+  int pcie_switches = 0;          //     distinct PCIe switch groups touched (fewer is better)
   int largest_free_after = 0;     // (4) largest linked set left free (larger is better)
   int free_components_after = 0;  //     number of linked sets left free (fewer is better)
   std::string explanation;        // one line, human readable
@@ -63,12 +80,41 @@ struct Choice {
   Mask cards = 0;
   std::vector<int> order;  // the k chosen indices in link order (path/cycle when one exists)
   Score score;
+  bool exact = false;  // the search proved this set optimal (false: heuristic answer)
 };
 
 // Chooses exactly `size` cards containing `must_include`. Exact for graphs of up to 16 cards,
 // heuristic above. Errors: size < 1 or > available, must_include not within available, more
 // must_include cards than size. Unhealthy cards are never chosen, even when listed as available.
 Result<Choice> Choose(const CardGraph& graph, const Request& request);
+
+// How Choose searches. kAuto: exhaustive when the graph has at most kExactCards cards, or when the
+// enumeration of candidate sets stays within a fixed budget; heuristic otherwise. kExact: always
+// exhaustive (exponential; tests and gap measurement only). kHeuristic: always the heuristic
+// (greedy growth from every seed plus swap-based local improvement).
+enum class Method { kAuto, kExact, kHeuristic };
+inline constexpr int kExactCards = 16;
+
+// Choose with an explicit search method; same contract and errors as Choose.
+Result<Choice> ChooseWith(const CardGraph& graph, const Request& request, Method method);
+
+// Scores an arbitrary set `chosen` against the objective above, as if it were chosen from
+// `available` (unhealthy cards are dropped from `available`). `chosen` may contain any cards.
+Score Evaluate(const CardGraph& graph, Mask available, Mask chosen);
+
+// Compares two scores on the objective levels (1)..(5); the index tie-break is not included.
+// Negative when `a` is better, positive when `b` is better, 0 when equal.
+int CompareScores(const Score& a, const Score& b);
+
+// The cards of `cards` in link order: the lexicographically smallest Hamiltonian cycle (starting
+// at the lowest index) when one exists (k >= 3), else the lexicographically smallest Hamiltonian
+// path; otherwise each linked part (by lowest index) walked depth-first, lowest neighbour first.
+std::vector<int> LinkOrder(const CardGraph& graph, Mask cards);
+
+// Human table and JSON document for `hyperaccel-topology-agent plan`: the chosen cards in link
+// order with serial / NUMA / switch, the score breakdown and the explanation (or the error).
+std::string FormatPlanTable(const CardGraph& graph, const Request& request, const Result<Choice>& choice);
+std::string FormatPlanJson(const CardGraph& graph, const Request& request, const Result<Choice>& choice);
 
 // ID-based convenience (the kubelet's GetPreferredAllocation speaks IDs): returns the chosen IDs
 // in link order. Unknown IDs are an error naming them.
@@ -91,6 +137,16 @@ struct NodeFit {
   std::string reason;        // why it does not fit, or what the score reflects
 };
 
+// Scores a node for one task from the same objective Choose() uses (`predicted` is Choose()'s
+// answer for `size` cards out of the healthy free cards). `fits` only counts cards; when
+// `require_linked` is set and no free linked set of `size` exists, the score is 0 (fits_linked
+// false). Otherwise, with fill = size / (cards in the free linked sets the answer lands in):
+//   regular task, linked answer:   50 + round(30 * fill) + 10 if ordered + 5 if one NUMA node
+//                                  + 5 if one PCIe switch group                     (51..100)
+//   regular task, split answer:    1 + round(29 * fill / components)                (1..30)
+//   spot task (preemptable):       1 + round(49 * fragmentation score) + round(50 * fill)
+// so a task that exactly fills a free linked set beats one that cuts into a bigger set (best fit,
+// big sets stay free for big jobs), and spot tasks go where the free cards are already stranded.
 NodeFit ScoreNode(const CardGraph& graph, Mask free, const FitRequest& request);
 
 // ---- Fragmentation ----------------------------------------------------------------------------
@@ -104,7 +160,9 @@ struct Fragmentation {
   double score = 0.0;  // 0 = not fragmented at all, 1 = every free card stranded
 };
 
-// `sizes` are the common request sizes (default 2, 4, 8).
+// `sizes` are the common request sizes (default 2, 4, 8). Free = `free` & healthy. A card is
+// stranded when its free linked set has fewer cards than the smallest size above 1 (a connected
+// set of m cards contains a connected set of every size up to m through each of its cards).
 Fragmentation NodeFragmentation(const CardGraph& graph, Mask free, std::span<const int> sizes = {});
 
 // Sums node measures; score is stranded / free over the whole cluster.
