@@ -1,6 +1,11 @@
 # Warning flags applied to every target of this project (not to generated code).
 set(HYPERACCEL_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast
     -Wcast-align -Woverloaded-virtual -Wimplicit-fallthrough)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  # GCC 12 reports false -Wrestrict positives inside libstdc++ for `"literal" + std::string` at
+  # -O3 (GCC bug 105329); the code is correct.
+  list(APPEND HYPERACCEL_WARNINGS -Wno-restrict)
+endif()
 if(HYPERACCEL_WERROR)
   list(APPEND HYPERACCEL_WARNINGS -Werror)
 endif()
@@ -34,6 +39,10 @@ function(hyperaccel_add_fuzzer name)
     return()
   endif()
   add_executable(${name} ${ARG_SOURCES})
+  if(NOT TARGET fuzzers)
+    add_custom_target(fuzzers)
+  endif()
+  add_dependencies(fuzzers ${name})
   target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_libraries(${name} PRIVATE ${ARG_LIBS})

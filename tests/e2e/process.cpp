@@ -1,0 +1,64 @@
+#include "process.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace hyperaccel::testing {
+
+std::string BinDir() {
+  const char* dir = std::getenv("HYPERACCEL_BIN_DIR");  // NOLINT(concurrency-mt-unsafe)
+  return dir != nullptr ? dir : "build/bin";
+}
+
+namespace {
+std::string ReadAll(int fd) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+}  // namespace
+
+ProcessResult RunBinary(const std::string& binary, const std::vector<std::string>& args) {
+  std::string path = binary.find('/') == std::string::npos ? BinDir() + "/" + binary : binary;
+  char out_tmpl[] = "/tmp/ha-out-XXXXXX";
+  char err_tmpl[] = "/tmp/ha-err-XXXXXX";
+  int out_fd = mkstemp(out_tmpl);
+  int err_fd = mkstemp(err_tmpl);
+  if (out_fd < 0 || err_fd < 0) throw std::runtime_error("mkstemp failed");
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+    std::vector<char*> argv;
+    argv.push_back(path.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(path.c_str(), argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ProcessResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  lseek(out_fd, 0, SEEK_SET);
+  lseek(err_fd, 0, SEEK_SET);
+  r.out = ReadAll(out_fd);
+  r.err = ReadAll(err_fd);
+  close(out_fd);
+  close(err_fd);
+  unlink(out_tmpl);
+  unlink(err_tmpl);
+  return r;
+}
+
+}  // namespace hyperaccel::testing
