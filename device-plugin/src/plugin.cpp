@@ -1,0 +1,542 @@
+#include "hyperaccel/device_plugin/plugin.h"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "dir_watcher.h"
+#include "hyperaccel/common/log.h"
+#include "plugin_metrics.h"
+#include "service.h"
+
+namespace hyperaccel::device_plugin {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string JoinPath(const std::string& dir, const std::string& name) {
+  return (std::filesystem::path(dir) / name).string();
+}
+
+// Removes a socket file left behind by an earlier run; refuses to remove anything else.
+Status RemoveStaleSocket(const std::string& path) {
+  FileId id = StatFile(path);
+  if (!id.exists) return Status::Ok();
+  if (!id.is_socket) return FailedPrecondition(path + " exists and is not a socket; refusing to replace it");
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return Unavailable("cannot remove stale socket " + path + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+struct Plugin::Impl {
+  // One resource: its socket, server and registration. Fields are written by the control thread
+  // under `mu`; other threads only read them under `mu`.
+  struct Endpoint {
+    std::string resource;
+    std::string socket_path;
+    std::shared_ptr<const ResourceView> view;
+    std::unique_ptr<DevicePluginService> service;
+    std::unique_ptr<grpc::Server> server;
+    FileId own_id;
+    FileId kubelet_id;  // kubelet.sock at the last successful Register
+    bool serving = false;
+    bool registered = false;
+    int registrations = 0;
+    Clock::time_point registered_at;
+    Clock::time_point next_attempt;
+    std::chrono::milliseconds backoff{0};
+    std::string last_error;
+    // Touched from gRPC threads.
+    std::atomic<uint64_t> generation{0};
+    std::atomic<bool> stream_lost{false};
+    std::atomic<int> open_streams{0};
+  };
+
+  Impl(PluginOptions o, DeviceSource* s, metrics::Registry* r)
+      : options(std::move(o)),
+        source(s),
+        own_registry(r ? nullptr : std::make_unique<metrics::Registry>()),
+        metrics(r ? *r : *own_registry),
+        table(MakeNamer(options.naming, options.resource_name, options.per_shell_domain,
+                        SysfsShellTimestamp(options.sysfs_root))),
+        kubelet_socket(JoinPath(options.kubelet_dir, kKubeletSocketName)) {}
+
+  PluginOptions options;
+  DeviceSource* source;
+  std::unique_ptr<metrics::Registry> own_registry;
+  PluginMetrics metrics;
+
+  std::mutex inventory_mu;  // serializes OnInventory
+  DeviceTable table;
+  std::string last_cdi;
+  std::set<std::string> cdi_ids;
+  std::map<std::string, bool> last_health;  // id -> healthy, for transition logs
+
+  const std::string kubelet_socket;
+
+  mutable std::mutex mu;
+  std::map<std::string, std::unique_ptr<Endpoint>> endpoints;
+  bool have_inventory = false;
+  bool started = false;
+  bool stopped = false;
+  Clock::time_point start_time;
+
+  std::mutex wake_mu;
+  std::condition_variable wake_cv;
+  bool wake = false;
+  bool fs_event = false;
+  bool stop = false;
+  grpc::ClientContext* inflight = nullptr;  // a Register call Stop() may cancel
+
+  mutable std::mutex state_mu;
+  mutable std::condition_variable state_cv;
+  uint64_t state_version = 0;
+
+  std::unique_ptr<DirWatcher> watcher;
+  std::thread control;
+
+  void Wake(bool from_fs) {
+    {
+      std::lock_guard lock(wake_mu);
+      wake = true;
+      fs_event = fs_event || from_fs;
+    }
+    wake_cv.notify_all();
+  }
+
+  void StateChanged() {
+    {
+      std::lock_guard lock(state_mu);
+      ++state_version;
+    }
+    state_cv.notify_all();
+  }
+
+  // Called with `mu` held.
+  Endpoint& EndpointFor(const std::string& resource) {
+    auto& e = endpoints[resource];
+    if (!e) {
+      e = std::make_unique<Endpoint>();
+      e->resource = resource;
+      e->socket_path =
+          JoinPath(options.kubelet_dir, SocketNameFor(options.naming, resource, options.socket_name));
+      auto empty = std::make_shared<ResourceView>();
+      empty->resource_name = resource;
+      e->view = empty;
+    }
+    return *e;
+  }
+
+  void OnInventory(const hw::Inventory& inventory) {
+    std::lock_guard inv_lock(inventory_mu);
+    table.Observe(inventory);
+    if (options.allocate.cdi) WriteCdi();
+    std::set<std::string> changed;
+    auto views = table.Build(cdi_ids, &changed);
+    bool first = false;
+    {
+      std::lock_guard lock(mu);
+      first = !have_inventory;
+      have_inventory = true;
+      for (auto& [name, view] : views) {
+        Endpoint& e = EndpointFor(name);
+        e.view = view;
+        if (e.service && (changed.count(name) || first)) e.service->Publish(view);
+      }
+    }
+    metrics.card_healthy.Clear();
+    for (auto& [name, view] : views) {
+      for (const DeviceEntry& d : view->devices) {
+        metrics.card_healthy.Set({name, d.card.id, d.card.serial}, d.healthy ? 1 : 0);
+        auto it = last_health.find(d.card.id);
+        if (it == last_health.end() || it->second != d.healthy) {
+          auto line = HA_LOG(kInfo, d.healthy ? "card healthy" : "card unhealthy");
+          line.kv("resource", name).kv("device", d.card.id).kv("serial", d.card.serial);
+          if (!d.healthy) line.kv("reason", d.reason);
+        }
+        last_health[d.card.id] = d.healthy;
+      }
+    }
+    if (first) {
+      HA_LOG(kInfo, "first inventory")
+          .kv("cards", inventory.cards.size())
+          .kv("healthy", inventory.HealthyCount())
+          .kv("resources", views.size());
+    }
+    Wake(false);
+    StateChanged();
+  }
+
+  // Writes the CDI spec when its content changed. Called with inventory_mu held.
+  void WriteCdi() {
+    std::vector<hw::Card> cards = table.AllCards();
+    std::string content = RenderCdiSpec(cards, options.allocate);
+    if (content == last_cdi) return;
+    const std::string path = CdiSpecPath(options.allocate);
+    Status st = WriteFileAtomic(path, content);
+    metrics.cdi_writes.Inc({st.ok() ? "ok" : "error"});
+    if (!st.ok()) {
+      HA_LOG(kError, "cannot write the CDI spec; Allocate refuses cards it does not cover")
+          .kv("error", st.message());
+      return;
+    }
+    last_cdi = content;
+    cdi_ids.clear();
+    for (const hw::Card& c : cards) cdi_ids.insert(c.id);
+    HA_LOG(kInfo, "CDI spec written").kv("path", path).kv("devices", cards.size());
+  }
+
+  // ---- control thread ------------------------------------------------------------------------
+
+  Status Serve(Endpoint& e) {
+    if (Status st = RemoveStaleSocket(e.socket_path); !st.ok()) return st;
+    auto service = std::make_unique<DevicePluginService>(
+        e.resource, options, &metrics, [this, ep = &e](uint64_t gen, int open, bool ended) {
+          ep->open_streams.store(open);
+          if (ended && open == 0 && gen == ep->generation.load()) {
+            ep->stream_lost.store(true);
+            Wake(false);
+          }
+          StateChanged();
+        });
+    {
+      std::lock_guard lock(mu);
+      service->Publish(e.view);
+      e.service = std::move(service);
+    }
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("unix:" + e.socket_path, grpc::InsecureServerCredentials());
+    builder.RegisterService(e.service.get());
+    const auto t0 = Clock::now();
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    if (!server) return Unavailable("cannot listen on " + e.socket_path);
+    FileId own = StatFile(e.socket_path);
+    const auto t1 = Clock::now();
+
+    // The kubelet dials us back inside Register: make sure we answer first.
+    auto channel = grpc::CreateChannel("unix:" + e.socket_path, grpc::InsecureChannelCredentials());
+    auto stub = v1beta1::DevicePlugin::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    ctx.set_wait_for_ready(true);
+    v1beta1::DevicePluginOptions reply;
+    grpc::Status probe = stub->GetDevicePluginOptions(&ctx, v1beta1::Empty(), &reply);
+    if (!probe.ok()) {
+      server->Shutdown(std::chrono::system_clock::now());
+      server->Wait();
+      return Unavailable("our own socket " + e.socket_path + " does not answer: " + probe.error_message());
+    }
+    std::lock_guard lock(mu);
+    e.server = std::move(server);
+    e.own_id = own;
+    e.serving = true;
+    HA_LOG(kInfo, "serving")
+        .kv("resource", e.resource)
+        .kv("socket", e.socket_path)
+        .kv("start_us", std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count())
+        .kv("self_check_us",
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t1).count());
+    return Status::Ok();
+  }
+
+  void StopServing(Endpoint& e, bool remove_socket) {
+    std::unique_ptr<grpc::Server> server;
+    std::unique_ptr<DevicePluginService> service;
+    {
+      std::lock_guard lock(mu);
+      server = std::move(e.server);
+      service = std::move(e.service);
+      e.serving = false;
+      e.registered = false;
+    }
+    metrics.registered.Set({e.resource}, 0);
+    if (service) service->CloseStreams();
+    if (server) {
+      server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+      server->Wait();
+    }
+    if (service) service->JoinHooks();
+    e.open_streams.store(0);
+    if (remove_socket) {
+      FileId now = StatFile(e.socket_path);
+      if (now.exists && now == e.own_id) ::unlink(e.socket_path.c_str());
+    }
+    StateChanged();
+  }
+
+  Status RegisterOnce(Endpoint& e) {
+    v1beta1::RegisterRequest req;
+    req.set_version(kApiVersion);
+    req.set_endpoint(std::filesystem::path(e.socket_path).filename().string());
+    req.set_resource_name(e.resource);
+    {
+      std::lock_guard lock(mu);
+      if (!e.service) return Unavailable("not serving");
+      *req.mutable_options() = e.service->Options();
+      e.service->SetGeneration(e.generation.load() + 1);
+    }
+    e.generation.fetch_add(1);
+    auto channel = grpc::CreateChannel("unix:" + kubelet_socket, grpc::InsecureChannelCredentials());
+    auto stub = v1beta1::Registration::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + options.register_timeout);
+    {
+      std::lock_guard lock(wake_mu);
+      if (stop) return Unavailable("stopping");
+      inflight = &ctx;
+    }
+    v1beta1::Empty reply;
+    grpc::Status st = stub->Register(&ctx, req, &reply);
+    {
+      std::lock_guard lock(wake_mu);
+      inflight = nullptr;
+    }
+    if (!st.ok()) return Unavailable("Register with " + kubelet_socket + ": " + st.error_message());
+    return Status::Ok();
+  }
+
+  // One pass over every endpoint; returns when the next pass is due at the latest.
+  Clock::time_point Reconcile() {
+    auto now = Clock::now();
+    auto next = now + options.poll_interval;
+    std::vector<Endpoint*> list;
+    bool may_register = false;
+    {
+      std::lock_guard lock(mu);
+      for (auto& [name, e] : endpoints) list.push_back(e.get());
+      may_register = have_inventory || now - start_time >= options.first_inventory_wait;
+      if (!may_register) next = std::min(next, start_time + options.first_inventory_wait);
+    }
+    const FileId kubelet = StatFile(kubelet_socket);
+    for (Endpoint* ep : list) {
+      Endpoint& e = *ep;
+      if (e.serving && !(StatFile(e.socket_path) == e.own_id)) {
+        HA_LOG(kWarn, "our socket was removed; serving again").kv("socket", e.socket_path);
+        StopServing(e, false);
+      }
+      if (!e.serving) {
+        if (now < e.next_attempt) {
+          next = std::min(next, e.next_attempt);
+          continue;
+        }
+        if (Status st = Serve(e); !st.ok()) {
+          Backoff(e, st.message(), "serve");
+          next = std::min(next, e.next_attempt);
+          continue;
+        }
+        e.backoff = std::chrono::milliseconds(0);
+      }
+
+      std::string why;
+      if (!e.registered) {
+        why = e.registrations == 0 ? "start" : "not registered";
+      } else if (!kubelet.exists) {
+        why = "kubelet.sock gone";
+      } else if (!(kubelet == e.kubelet_id)) {
+        why = "kubelet.sock re-created (kubelet restart)";
+      } else if (e.stream_lost.load()) {
+        why = "ListAndWatch stream ended";
+      } else if (e.open_streams.load() == 0 && now - e.registered_at >= options.stream_grace) {
+        why = "no ListAndWatch stream since registration";
+      }
+      if (why.empty() || !may_register) continue;
+      if (e.registered) {
+        std::lock_guard lock(mu);
+        e.registered = false;
+        metrics.registered.Set({e.resource}, 0);
+        HA_LOG(kInfo, "registering again").kv("resource", e.resource).kv("reason", why);
+      }
+      if (!kubelet.exists) {
+        if (e.last_error != "waiting for kubelet.sock") {
+          HA_LOG(kInfo, "waiting for the kubelet").kv("socket", kubelet_socket);
+          std::lock_guard lock(mu);
+          e.last_error = "waiting for kubelet.sock";
+        }
+        continue;  // inotify (or the next poll) brings us back when it appears
+      }
+      if (now < e.next_attempt) {
+        next = std::min(next, e.next_attempt);
+        continue;
+      }
+      e.stream_lost.store(false);
+      Status st = RegisterOnce(e);
+      if (!st.ok()) {
+        metrics.registrations.Inc({e.resource, "error"});
+        Backoff(e, st.message(), "register");
+        next = std::min(next, e.next_attempt);
+        continue;
+      }
+      metrics.registrations.Inc({e.resource, "ok"});
+      metrics.registered.Set({e.resource}, 1);
+      {
+        std::lock_guard lock(mu);
+        e.registered = true;
+        e.registrations++;
+        e.kubelet_id = kubelet;
+        e.registered_at = Clock::now();
+        e.backoff = std::chrono::milliseconds(0);
+        e.last_error.clear();
+      }
+      HA_LOG(kInfo, "registered")
+          .kv("resource", e.resource)
+          .kv("endpoint", std::filesystem::path(e.socket_path).filename().string())
+          .kv("registrations", e.registrations);
+      StateChanged();
+      next = std::min(next, e.registered_at + options.stream_grace);
+    }
+    return next;
+  }
+
+  void Backoff(Endpoint& e, const std::string& error, const char* what) {
+    e.backoff =
+        e.backoff.count() == 0 ? options.backoff_initial : std::min(e.backoff * 2, options.backoff_max);
+    e.next_attempt = Clock::now() + e.backoff;
+    if (error != e.last_error) {
+      HA_LOG(kWarn, std::string(what) + " failed; retrying")
+          .kv("resource", e.resource)
+          .kv("error", error)
+          .kv("retry_ms", e.backoff.count());
+    }
+    std::lock_guard lock(mu);
+    e.last_error = error;
+  }
+
+  void ControlLoop() {
+    auto next = Clock::now();
+    while (true) {
+      bool from_fs = false;
+      {
+        std::unique_lock lock(wake_mu);
+        wake_cv.wait_until(lock, next, [&] { return wake || stop; });
+        if (stop) return;
+        from_fs = fs_event;
+        wake = false;
+        fs_event = false;
+        // Debounce: the kubelet removes sockets and creates kubelet.sock in quick succession.
+        while (from_fs && wake_cv.wait_for(lock, options.debounce, [&] { return fs_event || stop; })) {
+          if (stop) return;
+          fs_event = false;
+        }
+      }
+      next = Reconcile();
+    }
+  }
+};
+
+Plugin::Plugin(PluginOptions options, DeviceSource* source, metrics::Registry* registry)
+    : impl_(std::make_unique<Impl>(std::move(options), source, registry)) {}
+
+Plugin::~Plugin() { Stop(); }
+
+Status Plugin::Start() {
+  Impl& d = *impl_;
+  if (Status st = ValidateOptions(d.options); !st.ok()) return st;
+  {
+    std::lock_guard lock(d.mu);
+    if (d.started) return FailedPrecondition("plugin already started");
+    d.started = true;
+    d.start_time = Clock::now();
+    if (d.options.naming == NamingMode::kSingle) d.EndpointFor(d.options.resource_name);
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(d.options.kubelet_dir, ec);  // the kubelet may not have made it yet
+  if (d.options.allocate.cdi) {
+    std::lock_guard inv_lock(d.inventory_mu);
+    d.WriteCdi();  // an empty spec now; filled in before any card is advertised
+  }
+  d.watcher = std::make_unique<DirWatcher>(d.options.kubelet_dir, [&d] { d.Wake(true); });
+  d.watcher->Start();
+  d.control = std::thread([&d] { d.ControlLoop(); });
+  if (Status st = d.source->Start([&d](const hw::Inventory& inv) { d.OnInventory(inv); }); !st.ok()) {
+    Stop();
+    return st.WithContext("device source");
+  }
+  return Status::Ok();
+}
+
+void Plugin::Stop() {
+  Impl& d = *impl_;
+  {
+    std::lock_guard lock(d.mu);
+    if (!d.started || d.stopped) return;
+    d.stopped = true;
+  }
+  d.source->Stop();
+  {
+    std::lock_guard lock(d.wake_mu);
+    d.stop = true;
+    if (d.inflight) d.inflight->TryCancel();
+  }
+  d.wake_cv.notify_all();
+  if (d.control.joinable()) d.control.join();
+  if (d.watcher) d.watcher->Stop();
+  std::vector<Impl::Endpoint*> list;
+  {
+    std::lock_guard lock(d.mu);
+    for (auto& [name, e] : d.endpoints) list.push_back(e.get());
+  }
+  for (auto* e : list) d.StopServing(*e, true);
+  HA_LOG(kInfo, "stopped");
+}
+
+Status Plugin::Health() const {
+  const Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  if (d.endpoints.empty()) {
+    return d.have_inventory ? Status::Ok() : Unavailable("waiting for the first inventory");
+  }
+  for (const auto& [name, e] : d.endpoints) {
+    if (!e->serving) return Unavailable(name + ": not serving on " + e->socket_path + ": " + e->last_error);
+    if (!e->registered) {
+      return Unavailable(name + ": not registered with the kubelet" +
+                         (e->last_error.empty() ? std::string() : ": " + e->last_error));
+    }
+    if (e->open_streams.load() == 0) return Unavailable(name + ": the kubelet holds no ListAndWatch stream");
+  }
+  return Status::Ok();
+}
+
+std::vector<EndpointStatus> Plugin::Endpoints() const {
+  const Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  std::vector<EndpointStatus> out;
+  for (const auto& [name, e] : d.endpoints) {
+    EndpointStatus s;
+    s.resource_name = name;
+    s.socket_path = e->socket_path;
+    s.serving = e->serving;
+    s.registered = e->registered;
+    s.open_streams = e->open_streams.load();
+    s.registrations = e->registrations;
+    s.devices = e->view ? e->view->devices.size() : 0;
+    s.healthy = e->view ? e->view->HealthyCount() : 0;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+bool Plugin::WaitHealthy(std::chrono::milliseconds timeout) const {
+  const Impl& d = *impl_;
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    uint64_t seen;
+    {
+      std::lock_guard lock(d.state_mu);
+      seen = d.state_version;
+    }
+    if (Health().ok()) return true;
+    std::unique_lock lock(d.state_mu);
+    if (!d.state_cv.wait_until(lock, deadline, [&] { return d.state_version != seen; })) return false;
+  }
+}
+
+}  // namespace hyperaccel::device_plugin
