@@ -1,0 +1,244 @@
+// Bridge benchmarks; prints one table. Targets (ARCHITECTURE.md §6): predicate p99 < 200 µs
+// (keep-alive and new connection), prioritize 1000 nodes p99 < 20 ms, onSessionOpen parse
+// >= 1 GB/s. Usage:
+//   hyperaccel-bridge-bench [--url HOST:PORT] [--write-bodies DIR] [--quick]
+// Without --url the HTTP rows use a server started in this process.
+#include <httplib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "hyperaccel/bridge/server.h"
+#include "hyperaccel/bridge/service.h"
+#include "hyperaccel/bridge/wire.h"
+#include "hyperaccel/common/log.h"
+#include "synthetic.h"
+
+namespace {
+
+using namespace hyperaccel;
+using namespace hyperaccel::bridge;
+using Clock = std::chrono::steady_clock;
+
+struct Row {
+  std::string what;
+  std::string value;
+  std::string target;
+};
+std::vector<Row> g_rows;
+
+std::string Micros(double s) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.1f µs", s * 1e6);
+  return b;
+}
+std::string Millis(double s) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.2f ms", s * 1e3);
+  return b;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+template <typename F>
+std::vector<double> Time(int n, F&& f) {
+  std::vector<double> out;
+  out.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    const auto t0 = Clock::now();
+    f();
+    out.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return out;
+}
+
+// The realistic predicate body: a pending 4-card task and an 8-card node holding 30 pods.
+std::string PredicateBody() {
+  synthetic::TaskSpec task;
+  task.uid = "pending-task";
+  task.job = "ml-team/llm";
+  task.name = "llm-worker-0";
+  task.cards = 4;
+  task.require_linked = true;
+  synthetic::NodeSpec node;
+  node.name = "fpga-node-7";
+  node.domain = "ld-1";
+  node.rack = "idc1.rack1";
+  node.idc = "idc1";
+  node.busy = 0b11;
+  std::vector<synthetic::TaskSpec> pods;
+  for (int i = 0; i < 30; ++i) {
+    synthetic::TaskSpec p;
+    p.uid = "pod-" + std::to_string(i);
+    p.job = i < 2 ? "ml-team/other" : "";
+    p.name = "pod-" + std::to_string(i);
+    p.node = node.name;
+    p.status = 32;
+    p.cards = i < 2 ? 1 : 0;
+    pods.push_back(p);
+  }
+  return synthetic::PredicateBody(task, node, pods);
+}
+
+std::string PrioritizeBody(int nodes) {
+  synthetic::Cluster c = synthetic::MakeCluster(nodes, 2, 11);
+  synthetic::TaskSpec task;
+  task.uid = "pending-task";
+  task.job = "ml-team/llm";
+  task.name = "llm-worker-0";
+  task.cards = 4;
+  return synthetic::PrioritizeBody(task, c.nodes, c.node_tasks);
+}
+
+void InProcess(bool quick, const std::string& write_dir) {
+  Bridge bridge({}, nullptr);
+  const std::string predicate = PredicateBody();
+  JsonBuffer buf(predicate);
+  auto t = Time(quick ? 2000 : 20000, [&] { (void)bridge.Handle(Verb::kPredicate, buf); });
+  g_rows.push_back(
+      {"predicate in-process p50 / p99 (" + std::to_string(predicate.size() / 1024) + " KiB body)",
+       Micros(Percentile(t, 0.5)) + " / " + Micros(Percentile(t, 0.99)), ""});
+  if (!write_dir.empty()) std::ofstream(write_dir + "/predicate.json") << predicate;
+
+  for (int nodes : {100, 1000, 5000}) {
+    const std::string body = PrioritizeBody(nodes);
+    JsonBuffer pb(body);
+    const int reps =
+        nodes >= 5000 ? (quick ? 5 : 30) : (nodes >= 1000 ? (quick ? 20 : 100) : (quick ? 100 : 500));
+    auto tp = Time(reps, [&] {
+      Reply r = bridge.Handle(Verb::kPrioritize, pb);
+      if (r.status != 200) std::fprintf(stderr, "prioritize failed: %s\n", r.error.c_str());
+    });
+    char what[128];
+    std::snprintf(what, sizeof what, "prioritize %d nodes p50 / p99 (%.1f MiB body)", nodes,
+                  static_cast<double>(body.size()) / (1 << 20));
+    g_rows.push_back({what, Millis(Percentile(tp, 0.5)) + " / " + Millis(Percentile(tp, 0.99)),
+                      nodes == 1000 ? "p99 < 20 ms" : ""});
+    if (!write_dir.empty() && nodes == 1000) std::ofstream(write_dir + "/prioritize-1000.json") << body;
+  }
+
+  synthetic::Cluster c = synthetic::MakeCluster(1000, 10, 5);
+  const std::string snapshot = synthetic::SnapshotBody(c.nodes, c.jobs);
+  c = synthetic::Cluster{};
+  JsonBuffer sb(snapshot);
+  ParseOptions opts;
+  const int reps = quick ? 3 : 10;
+  auto ts = Time(reps, [&] {
+    auto s = ParseSnapshot(sb, opts);
+    if (!s.ok()) std::fprintf(stderr, "snapshot: %s\n", s.status().message().c_str());
+  });
+  const double best = *std::min_element(ts.begin(), ts.end());
+  const double median = Percentile(ts, 0.5);
+  char v[128];
+  std::snprintf(v, sizeof v, "%.2f GB/s median, %.2f GB/s best",
+                static_cast<double>(snapshot.size()) / median / 1e9,
+                static_cast<double>(snapshot.size()) / best / 1e9);
+  char what[128];
+  std::snprintf(what, sizeof what, "onSessionOpen parse, 1000 nodes / 10000 pods (%.0f MiB)",
+                static_cast<double>(snapshot.size()) / (1 << 20));
+  g_rows.push_back({what, v, ">= 1 GB/s"});
+  auto th = Time(reps, [&] { (void)bridge.Handle(Verb::kOnSessionOpen, sb); });
+  g_rows.push_back({"onSessionOpen handled (parse + state rebuild) p50", Millis(Percentile(th, 0.5)), ""});
+  if (!write_dir.empty()) std::ofstream(write_dir + "/snapshot-1000.json") << snapshot;
+}
+
+// `clients` threads each send `per_client` requests; keep-alive or a new connection each time.
+std::vector<double> HttpLoad(const std::string& host, int port, const std::string& body, int clients,
+                             int per_client, bool keep_alive) {
+  std::vector<std::vector<double>> per(static_cast<size_t>(clients));
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      httplib::Client client(host, port);
+      client.set_keep_alive(keep_alive);
+      client.set_tcp_nodelay(true);
+      for (int i = 0; i < per_client; ++i) {
+        const auto t0 = Clock::now();
+        auto res = client.Post("/predicate", body, "application/json");
+        const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (!res || res->status != 200) {
+          ++errors;
+          continue;
+        }
+        if (i >= 10) per[static_cast<size_t>(c)].push_back(s);  // skip warm-up
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  if (errors) std::fprintf(stderr, "%d HTTP errors\n", errors.load());
+  std::vector<double> all;
+  for (auto& v : per) all.insert(all.end(), v.begin(), v.end());
+  return all;
+}
+
+void Http(const std::string& url, bool quick) {
+  std::unique_ptr<metrics::Registry> registry;
+  std::unique_ptr<Bridge> bridge;
+  std::unique_ptr<HttpServer> server;
+  std::string host = "127.0.0.1";
+  int port = 0;
+  if (url.empty()) {
+    registry = std::make_unique<metrics::Registry>();
+    bridge = std::make_unique<Bridge>(BridgeOptions{}, registry.get());
+    ServerOptions o;
+    o.listen = "127.0.0.1:0";
+    server = std::make_unique<HttpServer>(bridge.get(), registry.get(), o);
+    if (!server->Start().ok()) return;
+    port = server->port();
+  } else {
+    auto colon = url.rfind(':');
+    host = url.substr(0, colon);
+    port = std::stoi(url.substr(colon + 1));
+  }
+  const std::string body = PredicateBody();
+  const int n = quick ? 300 : 3000;
+  for (bool keep : {true, false}) {
+    for (int clients : {1, 16}) {
+      auto t = HttpLoad(host, port, body, clients, clients == 1 ? n : n / 8, keep);
+      g_rows.push_back({std::string("HTTP predicate, ") + (keep ? "keep-alive" : "new connection") + ", " +
+                            std::to_string(clients) + " client" + (clients > 1 ? "s" : "") + " p50 / p99",
+                        Micros(Percentile(t, 0.5)) + " / " + Micros(Percentile(t, 0.99)),
+                        clients == 1 ? "p99 < 200 µs" : ""});
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string url, write_dir;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--url") && i + 1 < argc)
+      url = argv[++i];
+    else if (!std::strcmp(argv[i], "--write-bodies") && i + 1 < argc)
+      write_dir = argv[++i];
+    else if (!std::strcmp(argv[i], "--quick"))
+      quick = true;
+    else {
+      std::fprintf(stderr, "usage: %s [--url HOST:PORT] [--write-bodies DIR] [--quick]\n", argv[0]);
+      return 2;
+    }
+  }
+  log::SetLevel(log::Level::kError);
+  InProcess(quick, write_dir);
+  Http(url, quick);
+  size_t w = 0;
+  for (const auto& r : g_rows) w = std::max(w, r.what.size());
+  std::printf("%-*s  %-34s  %s\n", static_cast<int>(w), "benchmark", "result", "target");
+  for (const auto& r : g_rows)
+    std::printf("%-*s  %-34s  %s\n", static_cast<int>(w), r.what.c_str(), r.value.c_str(), r.target.c_str());
+  return 0;
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Volcano bridge benchmarks over loopback. Usage: bench/volcano-bridge/run.sh [BUILD_DIR] [--quick]
+# BUILD_DIR (default build-release) must hold bin/hyperaccel-volcano-bridge and
+# bin/hyperaccel-bridge-bench. Prints the bench table, wrk latency for predicate (keep-alive and
+# Connection: close) and the server's resident memory after a 1000-node snapshot and the load.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-build-release}
+quick=${2:-}
+bin=$build/bin
+port=${BRIDGE_BENCH_PORT:-18713}
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$bin/hyperaccel-volcano-bridge" --listen "127.0.0.1:$port" --log-level warn &
+server_pid=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
+
+rss() { awk '/^VmRSS/{r=$2} /^VmHWM/{h=$2} END{printf "%.1f MiB (peak %.1f MiB)", r/1024, h/1024}' "/proc/$server_pid/status"; }
+echo "server RSS at start: $(rss)"
+
+echo "== bench table (HTTP rows against the server process)"
+"$bin/hyperaccel-bridge-bench" --url "127.0.0.1:$port" --write-bodies "$work" $quick
+
+echo "== onSessionOpen (1000 nodes / 10000 pods) posted to the server"
+curl -s -o /dev/null -w "status %{http_code}, %{size_upload} bytes in %{time_total} s\n" \
+  -H 'Content-Type: application/json' --data-binary "@$work/snapshot-1000.json" "http://127.0.0.1:$port/onSessionOpen"
+echo "server RSS after the snapshot: $(rss)"
+
+if command -v wrk >/dev/null; then
+  duration=${BRIDGE_BENCH_SECONDS:-10}
+  [ "$quick" = "--quick" ] && duration=3
+  for mode in keep-alive close; do
+    for conns in 1 16; do
+      threads=$(( conns < 2 ? 1 : 2 ))
+      echo "== wrk predicate, $mode, $conns connection(s), ${duration}s"
+      BODY_FILE="$work/predicate.json" CLOSE=$([ "$mode" = close ] && echo 1 || echo 0) \
+        wrk -t"$threads" -c"$conns" -d"${duration}s" --latency -s "$here/post.lua" "http://127.0.0.1:$port/predicate" |
+        grep -E "Latency Distribution|50%|90%|99%|Requests/sec|Non-2xx|Socket errors"
+    done
+  done
+  echo "== wrk prioritize 1000 nodes, keep-alive, 1 connection, ${duration}s"
+  BODY_FILE="$work/prioritize-1000.json" CLOSE=0 \
+    wrk -t1 -c1 -d"${duration}s" --latency -s "$here/post.lua" "http://127.0.0.1:$port/prioritize" |
+    grep -E "50%|99%|Requests/sec|Non-2xx"
+else
+  echo "wrk not installed: skipping the wrk rows (apt-get install wrk)"
+fi
+echo "server RSS after the load: $(rss)"

@@ -1,0 +1,173 @@
+// Decision rules on plain values (README "Decision rules").
+#include "hyperaccel/bridge/decide.h"
+
+#include <gtest/gtest.h>
+
+#include "hyperaccel/bridge/state.h"
+#include "synthetic.h"
+
+namespace hyperaccel::bridge {
+namespace {
+
+// A node of `cards` cards in a ring, with the given busy / unhealthy cards.
+NodeCards Ring(const std::string& name, int cards, Mask busy, Mask unhealthy = 0) {
+  synthetic::NodeSpec spec;
+  spec.name = name;
+  spec.cards = cards;
+  spec.busy = busy;
+  spec.unhealthy = unhealthy;
+  static TopologyCache cache;
+  NodeCards n;
+  n.name = name;
+  n.topology = cache.Get(synthetic::TopologyAnnotation(spec), name);
+  EXPECT_NE(n.topology, nullptr);
+  if (n.topology) {
+    n.free = n.topology->free;
+    n.free_count = std::popcount(n.free);
+    n.capacity = std::popcount(n.topology->healthy);
+  }
+  return n;
+}
+
+NodeCards Counts(const std::string& name, int capacity, int free) {
+  NodeCards n;
+  n.name = name;
+  n.capacity = capacity;
+  n.free_count = free;
+  return n;
+}
+
+TaskNeed Need(int cards, bool linked = false, bool spot = false) {
+  TaskNeed t;
+  t.cards = cards;
+  t.require_linked = linked;
+  t.spot = spot;
+  return t;
+}
+
+TEST(Predicate, CountsOnly) {
+  EXPECT_EQ(DecidePredicate(Need(4), Counts("n", 8, 4), "r").code, kPass);
+  auto busy = DecidePredicate(Need(4), Counts("n", 8, 3), "r");
+  EXPECT_EQ(busy.code, kUnschedulable);
+  EXPECT_EQ(busy.reason, "r: 4 requested, 3 free on n");
+  EXPECT_EQ(DecidePredicate(Need(4), Counts("n", 2, 2), "r").code, kUnschedulableForever);
+  EXPECT_EQ(DecidePredicate(Need(0), Counts("n", 0, 0), "r").code, kPass);
+  // Without a topology the links are unknown: require-linked is judged by counts.
+  EXPECT_EQ(DecidePredicate(Need(4, true), Counts("n", 8, 4), "r").code, kPass);
+}
+
+TEST(Predicate, LinkedSets) {
+  // Ring of 8, every other card busy: 4 free cards, no two of them linked.
+  NodeCards alternate = Ring("n", 8, 0b01010101);
+  EXPECT_EQ(DecidePredicate(Need(4), alternate, "r").code, kPass);
+  auto d = DecidePredicate(Need(4, true), alternate, "r");
+  EXPECT_EQ(d.code, kUnschedulable) << d.reason;  // evicting could free a linked arc
+  EXPECT_EQ(d.reason, "r: no free linked set of 4 on n");
+  // Cards 1 and 5 dead: the ring is cut into two arcs of 3; 4 linked cards can never exist.
+  NodeCards cut = Ring("n", 8, 0, 0b00100010);
+  auto never = DecidePredicate(Need(4, true), cut, "r");
+  EXPECT_EQ(never.code, kUnschedulableForever);
+  EXPECT_EQ(never.reason, "r: no linked set of 4 on n");
+  EXPECT_EQ(DecidePredicate(Need(8), cut, "r").code, kUnschedulableForever);
+  EXPECT_EQ(DecidePredicate(Need(6), Ring("n", 8, 0b111), "r").code, kUnschedulable);
+}
+
+TEST(Predicate, DependsOnlyOnTaskAndNode) {
+  NodeCards n = Ring("n", 8, 0b11);
+  const auto a = DecidePredicate(Need(4, true), n, "r");
+  for (int i = 0; i < 5; ++i) {
+    const auto b = DecidePredicate(Need(4, true), n, "r");
+    EXPECT_EQ(a.code, b.code);
+    EXPECT_EQ(a.reason, b.reason);
+  }
+}
+
+TEST(Prediction, TakesALinkedSetAndTakeCardsRemovesIt) {
+  NodeCards n = Ring("n", 8, 0);
+  const Mask m = PredictCards(Need(4, true), n);
+  ASSERT_EQ(std::popcount(m), 4);
+  EXPECT_TRUE(placement::Evaluate(n.topology->graph, n.free, m).connected);
+  TakeCards(n, 4);
+  EXPECT_EQ(n.free_count, 4);
+  EXPECT_TRUE(placement::ScoreNode(n.topology->graph, n.free, {4, true, false}).fits_linked);
+}
+
+TEST(Prioritize, BaseScoresWithoutGang) {
+  const std::vector<NodeCards> nodes = {Counts("half", 8, 4), Counts("empty", 8, 8), Counts("full", 8, 2)};
+  auto scores = DecidePrioritize(Need(4), nodes, GangView{}, 1.0);
+  ASSERT_EQ(scores.size(), 2u);  // "full" does not fit and is left out
+  EXPECT_EQ(scores[0].node, "half");
+  EXPECT_DOUBLE_EQ(scores[0].score, 100);
+  EXPECT_DOUBLE_EQ(scores[1].score, 50);
+  auto weighted = DecidePrioritize(Need(4), nodes, GangView{}, 10.0);
+  EXPECT_DOUBLE_EQ(weighted[0].score, 1000);
+}
+
+TEST(Prioritize, GangLocalityDomainThenRackThenIdc) {
+  std::vector<NodeCards> nodes;
+  for (const char* name : {"same-domain", "same-rack", "same-idc", "elsewhere"})
+    nodes.push_back(Ring(name, 8, 0));
+  nodes[0].link_domain = "ld-1";
+  nodes[1].link_domain = "ld-2";
+  nodes[1].rack = "i.r1";
+  nodes[2].link_domain = "ld-3";
+  nodes[2].rack = "i.r2";
+  nodes[2].idc = "i";
+  nodes[3].link_domain = "ld-4";
+  nodes[3].rack = "j.r9";
+  nodes[3].idc = "j";
+  // Make the far node the best fit on its own.
+  nodes[3] = Ring("elsewhere", 4, 0);
+  nodes[3].idc = "j";
+  GangView gang;
+  gang.domains = {"ld-1"};
+  gang.racks = {"i.r1"};
+  gang.idcs = {"i"};
+  auto scores = DecidePrioritize(Need(4), nodes, gang, 1.0);
+  ASSERT_EQ(scores.size(), 4u);
+  EXPECT_GT(scores[0].score, scores[1].score);
+  EXPECT_GT(scores[1].score, scores[2].score);
+  EXPECT_GT(scores[2].score, scores[3].score);
+  for (const auto& s : scores) {
+    EXPECT_GE(s.score, 0);
+    EXPECT_LE(s.score, 100);
+  }
+}
+
+TEST(Prioritize, SpotPrefersFragmentedReservedPrefersBestFit) {
+  const std::vector<NodeCards> nodes = {Ring("fragmented", 8, 0b10100100), Ring("clean", 8, 0)};
+  auto spot = DecidePrioritize(Need(1, false, true), nodes, GangView{}, 1.0);
+  ASSERT_EQ(spot.size(), 2u);
+  EXPECT_GT(spot[0].score, spot[1].score);
+  // A reserved 2-card task keeps the clean node's 8-card linked set whole.
+  auto reserved = DecidePrioritize(Need(2), nodes, GangView{}, 1.0);
+  ASSERT_EQ(reserved.size(), 2u);
+  EXPECT_GT(reserved[0].score, reserved[1].score);
+}
+
+TEST(Victims, FewestThenLowestPriority) {
+  NodeCards n = Counts("n", 8, 0);
+  // Candidates: (cards, priority).
+  std::vector<Candidate> c = {{2, 10}, {2, 1}, {4, 50}, {4, 5}, {0, 0}};
+  auto d = DecideVictims(Need(4), n, c);
+  ASSERT_EQ(d.status, kVotePermit) << d.reason;
+  EXPECT_EQ(d.chosen, (std::vector<size_t>{3}));  // one 4-card victim beats two 2-card ones
+  auto eight = DecideVictims(Need(8), n, c);
+  ASSERT_EQ(eight.status, kVotePermit);
+  EXPECT_EQ(eight.chosen, (std::vector<size_t>{2, 3}));
+}
+
+TEST(Victims, AbstainRejectAndLinked) {
+  EXPECT_EQ(DecideVictims(Need(2), Counts("n", 8, 4), {{2, 0}}).status, kVoteAbstain);  // fits already
+  EXPECT_EQ(DecideVictims(Need(0), Counts("n", 8, 0), {{2, 0}}).status, kVoteAbstain);  // no cards asked
+  EXPECT_EQ(DecideVictims(Need(4), Counts("n", 8, 0), {{2, 0}, {0, 0}}).status, kVoteReject);
+  EXPECT_EQ(DecideVictims(Need(16), Counts("n", 8, 0), {{8, 0}}).status, kVoteReject);
+  // Alternate cards busy: a linked 4-set needs at least 2 busy cards freed, although 4 are free.
+  NodeCards alternate = Ring("n", 8, 0b01010101);
+  auto d = DecideVictims(Need(4, true), alternate, {{1, 0}, {1, 0}, {1, 7}, {1, 9}});
+  ASSERT_EQ(d.status, kVotePermit) << d.reason;
+  EXPECT_EQ(d.chosen, (std::vector<size_t>{0, 1}));
+}
+
+}  // namespace
+}  // namespace hyperaccel::bridge

@@ -1,0 +1,198 @@
+// The HTTP front end: verbs at their paths, 400 / 413 / 404 with a body, /healthz, /metrics,
+// concurrency with keep-alive and with a new connection per request, TLS.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "hyperaccel/bridge/server.h"
+#include "hyperaccel/bridge/service.h"
+#include "synthetic.h"
+
+namespace hyperaccel::bridge {
+namespace {
+
+using Json = nlohmann::json;
+
+class Http : public ::testing::Test {
+ protected:
+  void Start(ServerOptions options = {}) {
+    options.listen = "127.0.0.1:0";
+    server_ = std::make_unique<HttpServer>(&bridge_, &registry_, options);
+    ASSERT_TRUE(server_->Start().ok());
+  }
+  httplib::Client Client() {
+    httplib::Client c("127.0.0.1", server_->port());
+    c.set_read_timeout(10, 0);
+    return c;
+  }
+  static std::string PredicateBody(int busy_cards) {
+    synthetic::TaskSpec t;
+    t.uid = "t1";
+    t.cards = 4;
+    t.require_linked = true;
+    synthetic::NodeSpec n;
+    n.name = "n1";
+    n.busy = (placement::Mask{1} << busy_cards) - 1;
+    return synthetic::PredicateBody(t, n, {});
+  }
+
+  metrics::Registry registry_;
+  Bridge bridge_{{}, &registry_};
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(Http, VerbsAtDefaultPaths) {
+  Start();
+  auto c = Client();
+  for (Verb v : kAllVerbs) {
+    auto res = c.Post(std::string("/") + VerbName(v), "{}", "application/json");
+    ASSERT_TRUE(res) << VerbName(v);
+    // `{}` is well-formed for the session verbs and malformed (missing task/node/job) for the rest.
+    const bool session = v == Verb::kOnSessionOpen || v == Verb::kOnSessionClose;
+    EXPECT_EQ(res->status, session ? 200 : 400) << VerbName(v) << " " << res->body;
+    EXPECT_TRUE(Json::accept(res->body)) << res->body;
+  }
+  auto res = c.Post("/predicate", PredicateBody(0), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(Json::parse(res->body), Json::parse(R"({"status":"","code":0})"));
+  EXPECT_EQ(res->get_header_value("Content-Type"), "application/json");
+}
+
+TEST_F(Http, PathPrefix) {
+  ServerOptions o;
+  o.path_prefix = "/v1/";
+  Start(o);
+  auto c = Client();
+  auto ok = c.Post("/v1/predicate", PredicateBody(6), "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(Json::parse(ok->body)["code"], 2);
+  auto missing = c.Post("/predicate", PredicateBody(6), "application/json");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+}
+
+TEST_F(Http, MalformedOversizedAndUnknown) {
+  ServerOptions o;
+  o.max_body_bytes = 64 * 1024;
+  Start(o);
+  auto c = Client();
+  auto bad = c.Post("/predicate", "{\"task\":", "application/json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(Json::parse(bad->body)["error"].get<std::string>().find("body"), std::string::npos);
+  auto wrong = c.Post("/prioritize", R"({"task":{"UID":1},"nodes":[]})", "application/json");
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 400);
+  EXPECT_NE(wrong->body.find("task.UID"), std::string::npos);
+  auto big = c.Post("/onSessionOpen", std::string(100 * 1024, ' '), "application/json");
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413);
+  EXPECT_NE(big->body.find("--max-body-bytes"), std::string::npos);
+  auto none = c.Post("/nope", "{}", "application/json");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 404);
+  // The server still answers after all that.
+  auto ok = c.Post("/predicate", PredicateBody(0), "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  auto metrics = c.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find(R"(hyperaccel_bridge_errors_total{verb="onSessionOpen",kind="too_large"} 1)"),
+            std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find(R"(hyperaccel_bridge_requests_total{verb="predicate",code="400"} 1)"),
+            std::string::npos);
+  EXPECT_NE(metrics->body.find("hyperaccel_bridge_request_seconds_bucket{verb=\"predicate\""),
+            std::string::npos);
+  auto health = c.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+}
+
+// 16 clients at once, half keeping connections alive, half opening one per request (as Go's
+// client does beyond its 2 idle connections), mixed with allocate/deallocate events.
+TEST_F(Http, ConcurrentRequests) {
+  Start();
+  const std::string fits = PredicateBody(2);
+  const std::string full = PredicateBody(6);
+  std::atomic<int> failures{0};
+  std::mutex mu;
+  std::string first_failure;
+  auto fail = [&](const std::string& what) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (failures++ == 0) first_failure = what;
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 16; ++i) {
+    threads.emplace_back([&, i] {
+      auto c = Client();
+      c.set_keep_alive(i % 2 == 0);
+      for (int r = 0; r < 60; ++r) {
+        const bool fit = (r + i) % 2 == 0;
+        auto res = c.Post("/predicate", fit ? fits : full, "application/json");
+        if (!res) {
+          fail("predicate: " + httplib::to_string(res.error()) + " client " + std::to_string(i) +
+               " request " + std::to_string(r));
+        } else if (res->status != 200 || Json::parse(res->body)["code"] != (fit ? 0 : 2)) {
+          fail("predicate: " + std::to_string(res->status) + " " + res->body);
+        }
+        if (r % 10 == 0) {
+          synthetic::TaskSpec t;
+          t.uid = "ev-" + std::to_string(i);
+          t.node = "n2";  // another node: allocations on n1 would change the predicate answers
+          auto ev = c.Post(r % 20 == 0 ? "/allocate" : "/deallocate", synthetic::TaskEventBody(t),
+                           "application/json");
+          if (!ev || ev->status != 200) fail("event: " + (ev ? ev->body : httplib::to_string(ev.error())));
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0) << first_failure;
+}
+
+TEST_F(Http, Tls) {
+  const auto dir = std::filesystem::temp_directory_path() / ("bridge-tls-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string cert = (dir / "tls.crt").string(), key = (dir / "tls.key").string();
+  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout " +
+                          key + " -out " + cert + " >/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0)
+    GTEST_SKIP() << "openssl command not available to make a test certificate";
+  ServerOptions o;
+  o.tls_cert = cert;
+  o.tls_key = key;
+  Start(o);
+  httplib::SSLClient c("127.0.0.1", server_->port());
+  c.enable_server_certificate_verification(false);
+  auto res = c.Post("/predicate", PredicateBody(0), "application/json");
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 200);
+  server_->Stop();
+  std::filesystem::remove_all(dir);
+
+  ServerOptions half;
+  half.tls_cert = cert;
+  HttpServer bad(&bridge_, &registry_, half);
+  EXPECT_FALSE(bad.Start().ok());
+}
+
+TEST_F(Http, StopFinishesAndFreesThePort) {
+  Start();
+  const int port = server_->port();
+  server_->Stop();
+  httplib::Client c("127.0.0.1", port);
+  c.set_connection_timeout(1, 0);
+  EXPECT_FALSE(c.Get("/healthz"));
+}
+
+}  // namespace
+}  // namespace hyperaccel::bridge

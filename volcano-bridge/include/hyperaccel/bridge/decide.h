@@ -1,0 +1,102 @@
+// The bridge's decisions, as pure functions of plain values: does a task fit a node (predicate),
+// how good is each node for it (prioritize), which tasks to evict (preemptable / reclaimable).
+// The rules are documented in volcano-bridge/README.md ("Decision rules"); keep the two in step.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hyperaccel/bridge/wire.h"
+#include "hyperaccel/placement/annotation.h"
+#include "hyperaccel/placement/placement.h"
+
+namespace hyperaccel::bridge {
+
+using placement::Mask;
+
+// A decoded `hyperaccel.ai/topology` annotation. Shared (read-only) by every node and session
+// that carries the same annotation text.
+struct Topology {
+  placement::CardGraph graph;
+  Mask free = 0;     // healthy and not allocated, as the node agent reported
+  Mask healthy = 0;  // healthy cards
+};
+
+// One node's cards as the bridge sees them at the time of a call.
+struct NodeCards {
+  std::string name;
+  std::string link_domain;  // tier labels; "" when absent
+  std::string rack;
+  std::string idc;
+  std::shared_ptr<const Topology> topology;  // null: the node is judged by counts alone
+  Mask free = 0;                             // with a topology: cards a new task may get
+  int free_count = 0;                        // free cards (popcount(free) with a topology)
+  int capacity = 0;  // healthy cards: what the node could give with nothing else running
+};
+
+// What a task asks for.
+struct TaskNeed {
+  int cards = 0;
+  bool require_linked = false;
+  bool spot = false;
+};
+
+// Volcano predicate codes (reference/volcano.md §1.6).
+inline constexpr int kPass = 0;
+inline constexpr int kUnschedulable = 2;         // evicting could help
+inline constexpr int kUnschedulableForever = 3;  // never fits on this node
+
+struct PredicateDecision {
+  int code = kPass;
+  std::string reason;  // "" when the task fits
+};
+
+PredicateDecision DecidePredicate(const TaskNeed& need, const NodeCards& node, std::string_view resource);
+
+// The cards the device plugin would give this task on this node now (placement::ScoreNode's
+// prediction); 0 for count-only nodes or when the task does not fit.
+Mask PredictCards(const TaskNeed& need, const NodeCards& node);
+
+// Removes `count` cards from `node.free` as if a task of that size had just been given them
+// (used for allocations Volcano knows about and the annotation does not yet show).
+void TakeCards(NodeCards& node, int count);
+
+// Where the job's other tasks are (placed or tentatively allocated) and how many are left.
+struct GangView {
+  std::set<std::string> domains;
+  std::set<std::string> racks;
+  std::set<std::string> idcs;
+  int remaining = 1;  // tasks of the job still to place, the current one included
+};
+
+// 0..100 from placement scoring, before gang locality.
+double BaseScore(const TaskNeed& need, const NodeCards& node);
+
+// Scores (0..100 × weight) for every node the task fits; nodes it does not fit are left out.
+std::vector<NodeScore> DecidePrioritize(const TaskNeed& need, const std::vector<NodeCards>& nodes,
+                                        const GangView& gang, double weight);
+
+// Preemptable / reclaimable.
+inline constexpr int kVoteAbstain = 0;
+inline constexpr int kVotePermit = 1;
+inline constexpr int kVoteReject = -1;
+
+struct Candidate {
+  int cards = 0;
+  int64_t priority = 0;
+};
+
+struct VictimDecision {
+  int status = kVoteAbstain;
+  std::vector<size_t> chosen;  // indexes into the candidates, in candidate order
+  std::string reason;
+};
+
+VictimDecision DecideVictims(const TaskNeed& evictor, const NodeCards& node,
+                             const std::vector<Candidate>& candidates);
+
+}  // namespace hyperaccel::bridge

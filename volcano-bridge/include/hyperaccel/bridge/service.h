@@ -1,0 +1,85 @@
+// The extender verbs as plain functions of a request body: parse, consult the session state,
+// decide, encode. No HTTP here (server.h serves these), so tests call verbs directly.
+#pragma once
+
+#include <array>
+#include <string>
+#include <string_view>
+
+#include "hyperaccel/bridge/state.h"
+#include "hyperaccel/bridge/wire.h"
+#include "hyperaccel/common/metrics.h"
+
+namespace hyperaccel::bridge {
+
+enum class Verb {
+  kOnSessionOpen,
+  kOnSessionClose,
+  kPredicate,
+  kPrioritize,
+  kAllocate,
+  kDeallocate,
+  kPreemptable,
+  kReclaimable,
+  // Neutral answers only (the bridge has no opinion); served so that enabling them by mistake
+  // does no harm: jobEnqueueable permits, jobReady says ready, queueOverused says no.
+  kJobEnqueueable,
+  kJobReady,
+  kQueueOverused,
+};
+inline constexpr std::array<Verb, 11> kAllVerbs = {
+    Verb::kOnSessionOpen,  Verb::kOnSessionClose, Verb::kPredicate,    Verb::kPrioritize,
+    Verb::kAllocate,       Verb::kDeallocate,     Verb::kPreemptable,  Verb::kReclaimable,
+    Verb::kJobEnqueueable, Verb::kJobReady,       Verb::kQueueOverused};
+// The default path segment of each verb ("onSessionOpen", "predicate", "allocate", ...).
+const char* VerbName(Verb verb);
+
+struct BridgeOptions {
+  std::string resource = "hyperaccel.ai/fpga";  // scalar resource holding the cards
+  double weight = 1.0;                          // prioritize scores are 0..100 × weight
+};
+
+struct Reply {
+  int status = 200;   // 200, or 400 for a malformed request
+  std::string body;   // JSON
+  std::string error;  // why the request was rejected (status 400)
+};
+
+class Bridge {
+ public:
+  // `registry` may be null (no metrics).
+  Bridge(BridgeOptions options, metrics::Registry* registry);
+
+  // Thread-safe; any number of concurrent calls.
+  Reply Handle(Verb verb, const JsonBuffer& body);
+
+  // Counts a request the HTTP layer rejected before it reached Handle (e.g. body too large).
+  void CountRejected(Verb verb, int http_status, std::string_view kind);
+
+  SessionState& state() { return state_; }
+  const BridgeOptions& options() const { return options_; }
+
+ private:
+  Reply OnSessionOpen(const JsonBuffer& body);
+  Reply OnSessionClose(const JsonBuffer& body);
+  Reply Predicate(const JsonBuffer& body);
+  Reply Prioritize(const JsonBuffer& body);
+  Reply TaskEvent(const JsonBuffer& body, bool allocate);
+  Reply Evict(const JsonBuffer& body, Verb verb);
+  Reply Neutral(const JsonBuffer& body, Verb verb);
+  void UpdateGauges();
+
+  BridgeOptions options_;
+  ParseOptions parse_;
+  SessionState state_;
+  metrics::Counter* requests_ = nullptr;
+  metrics::Counter* errors_ = nullptr;
+  metrics::Counter* predicate_codes_ = nullptr;
+  metrics::Histogram* latency_ = nullptr;
+  metrics::Gauge* session_nodes_ = nullptr;
+  metrics::Gauge* session_jobs_ = nullptr;
+  metrics::Gauge* tentative_ = nullptr;
+  metrics::Gauge* topologies_ = nullptr;
+};
+
+}  // namespace hyperaccel::bridge

@@ -1,0 +1,132 @@
+// What the bridge remembers between calls, all thread-safe:
+//  - decoded topology annotations, shared by content (hash of the annotation text), so a node whose
+//    annotation did not change is not decoded again in the next session;
+//  - the session view from the last onSessionOpen snapshot (nodes, jobs), replaced wholesale by
+//    each snapshot and dropped at onSessionClose;
+//  - the newest node seen in any request body (so allocate events and preemptable calls, whose
+//    bodies carry no node, still know the node's cards when onSessionOpen is not enabled);
+//  - tentative allocations inside the session (allocate / deallocate events), keyed by task UID,
+//    each with the cards placement predicts for it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "hyperaccel/bridge/decide.h"
+#include "hyperaccel/bridge/wire.h"
+
+namespace hyperaccel::bridge {
+
+// Decoded annotations by content. Thread-safe. A bad annotation is remembered as "no topology"
+// (the node is then judged by counts) and logged once.
+class TopologyCache {
+ public:
+  explicit TopologyCache(size_t max_entries = 20000) : max_entries_(max_entries) {}
+  std::shared_ptr<const Topology> Get(std::string_view annotation, std::string_view node);
+  // Drops every entry not used since the previous call (called once per snapshot).
+  void Sweep();
+  size_t size() const;
+
+ private:
+  struct Entry {
+    std::string text;
+    std::shared_ptr<const Topology> topology;  // null when the annotation is invalid
+    bool used = true;
+  };
+  size_t max_entries_;
+  mutable std::mutex mu_;
+  std::unordered_multimap<uint64_t, Entry> entries_;
+};
+
+struct StateStats {
+  size_t snapshot_nodes = 0;
+  size_t snapshot_jobs = 0;
+  size_t tentative = 0;
+  size_t topologies = 0;
+  bool session_open = false;
+};
+
+class SessionState {
+ public:
+  SessionState() = default;
+
+  // onSessionOpen: replaces the session view and clears tentative allocations.
+  void OpenSession(Snapshot snapshot);
+  // onSessionClose: forgets tentative allocations and the session view.
+  void CloseSession();
+
+  // The task's needs: its own annotations plus its job's (snapshot) require-linked / preemptable.
+  TaskNeed NeedOf(const Task& task) const;
+
+  // Cards of a node from a request body (Volcano's current view: its Idle already counts the
+  // session's allocations). Remembers the node for later calls.
+  NodeCards CardsFromBody(const Node& node);
+  // Cards of a node known from an earlier body or the snapshot; false when unknown.
+  bool CardsOfKnownNode(const std::string& name, NodeCards* out) const;
+
+  // Where the job's other tasks are and how many remain, from the snapshot, tentative
+  // allocations and the tasks listed on `body_nodes`.
+  GangView GangOf(const Task& task, const std::vector<Node>& body_nodes) const;
+
+  // allocateFunc / deallocateFunc. Allocate predicts the task's cards on its node.
+  void Allocate(const Task& task, const TaskNeed& need);
+  void Deallocate(const Task& task);
+
+  struct TentativeView {
+    std::string task_uid;
+    std::string node;
+    std::string job;
+    Mask cards = 0;  // predicted cards (0 when the node's cards are unknown)
+    std::vector<std::string> card_ids;  // the same cards by device ID, in link order
+  };
+  std::vector<TentativeView> Tentatives() const;
+
+  StateStats Stats() const;
+  TopologyCache& topologies() { return cache_; }
+
+ private:
+  struct NodeInfo {  // a node without its task list
+    std::string name, link_domain, rack, idc;
+    std::shared_ptr<const Topology> topology;
+    std::optional<int> allocatable, idle;
+    uint64_t seen_at = 0;  // tentative sequence number when this view was taken
+  };
+  struct JobInfo {
+    int min_available = 0;
+    bool require_linked = false;
+    bool spot = false;
+    std::vector<std::string> task_uids;   // tasks requesting cards
+    std::vector<std::string> task_nodes;  // node of each task ("" when pending)
+  };
+  struct Tentative {
+    std::string node;
+    std::string job;
+    int cards = 0;
+    Mask mask = 0;
+    uint64_t seq = 0;
+  };
+
+  NodeInfo InfoFromNode(const Node& node);
+  // Cards of `info`, minus tentative allocations (all of them, or those newer than the view).
+  NodeCards Build(const NodeInfo& info, bool fresh_counts) const;
+  std::optional<NodeInfo> FindNode(const std::string& name) const;  // caller holds mu_ (any mode)
+
+  TopologyCache cache_;
+  mutable std::shared_mutex mu_;
+  bool open_ = false;
+  std::unordered_map<std::string, NodeInfo> snapshot_nodes_;
+  std::unordered_map<std::string, JobInfo> jobs_;
+  std::unordered_map<std::string, Tentative> tentative_;  // by task UID
+  uint64_t seq_ = 0;
+  mutable std::mutex seen_mu_;
+  std::unordered_map<std::string, NodeInfo> seen_nodes_;
+};
+
+}  // namespace hyperaccel::bridge

@@ -1,0 +1,312 @@
+#include "hyperaccel/bridge/state.h"
+
+#include <algorithm>
+#include <bit>
+#include <functional>
+#include <unordered_set>
+
+#include "hyperaccel/common/log.h"
+
+namespace hyperaccel::bridge {
+
+// ---- TopologyCache ----------------------------------------------------------------------------
+
+std::shared_ptr<const Topology> TopologyCache::Get(std::string_view annotation, std::string_view node) {
+  const uint64_t key = std::hash<std::string_view>{}(annotation);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [lo, hi] = entries_.equal_range(key);
+    for (auto it = lo; it != hi; ++it) {
+      if (it->second.text == annotation) {
+        it->second.used = true;
+        return it->second.topology;
+      }
+    }
+  }
+  std::shared_ptr<const Topology> topology;
+  auto decoded = placement::DecodeTopology(annotation);
+  Status error = decoded.status();
+  if (decoded.ok()) {
+    auto graph = placement::GraphFromTopology(*decoded);
+    if (graph.ok()) {
+      auto t = std::make_shared<Topology>();
+      t->free = placement::FreeMask(*graph, *decoded);
+      t->graph = std::move(graph.value());
+      t->healthy = t->graph.HealthyMask();
+      topology = std::move(t);
+    } else {
+      error = graph.status();
+    }
+  }
+  if (!topology) {
+    HA_LOG(kWarn, "ignoring node topology annotation, judging the node by card counts")
+        .kv("node", node)
+        .kv("error", error.message());
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (entries_.size() >= max_entries_) entries_.clear();
+  entries_.emplace(key, Entry{std::string(annotation), topology, true});
+  return topology;
+}
+
+void TopologyCache::Sweep() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    if (!it->second.used) {
+      it = entries_.erase(it);
+    } else {
+      it->second.used = false;
+      ++it;
+    }
+  }
+}
+
+size_t TopologyCache::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return entries_.size();
+}
+
+// ---- SessionState -----------------------------------------------------------------------------
+
+namespace {
+// Tentative allocations are dropped wholesale beyond this (no session events for a long time).
+constexpr size_t kMaxTentative = 200000;
+}  // namespace
+
+SessionState::NodeInfo SessionState::InfoFromNode(const Node& node) {
+  NodeInfo info;
+  info.name = node.name;
+  info.link_domain = node.link_domain;
+  info.rack = node.rack;
+  info.idc = node.idc;
+  if (!node.topology.empty()) info.topology = cache_.Get(node.topology, node.name);
+  info.allocatable = node.allocatable_cards;
+  info.idle = node.idle_cards;
+  return info;
+}
+
+void SessionState::OpenSession(Snapshot snapshot) {
+  std::unordered_map<std::string, NodeInfo> nodes;
+  nodes.reserve(snapshot.nodes.size());
+  for (const auto& n : snapshot.nodes) nodes[n.name] = InfoFromNode(n);
+  std::unordered_map<std::string, JobInfo> jobs;
+  jobs.reserve(snapshot.jobs.size());
+  for (auto& j : snapshot.jobs) {
+    JobInfo& info = jobs[j.uid];
+    info.min_available = j.min_available;
+    info.require_linked = j.require_linked;
+    info.spot = j.spot;
+    for (auto& t : j.tasks) {
+      info.task_uids.push_back(std::move(t.uid));
+      info.task_nodes.push_back(std::move(t.node_name));
+    }
+  }
+  cache_.Sweep();
+  {
+    std::unique_lock lock(mu_);
+    snapshot_nodes_.swap(nodes);
+    jobs_.swap(jobs);
+    tentative_.clear();
+    seq_ = 0;
+    open_ = true;
+  }
+  std::lock_guard<std::mutex> lock(seen_mu_);
+  seen_nodes_.clear();
+}
+
+void SessionState::CloseSession() {
+  {
+    std::unique_lock lock(mu_);
+    snapshot_nodes_.clear();
+    jobs_.clear();
+    tentative_.clear();
+    open_ = false;
+  }
+  std::lock_guard<std::mutex> lock(seen_mu_);
+  seen_nodes_.clear();
+}
+
+TaskNeed SessionState::NeedOf(const Task& task) const {
+  TaskNeed need;
+  need.cards = task.cards;
+  need.require_linked = task.require_linked;
+  need.spot = task.spot;
+  if (!task.job.empty()) {
+    std::shared_lock lock(mu_);
+    auto it = jobs_.find(task.job);
+    if (it != jobs_.end()) {
+      need.require_linked = need.require_linked || it->second.require_linked;
+      need.spot = need.spot || it->second.spot;
+    }
+  }
+  return need;
+}
+
+NodeCards SessionState::Build(const NodeInfo& info, bool fresh_counts) const {
+  NodeCards c;
+  c.name = info.name;
+  c.link_domain = info.link_domain;
+  c.rack = info.rack;
+  c.idc = info.idc;
+  c.topology = info.topology;
+  Mask taken = 0;
+  int taken_cards = 0;  // all tentative cards on the node
+  int newer_cards = 0;  // those allocated after this view of the node was taken
+  for (const auto& [uid, t] : tentative_) {
+    if (t.node != info.name) continue;
+    taken |= t.mask;
+    taken_cards += t.cards;
+    if (t.seq > info.seen_at) newer_cards += t.cards;
+  }
+  std::optional<int> idle = info.idle;
+  if (idle && !fresh_counts) idle = std::max(0, *idle - newer_cards);
+  if (c.topology) {
+    c.capacity = std::popcount(c.topology->healthy);
+    c.free = c.topology->free & ~taken;
+    c.free_count = std::popcount(c.free);
+    // Volcano counts allocations the node agent has not reported yet (bound, not yet started):
+    // give those tasks the cards placement predicts for them.
+    if (idle && *idle < c.free_count) TakeCards(c, c.free_count - *idle);
+  } else {
+    c.capacity = std::max(0, info.allocatable.value_or(info.idle.value_or(0)));
+    c.free_count = idle ? std::max(0, *idle) : std::max(0, c.capacity - taken_cards);
+  }
+  return c;
+}
+
+NodeCards SessionState::CardsFromBody(const Node& node) {
+  NodeInfo info = InfoFromNode(node);
+  NodeCards cards;
+  {
+    std::shared_lock lock(mu_);
+    info.seen_at = seq_;
+    cards = Build(info, /*fresh_counts=*/true);
+  }
+  std::lock_guard<std::mutex> lock(seen_mu_);
+  seen_nodes_.insert_or_assign(node.name, std::move(info));
+  return cards;
+}
+
+std::optional<SessionState::NodeInfo> SessionState::FindNode(const std::string& name) const {
+  {
+    std::lock_guard<std::mutex> lock(seen_mu_);
+    auto it = seen_nodes_.find(name);
+    if (it != seen_nodes_.end()) return it->second;
+  }
+  auto it = snapshot_nodes_.find(name);
+  if (it == snapshot_nodes_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool SessionState::CardsOfKnownNode(const std::string& name, NodeCards* out) const {
+  std::shared_lock lock(mu_);
+  auto info = FindNode(name);
+  if (!info) return false;
+  *out = Build(*info, /*fresh_counts=*/false);
+  return true;
+}
+
+GangView SessionState::GangOf(const Task& task, const std::vector<Node>& body_nodes) const {
+  GangView gang;
+  if (task.job.empty()) return gang;
+  std::unordered_set<std::string> placed;
+  for (const auto& n : body_nodes) {
+    for (const auto& t : n.tasks) {
+      if (t.job == task.job && t.uid != task.uid) placed.insert(n.name);
+    }
+  }
+  std::shared_lock lock(mu_);
+  std::unordered_set<std::string> tentative_uids;
+  for (const auto& [uid, t] : tentative_) {
+    if (t.job != task.job) continue;
+    tentative_uids.insert(uid);
+    if (uid != task.uid) placed.insert(t.node);
+  }
+  auto job = jobs_.find(task.job);
+  if (job != jobs_.end()) {
+    int pending = 0;
+    for (size_t i = 0; i < job->second.task_uids.size(); ++i) {
+      const std::string& uid = job->second.task_uids[i];
+      const std::string& node = job->second.task_nodes[i];
+      if (!node.empty()) {
+        if (uid != task.uid) placed.insert(node);
+      } else if (!tentative_uids.count(uid)) {
+        ++pending;
+      }
+    }
+    gang.remaining = std::max(1, pending);
+  }
+  for (const auto& name : placed) {
+    const std::string *domain = nullptr, *rack = nullptr, *idc = nullptr;
+    auto body =
+        std::find_if(body_nodes.begin(), body_nodes.end(), [&](const Node& n) { return n.name == name; });
+    if (body != body_nodes.end()) {
+      domain = &body->link_domain;
+      rack = &body->rack;
+      idc = &body->idc;
+    } else if (auto info = FindNode(name)) {
+      if (!info->link_domain.empty()) gang.domains.insert(info->link_domain);
+      if (!info->rack.empty()) gang.racks.insert(info->rack);
+      if (!info->idc.empty()) gang.idcs.insert(info->idc);
+      continue;
+    } else {
+      continue;
+    }
+    if (!domain->empty()) gang.domains.insert(*domain);
+    if (!rack->empty()) gang.racks.insert(*rack);
+    if (!idc->empty()) gang.idcs.insert(*idc);
+  }
+  return gang;
+}
+
+void SessionState::Allocate(const Task& task, const TaskNeed& need) {
+  if (task.node_name.empty() || need.cards <= 0) return;
+  std::unique_lock lock(mu_);
+  tentative_.erase(task.uid);
+  if (tentative_.size() >= kMaxTentative) tentative_.clear();
+  Tentative t;
+  t.node = task.node_name;
+  t.job = task.job;
+  t.cards = need.cards;
+  if (auto info = FindNode(task.node_name)) {
+    t.mask = PredictCards(need, Build(*info, /*fresh_counts=*/false));
+  }
+  t.seq = ++seq_;
+  tentative_.insert_or_assign(task.uid, std::move(t));
+}
+
+void SessionState::Deallocate(const Task& task) {
+  std::unique_lock lock(mu_);
+  tentative_.erase(task.uid);
+}
+
+std::vector<SessionState::TentativeView> SessionState::Tentatives() const {
+  std::vector<TentativeView> out;
+  std::shared_lock lock(mu_);
+  for (const auto& [uid, t] : tentative_) {
+    TentativeView v{uid, t.node, t.job, t.mask, {}};
+    auto info = FindNode(t.node);
+    if (info && info->topology && t.mask != 0) {
+      for (int i : placement::LinkOrder(info->topology->graph, t.mask)) {
+        v.card_ids.push_back(info->topology->graph.ids[static_cast<size_t>(i)]);
+      }
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+StateStats SessionState::Stats() const {
+  StateStats s;
+  {
+    std::shared_lock lock(mu_);
+    s.snapshot_nodes = snapshot_nodes_.size();
+    s.snapshot_jobs = jobs_.size();
+    s.tentative = tentative_.size();
+    s.session_open = open_;
+  }
+  s.topologies = cache_.size();
+  return s;
+}
+
+}  // namespace hyperaccel::bridge
