@@ -1,0 +1,52 @@
+# syntax=docker/dockerfile:1
+# One image for the three binaries: hyperaccel-device-plugin, hyperaccel-topology-agent,
+# hyperaccel-volcano-bridge (the manifests pick one with `command:`).
+#
+#   docker build -t registry.example.com/hyperaccel/hyperaccel-k8s:0.1.0 .
+#
+# XRT: the image carries Debian's XRT 2.13 user space (libxrt1). On FPGA hosts the device
+# plugin mounts the host's own XRT (/opt/xilinx/xrt, from AMD's packages) into workloads; see
+# manifests/README.md "XRT versions" for how the image's XRT relates to the host driver.
+
+# ---- build ------------------------------------------------------------------------------------
+FROM debian:bookworm AS build
+ENV DEBIAN_FRONTEND=noninteractive
+WORKDIR /src
+# The same Debian packages as a developer machine and CI (scripts/install-deps).
+COPY scripts/install-deps scripts/install-deps
+RUN ./scripts/install-deps && rm -rf /var/lib/apt/lists/*
+COPY . .
+# Release preset (-O2, warnings as errors); tests and benchmarks are not part of the image.
+# The bridge is compiled for x86-64-v3 (AVX2) unless -DHYPERACCEL_BRIDGE_X86_64_V3=OFF.
+RUN cmake --preset release -DHYPERACCEL_BUILD_TESTS=OFF -DHYPERACCEL_BUILD_BENCH=OFF \
+ && cmake --build --preset release --target hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge \
+ && mkdir -p /out \
+ && for b in hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge; do \
+      strip --strip-unneeded -o /out/$b build-release/bin/$b; \
+    done
+
+# ---- runtime ----------------------------------------------------------------------------------
+FROM debian:bookworm-slim
+ENV DEBIAN_FRONTEND=noninteractive
+# Runtime libraries only (the shared objects the three binaries load, by Debian package):
+#   libgrpc++1.51 libgrpc29 libprotobuf32   kubelet gRPC (device plugin, pod-resources)
+#   libxrt1 libuuid1 libboost-filesystem1.74.0   XRT 2.13 user space incl. the sw_emu shim
+#   ocl-icd-libopencl1                      OpenCL ICD loader (XRT platform probe)
+#   libyaml-cpp0.7                          config and cabling files
+#   libsimdjson14                           JSON parsing (topology agent)
+#   libcurl4 libssl3 ca-certificates        the agent's Kubernetes REST client (TLS)
+#   libcpp-httplib0.11                      /healthz, /metrics and the bridge's HTTP server
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      libgrpc++1.51 libgrpc29 libprotobuf32 \
+      libxrt1 libuuid1 libboost-filesystem1.74.0 \
+      ocl-icd-libopencl1 \
+      libyaml-cpp0.7 libsimdjson14 \
+      libcurl4 libssl3 ca-certificates \
+      libcpp-httplib0.11 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/hyperaccel-device-plugin /out/hyperaccel-topology-agent /out/hyperaccel-volcano-bridge /usr/bin/
+# Non-root by default (the bridge runs so); the node DaemonSet sets uid 0 without capabilities
+# because the kubelet's sockets are root's (see manifests/base/daemonset.yaml).
+USER 65532:65532
+ENTRYPOINT ["/usr/bin/hyperaccel-volcano-bridge"]
