@@ -26,9 +26,11 @@ function(hyperaccel_add_test name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 120)
   endif()
+  target_sources(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests/support/test_env.cpp)
+  target_compile_definitions(${name} PRIVATE HYPERACCEL_TEST_SHARED_DIR="${HYPERACCEL_SHARED_DIR}"
+    HYPERACCEL_TEST_SOURCE_DIR_PATH="${PROJECT_SOURCE_DIR}" HYPERACCEL_TEST_BIN_DIR="${CMAKE_BINARY_DIR}/bin")
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
-    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
-    ENVIRONMENT "HYPERACCEL_SHARED_DIR=${HYPERACCEL_SHARED_DIR};HYPERACCEL_SOURCE_DIR=${PROJECT_SOURCE_DIR};HYPERACCEL_BIN_DIR=${CMAKE_BINARY_DIR}/bin")
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
 endfunction()
 
 # hyperaccel_add_fuzzer(<name> SOURCES ... LIBS ...): a libFuzzer target (clang only) that
