@@ -2,6 +2,7 @@
 // human (show), and answers "what would a K-card pod get here?" (plan).
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <optional>
 
 #include "hyperaccel/common/cli.h"
 #include "hyperaccel/common/log.h"
@@ -13,21 +14,31 @@
 
 namespace {
 
-using hyperaccel::Status;
 
-int ShowCommand(hyperaccel::hw::DiscoveryOptions options, const std::string& format, bool dry_run,
-                const hyperaccel::agent::AgentOptions& agent) {
-  const std::string cabling = options.cabling_file;
+// One discovery scan for a command; on failure prints why and sets the exit code (2 = bad
+// options such as a broken cabling file, 1 = the scan itself failed).
+std::optional<hyperaccel::hw::Inventory> DiscoverOnce(hyperaccel::hw::DiscoveryOptions options, int* exit_code) {
   auto discovery = hyperaccel::hw::Discovery::Create(std::move(options));
   if (!discovery.ok()) {
     std::cerr << "error: " << discovery.status().message() << "\n";
-    return 2;
+    *exit_code = 2;
+    return std::nullopt;
   }
   auto inventory = (*discovery)->Scan();
   if (!inventory.ok()) {
     std::cerr << "error: " << inventory.status().message() << "\n";
-    return 1;
+    *exit_code = 1;
+    return std::nullopt;
   }
+  return std::move(inventory).value();
+}
+
+int ShowCommand(hyperaccel::hw::DiscoveryOptions options, const std::string& format, bool dry_run,
+                const hyperaccel::agent::AgentOptions& agent) {
+  const std::string cabling = options.cabling_file;
+  int exit_code = 0;
+  auto inventory = DiscoverOnce(std::move(options), &exit_code);
+  if (!inventory) return exit_code;
   if (dry_run) {
     auto publication = hyperaccel::agent::PreviewPublication(*inventory, agent, cabling);
     if (!publication.ok()) {
@@ -61,16 +72,9 @@ std::vector<std::string> SplitIds(const std::vector<std::string>& values) {
 int PlanCommand(hyperaccel::hw::DiscoveryOptions options, int size, const std::vector<std::string>& must,
                 const std::vector<std::string>& busy, const std::string& format) {
   namespace pl = hyperaccel::placement;
-  auto discovery = hyperaccel::hw::Discovery::Create(std::move(options));
-  if (!discovery.ok()) {
-    std::cerr << "error: " << discovery.status().message() << "\n";
-    return 2;
-  }
-  auto inventory = (*discovery)->Scan();
-  if (!inventory.ok()) {
-    std::cerr << "error: " << inventory.status().message() << "\n";
-    return 1;
-  }
+  int exit_code = 0;
+  auto inventory = DiscoverOnce(std::move(options), &exit_code);
+  if (!inventory) return exit_code;
   auto graph = pl::GraphFromInventory(*inventory);
   if (!graph.ok()) {
     std::cerr << "error: " << graph.status().message() << "\n";
