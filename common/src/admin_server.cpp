@@ -39,7 +39,8 @@ Status AdminServer::Start(const std::string& address) {
   server_ = std::make_unique<httplib::Server>();
   server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(registry_ ? registry_->Render() : std::string(), "text/plain; version=0.0.4; charset=utf-8");
+    res.set_content(registry_ ? registry_->Render() : std::string(),
+                    "text/plain; version=0.0.4; charset=utf-8");
   });
   auto serve_check = [](const Check& check, httplib::Response& res) {
     Status s = check ? check() : Status::Ok();
@@ -69,7 +70,8 @@ Status AdminServer::Start(const std::string& address) {
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   // stop() is a no-op until the accept loop runs, so wait for it before returning.
-  for (int i = 0; i < 2000 && !server_->is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 0; i < 2000 && !server_->is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   HA_LOG(kInfo, "admin endpoint listening").kv("address", host + ":" + std::to_string(port_));
   return Status::Ok();
 }

@@ -71,7 +71,8 @@ std::vector<CLI::ConfigItem> YamlConfig::from_config(std::istream& input) const 
     std::vector<std::string> parents;
     Flatten(root, parents, result);
   } catch (const YAML::Exception& e) {
-    throw CLI::ConfigError(std::string("config file: line ") + std::to_string(e.mark.line + 1) + ": " + e.msg);
+    throw CLI::ConfigError(std::string("config file: line ") + std::to_string(e.mark.line + 1) + ": " +
+                           e.msg);
   }
   return result;
 }

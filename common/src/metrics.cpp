@@ -14,10 +14,14 @@ std::string EscapeLabel(const std::string& v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -125,10 +129,12 @@ void Histogram::Render(std::string& out) const {
 }
 
 std::vector<double> Histogram::LatencyBuckets() {
-  return {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 10};
+  return {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3,
+          1e-2, 2.5e-2, 5e-2, 0.1,  0.25,   0.5,  1,    2.5,    10};
 }
 
-Counter& Registry::AddCounter(const std::string& name, const std::string& help, std::vector<std::string> labels) {
+Counter& Registry::AddCounter(const std::string& name, const std::string& help,
+                              std::vector<std::string> labels) {
   std::lock_guard<std::mutex> lock(mu_);
   families_.push_back(std::make_unique<Counter>(name, help, std::move(labels)));
   return static_cast<Counter&>(*families_.back());

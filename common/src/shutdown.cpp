@@ -59,7 +59,9 @@ bool WaitFor(std::chrono::milliseconds timeout) {
     ::usleep(static_cast<useconds_t>(timeout.count() * 1000));
     return g_requested.load();
   }
-  struct pollfd pfd {g_pipe[0], POLLIN, 0};
+  struct pollfd pfd {
+    g_pipe[0], POLLIN, 0
+  };
   ::poll(&pfd, 1, static_cast<int>(timeout.count()));
   return g_requested.load();
 }

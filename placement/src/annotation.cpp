@@ -49,7 +49,8 @@ Status DecodeEnd(simdjson::dom::element e, const std::string& where, hw::PortRef
 
 }  // namespace
 
-Result<NodeTopology> TopologyFromInventory(const hw::Inventory& inventory, const std::set<std::string>& allocated,
+Result<NodeTopology> TopologyFromInventory(const hw::Inventory& inventory,
+                                           const std::set<std::string>& allocated,
                                            const std::string& domain) {
   auto graph = GraphFromInventory(inventory);
   if (!graph.ok()) return graph.status();
@@ -102,7 +103,8 @@ Result<NodeTopology> DecodeTopology(std::string_view json) {
   thread_local simdjson::dom::parser parser;
   simdjson::dom::element root;
   if (auto err = parser.parse(json.data(), json.size()).get(root)) {
-    return InvalidArgument(std::string("topology annotation: not valid JSON: ") + simdjson::error_message(err));
+    return InvalidArgument(std::string("topology annotation: not valid JSON: ") +
+                           simdjson::error_message(err));
   }
   simdjson::dom::object obj;
   if (root.get(obj)) return InvalidArgument("topology annotation: not a JSON object");
@@ -110,8 +112,8 @@ Result<NodeTopology> DecodeTopology(std::string_view json) {
   int64_t version = 0;
   if (obj["v"].get(version)) return InvalidArgument("topology annotation: \"v\" missing or not a number");
   if (version != kTopologyVersion) {
-    return InvalidArgument("topology annotation: version " + std::to_string(version) + " not supported (want " +
-                           std::to_string(kTopologyVersion) + ")");
+    return InvalidArgument("topology annotation: version " + std::to_string(version) +
+                           " not supported (want " + std::to_string(kTopologyVersion) + ")");
   }
   std::string_view domain;
   auto d = obj["domain"];
@@ -146,7 +148,8 @@ Result<NodeTopology> DecodeTopology(std::string_view json) {
     return InvalidArgument("topology annotation: " + std::to_string(t.cards.size()) + " cards, at most " +
                            std::to_string(kMaxCards) + " supported");
   }
-  std::sort(t.cards.begin(), t.cards.end(), [](const TopologyCard& x, const TopologyCard& y) { return x.id < y.id; });
+  std::sort(t.cards.begin(), t.cards.end(),
+            [](const TopologyCard& x, const TopologyCard& y) { return x.id < y.id; });
   for (size_t i = 1; i < t.cards.size(); ++i) {
     if (t.cards[i].id == t.cards[i - 1].id) return Err("card " + t.cards[i].id, "listed twice");
   }

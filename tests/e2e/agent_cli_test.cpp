@@ -170,7 +170,8 @@ TEST(SysfsShow, BadCablingFileNamesTheLine) {
     std::ofstream f(cabling);
     f << "version: 1\nlinks:\n  - a: {node: n, serial: S1, port: 7}\n    b: {node: n, serial: S2, port: 0}\n";
   }
-  auto r = RunBinary("hyperaccel-topology-agent", {"show", "--sysfs-root=" + fs.root(), "--cabling=" + cabling});
+  auto r =
+      RunBinary("hyperaccel-topology-agent", {"show", "--sysfs-root=" + fs.root(), "--cabling=" + cabling});
   std::remove(cabling.c_str());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find(":3:"), std::string::npos) << r.err;
@@ -178,8 +179,8 @@ TEST(SysfsShow, BadCablingFileNamesTheLine) {
 
 TEST(Plan, PicksContiguousArcOnEmulatedRing) {
   // Ring of 8, cards 2 and 5 busy, k = 4: the only free 4-arc is 6-7-0-1.
-  auto r = RunBinary("hyperaccel-topology-agent",
-                     {"plan", "--emulate=8", "--size=4", "--busy=0000:00:02.0,0000:00:05.0", "--format=json"});
+  auto r = RunBinary("hyperaccel-topology-agent", {"plan", "--emulate=8", "--size=4",
+                                                   "--busy=0000:00:02.0,0000:00:05.0", "--format=json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json j = json::parse(r.out);
   ASSERT_TRUE(j["ok"].get<bool>());

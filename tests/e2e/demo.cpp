@@ -12,6 +12,7 @@
 // got a linked set, and that the gang sits in one link domain. Exit 0 only when all holds.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -23,7 +24,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <httplib.h>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -146,10 +146,11 @@ void Demo::WriteCabling() {
 
 void Demo::WriteKubeconfig() {
   kubeconfig_ = work_ + "/kubeconfig";
-  std::ofstream(kubeconfig_) << "apiVersion: v1\nkind: Config\nclusters:\n- name: demo\n  cluster:\n    server: "
-                             << api_.url() << "\nusers:\n- name: demo\n  user:\n    token: " << kToken
-                             << "\ncontexts:\n- name: demo\n  context:\n    cluster: demo\n    user: demo\n"
-                             << "current-context: demo\n";
+  std::ofstream(kubeconfig_)
+      << "apiVersion: v1\nkind: Config\nclusters:\n- name: demo\n  cluster:\n    server: " << api_.url()
+      << "\nusers:\n- name: demo\n  user:\n    token: " << kToken
+      << "\ncontexts:\n- name: demo\n  context:\n    cluster: demo\n    user: demo\n"
+      << "current-context: demo\n";
 }
 
 bool Demo::Spawn(const std::string& name, const std::string& binary, const std::vector<std::string>& args) {
@@ -191,7 +192,8 @@ bool Demo::Setup() {
   }
   WriteCabling();
   WriteKubeconfig();
-  std::cout << "== API-server emulator at " << api_.url() << ", " << nodes_ << " nodes, cabling " << cabling_ << "\n";
+  std::cout << "== API-server emulator at " << api_.url() << ", " << nodes_ << " nodes, cabling " << cabling_
+            << "\n";
 
   for (int i = 0; i < nodes_; ++i) {
     const std::string node = NodeName(i);
@@ -209,12 +211,13 @@ bool Demo::Setup() {
       return false;
     }
     if (!Spawn(node + "-topology-agent", "hyperaccel-topology-agent",
-               {"run", "--emulate=" + std::to_string(kCardsPerNode), "--node-name=" + node, "--cabling=" + cabling_,
-                "--kubeconfig=" + kubeconfig_, "--pod-resources-socket=" + ko.pod_resources_socket,
-                "--hypernodes=direct", std::string("--rack-label=") + kRackLabel,
-                std::string("--idc-label=") + kIdcLabel, "--poll-interval=0.2", "--rescan-interval=1",
-                "--admin-address=127.0.0.1:0", "--lease-namespace=kube-system", "--identity=agent-" + node,
-                "--lease-duration=4", "--lease-renew-deadline=3", "--lease-retry-period=0.5"})) {
+               {"run", "--emulate=" + std::to_string(kCardsPerNode), "--node-name=" + node,
+                "--cabling=" + cabling_, "--kubeconfig=" + kubeconfig_,
+                "--pod-resources-socket=" + ko.pod_resources_socket, "--hypernodes=direct",
+                std::string("--rack-label=") + kRackLabel, std::string("--idc-label=") + kIdcLabel,
+                "--poll-interval=0.2", "--rescan-interval=1", "--admin-address=127.0.0.1:0",
+                "--lease-namespace=kube-system", "--identity=agent-" + node, "--lease-duration=4",
+                "--lease-renew-deadline=3", "--lease-retry-period=0.5"})) {
       return false;
     }
   }
@@ -232,7 +235,8 @@ bool Demo::Setup() {
 bool Demo::WaitAllReady() {
   auto deadline = std::chrono::steady_clock::now() + 30s;
   for (int i = 0; i < nodes_; ++i) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     bool ok = kubelets_[static_cast<size_t>(i)]->WaitForDevices(
         names::kDefaultResource,
         [](const std::vector<kubelet_sim::Device>& d) {
@@ -247,7 +251,8 @@ bool Demo::WaitAllReady() {
   for (;;) {
     size_t annotated = 0;
     for (const auto& n : api_.List("nodes")) {
-      if (n["metadata"].contains("annotations") && n["metadata"]["annotations"].contains(names::kAnnotationTopology)) {
+      if (n["metadata"].contains("annotations") &&
+          n["metadata"]["annotations"].contains(names::kAnnotationTopology)) {
         ++annotated;
       }
     }
@@ -274,7 +279,8 @@ bool Demo::WaitAllReady() {
     }
     if (std::chrono::steady_clock::now() > deadline) {
       return Fail("agents did not publish within 30 s (" + std::to_string(annotated) + " nodes annotated, " +
-                  std::to_string(hypernodes) + " HyperNodes covering " + std::to_string(leaves.size()) + " nodes)");
+                  std::to_string(hypernodes) + " HyperNodes covering " + std::to_string(leaves.size()) +
+                  " nodes)");
     }
     std::this_thread::sleep_for(100ms);
   }
@@ -285,7 +291,8 @@ bool Demo::WaitAllReady() {
     if (std::chrono::steady_clock::now() > deadline) return Fail("the bridge did not become healthy");
     std::this_thread::sleep_for(50ms);
   }
-  std::cout << "== topology agents published labels and annotations; HyperNodes written by the Lease holder\n";
+  std::cout
+      << "== topology agents published labels and annotations; HyperNodes written by the Lease holder\n";
   return true;
 }
 
@@ -308,7 +315,8 @@ void Demo::PrintLabelsAndHyperNodes() {
   }
   std::function<void(const std::string&, int)> print = [&](const std::string& name, int depth) {
     const Json& h = by_name[name];
-    std::cout << std::string(static_cast<size_t>(depth) * 2, ' ') << name << " (tier " << h["spec"]["tier"] << ")";
+    std::cout << std::string(static_cast<size_t>(depth) * 2, ' ') << name << " (tier " << h["spec"]["tier"]
+              << ")";
     std::vector<std::string> nodes;
     for (const auto& m : h["spec"]["members"]) {
       if (m["type"] == "Node") nodes.push_back(m["selector"]["exactMatch"]["name"]);
@@ -336,7 +344,8 @@ std::vector<bridge::synthetic::NodeSpec> Demo::NodeSpecs() {
     const Json& labels = n["metadata"]["labels"];
     s.labels = labels.get<std::map<std::string, std::string>>();
     s.domain.clear();
-    if (n["metadata"].contains("annotations") && n["metadata"]["annotations"].contains(names::kAnnotationTopology)) {
+    if (n["metadata"].contains("annotations") &&
+        n["metadata"]["annotations"].contains(names::kAnnotationTopology)) {
       s.topology = n["metadata"]["annotations"][names::kAnnotationTopology];
       auto t = placement::DecodeTopology(s.topology);
       if (t.ok()) {
@@ -353,7 +362,8 @@ std::vector<bridge::synthetic::NodeSpec> Demo::NodeSpecs() {
 Result<Json> Demo::Post(const std::string& verb, const std::string& body) {
   auto r = bridge_->Post(("/" + verb).c_str(), body, "application/json");
   if (!r) return Unavailable("bridge " + verb + ": no answer (" + httplib::to_string(r.error()) + ")");
-  if (r->status != 200) return Internal("bridge " + verb + ": HTTP " + std::to_string(r->status) + ": " + r->body);
+  if (r->status != 200)
+    return Internal("bridge " + verb + ": HTTP " + std::to_string(r->status) + ": " + r->body);
   auto j = Json::parse(r->body, nullptr, false);
   if (j.is_discarded()) return Internal("bridge " + verb + ": malformed JSON answer");
   return j;
@@ -374,13 +384,15 @@ bool Demo::Schedule() {
     auto deadline = std::chrono::steady_clock::now() + 10s;
     for (;;) {
       auto n = api_.Get("nodes", NodeName(2));
-      auto t = placement::DecodeTopology(n->at("metadata").at("annotations").at(names::kAnnotationTopology).get<std::string>());
+      auto t = placement::DecodeTopology(
+          n->at("metadata").at("annotations").at(names::kAnnotationTopology).get<std::string>());
       int allocated = 0;
       if (t.ok()) {
         for (const auto& c : t->cards) allocated += c.allocated ? 1 : 0;
       }
       if (allocated == 2) break;
-      if (std::chrono::steady_clock::now() > deadline) return Fail("the agent did not publish the warm-up allocation");
+      if (std::chrono::steady_clock::now() > deadline)
+        return Fail("the agent did not publish the warm-up allocation");
       std::this_thread::sleep_for(100ms);
     }
     std::cout << "\n== notebook-0 (2 cards) runs on " << NodeName(2) << "\n";
@@ -519,7 +531,8 @@ bool Demo::Schedule() {
   if (domains.size() != 1) ok = Fail("the gang spans " + std::to_string(domains.size()) + " link domains");
   if (!ok) return false;
   std::cout << "\n== Consistent: every task got a linked set, the bridge's predicted cards equal the device "
-               "plugin's, and the gang sits in one link domain (" << *domains.begin() << ")\n";
+               "plugin's, and the gang sits in one link domain ("
+            << *domains.begin() << ")\n";
   if (auto closed = Post("onSessionClose", "{}"); !closed.ok()) return Fail(closed.status().message());
   return true;
 }
@@ -562,7 +575,8 @@ int Demo::Run() {
   // Every child must still be running (none crashed along the way).
   for (const auto& c : children_) {
     int status = 0;
-    if (ok && waitpid(c.pid, &status, WNOHANG) == c.pid) ok = Fail(c.name + " exited early (see " + c.log + ")");
+    if (ok && waitpid(c.pid, &status, WNOHANG) == c.pid)
+      ok = Fail(c.name + " exited early (see " + c.log + ")");
   }
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   Cleanup();

@@ -1,4 +1,6 @@
 // Discovery as a whole: sysfs + (fake) XRT + health tracker + links, and the rescan loop.
+#include "hyperaccel/xrt/discovery.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -7,7 +9,6 @@
 #include <mutex>
 
 #include "fake_sysfs.h"
-#include "hyperaccel/xrt/discovery.h"
 #include "hyperaccel/xrt/xrt_probe.h"
 
 namespace hyperaccel::hw {
@@ -171,7 +172,8 @@ TEST(Discovery, CablingFileErrorsFailCreate) {
   auto d = Discovery::Create(o);
   std::remove(path.c_str());
   ASSERT_FALSE(d.ok());
-  EXPECT_NE(d.status().message().find("cabling-discovery-test.yaml"), std::string::npos) << d.status().message();
+  EXPECT_NE(d.status().message().find("cabling-discovery-test.yaml"), std::string::npos)
+      << d.status().message();
 }
 
 TEST(Discovery, MissingSysfsRootIsAnError) {

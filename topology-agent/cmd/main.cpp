@@ -14,10 +14,10 @@
 
 namespace {
 
-
 // One discovery scan for a command; on failure prints why and sets the exit code (2 = bad
 // options such as a broken cabling file, 1 = the scan itself failed).
-std::optional<hyperaccel::hw::Inventory> DiscoverOnce(hyperaccel::hw::DiscoveryOptions options, int* exit_code) {
+std::optional<hyperaccel::hw::Inventory> DiscoverOnce(hyperaccel::hw::DiscoveryOptions options,
+                                                      int* exit_code) {
   auto discovery = hyperaccel::hw::Discovery::Create(std::move(options));
   if (!discovery.ok()) {
     std::cerr << "error: " << discovery.status().message() << "\n";
@@ -101,8 +101,9 @@ int PlanCommand(hyperaccel::hw::DiscoveryOptions options, int size, const std::v
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"hyperaccel-topology-agent: publishes HyperAccel LPU (Alveo U55C) cards, links and topology tiers "
-               "to Kubernetes"};
+  CLI::App app{
+      "hyperaccel-topology-agent: publishes HyperAccel LPU (Alveo U55C) cards, links and topology tiers "
+      "to Kubernetes"};
   app.fallthrough();
   hyperaccel::cli::CommonFlags common;
   hyperaccel::cli::AddCommonFlags(app, common, "HYPERACCEL_");
@@ -112,12 +113,15 @@ int main(int argc, char** argv) {
   // The agent's flags are global too: `show --dry-run` uses the tier settings, `run` all of them.
   hyperaccel::agent::AgentOptions agent;
   hyperaccel::agent::AddAgentFlags(app, agent);
-  auto* run = app.add_subcommand("run", "publish labels, the topology annotation and HyperNodes (the daemon)");
+  auto* run =
+      app.add_subcommand("run", "publish labels, the topology annotation and HyperNodes (the daemon)");
 
   std::string show_format = "table";
   bool show_dry_run = false;
   auto* show = app.add_subcommand("show", "print this node's cards and link matrix");
-  show->add_option("--format", show_format, "table or json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
+  show->add_option("--format", show_format, "table or json")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
   show->add_flag("--dry-run", show_dry_run,
                  "print the labels, annotation and HyperNodes the agent would publish (asks no API server)");
 
@@ -125,12 +129,15 @@ int main(int argc, char** argv) {
   std::vector<std::string> plan_must;
   std::vector<std::string> plan_busy;
   std::string plan_format = "table";
-  auto* plan = app.add_subcommand("plan", "print the cards placement would give a K-card pod on this node now, in "
-                                          "link order, and why");
+  auto* plan = app.add_subcommand("plan",
+                                  "print the cards placement would give a K-card pod on this node now, in "
+                                  "link order, and why");
   plan->add_option("--size", plan_size, "number of cards (K)")->required()->check(CLI::Range(1, 64));
   plan->add_option("--must", plan_must, "card IDs that must be included (comma-separated)");
   plan->add_option("--busy", plan_busy, "card IDs to treat as already allocated (comma-separated)");
-  plan->add_option("--format", plan_format, "table or json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
+  plan->add_option("--format", plan_format, "table or json")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
 
   app.require_subcommand(1);
   CLI11_PARSE(app, argc, argv);

@@ -46,11 +46,13 @@ std::string FormatInventoryJson(const hw::Inventory& inv) {
   ordered_json j;
   j["schema"] = kShowSchema;
   j["node"] = inv.node_name;
-  j["facts"] = {{"xrt", {{"available", inv.facts.xrt_available},
-                         {"version", inv.facts.xrt_version},
-                         {"detail", inv.facts.xrt_detail}}},
-                {"opencl", {{"xilinxPlatform", inv.facts.opencl_xilinx}, {"detail", inv.facts.opencl_detail}}},
-                {"emulation", inv.facts.emulation}};
+  j["facts"] = {
+      {"xrt",
+       {{"available", inv.facts.xrt_available},
+        {"version", inv.facts.xrt_version},
+        {"detail", inv.facts.xrt_detail}}},
+      {"opencl", {{"xilinxPlatform", inv.facts.opencl_xilinx}, {"detail", inv.facts.opencl_detail}}},
+      {"emulation", inv.facts.emulation}};
   auto& cards = j["cards"] = ordered_json::array();
   for (const auto& c : inv.cards) {
     ordered_json cj;
@@ -78,20 +80,19 @@ std::string FormatInventoryJson(const hw::Inventory& inv) {
     cj["emulated"] = c.emulated;
     ordered_json cages = ordered_json::array();
     for (const auto& t : c.sensors.cage_temp_c) cages.push_back(Optional(t));
-    cj["sensors"] = {{"fpgaTempC", Optional(c.sensors.fpga_temp_c)},
-                     {"hbmTempC", Optional(c.sensors.hbm_temp_c)},
-                     {"boardTempC", Optional(c.sensors.board_temp_c)},
-                     {"cageTempC", cages},
-                     {"powerW", Optional(c.sensors.power_w)},
-                     {"vccintV", Optional(c.sensors.vccint_v)}};
+    cj["sensors"] = {
+        {"fpgaTempC", Optional(c.sensors.fpga_temp_c)},   {"hbmTempC", Optional(c.sensors.hbm_temp_c)},
+        {"boardTempC", Optional(c.sensors.board_temp_c)}, {"cageTempC", cages},
+        {"powerW", Optional(c.sensors.power_w)},          {"vccintV", Optional(c.sensors.vccint_v)}};
     auto& ports = cj["ports"] = ordered_json::array();
     for (const auto& p : c.ports) {
-      ports.push_back({{"index", p.index},
-                       {"modulePresent", p.module_present},
-                       {"lossOfSignal", p.loss_of_signal ? ordered_json(*p.loss_of_signal) : ordered_json(nullptr)},
-                       {"vendor", p.vendor},
-                       {"partNumber", p.part_number},
-                       {"cableSerial", p.cable_serial}});
+      ports.push_back(
+          {{"index", p.index},
+           {"modulePresent", p.module_present},
+           {"lossOfSignal", p.loss_of_signal ? ordered_json(*p.loss_of_signal) : ordered_json(nullptr)},
+           {"vendor", p.vendor},
+           {"partNumber", p.part_number},
+           {"cableSerial", p.cable_serial}});
     }
     cards.push_back(std::move(cj));
   }
@@ -106,7 +107,9 @@ std::string FormatInventoryJson(const hw::Inventory& inv) {
                      {"source", l.source},
                      {"detail", l.detail}});
   }
-  j["summary"] = {{"cards", inv.cards.size()}, {"healthy", inv.HealthyCount()}, {"links", inv.links.size()},
+  j["summary"] = {{"cards", inv.cards.size()},
+                  {"healthy", inv.HealthyCount()},
+                  {"links", inv.links.size()},
                   {"linksUp", up}};
   return j.dump(2) + "\n";
 }
@@ -184,13 +187,15 @@ std::string FormatInventoryTable(const hw::Inventory& inv) {
       const hw::PortRef& far = &local == &l->a ? l->b : l->a;
       auto it = index_of_serial.find(local.serial);
       std::string name = it == index_of_serial.end() ? local.serial : "C" + std::to_string(it->second);
-      out << "  " << name << " port " << local.port << " -> " << far.node << "/" << far.serial << " port " << far.port
-          << "  " << hw::LinkStateName(l->state) << (l->detail.empty() ? "" : "  (" + l->detail + ")") << "\n";
+      out << "  " << name << " port " << local.port << " -> " << far.node << "/" << far.serial << " port "
+          << far.port << "  " << hw::LinkStateName(l->state)
+          << (l->detail.empty() ? "" : "  (" + l->detail + ")") << "\n";
     }
   }
   size_t up = 0;
   for (const auto& l : inv.links) up += l.state == hw::LinkState::kUp ? 1 : 0;
-  out << "\n" << inv.HealthyCount() << "/" << n << " cards healthy, " << up << "/" << inv.links.size()
+  out << "\n"
+      << inv.HealthyCount() << "/" << n << " cards healthy, " << up << "/" << inv.links.size()
       << " links up\n";
   return out.str();
 }

@@ -1,11 +1,10 @@
 #include "hyperaccel/bridge/server.h"
 
 #include <httplib.h>
-
-#include <nlohmann/json.hpp>
 #include <sys/socket.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 
 #include "hyperaccel/common/admin_server.h"
 #include "hyperaccel/common/log.h"

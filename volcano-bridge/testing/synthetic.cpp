@@ -173,7 +173,8 @@ Json NodeInfo(const NodeSpec& n, const std::vector<TaskSpec>& tasks) {
   Json annotations = {{"node.alpha.kubernetes.io/ttl", "0"},
                       {"volumes.kubernetes.io/controller-managed-attach-detach", "true"}};
   for (const auto& [k, v] : n.labels) labels[k] = v;
-  if (n.annotate) annotations[names::kAnnotationTopology] = n.topology.empty() ? TopologyAnnotation(n) : n.topology;
+  if (n.annotate)
+    annotations[names::kAnnotationTopology] = n.topology.empty() ? TopologyAnnotation(n) : n.topology;
   Json conditions = Json::array();
   for (const char* type : {"MemoryPressure", "DiskPressure", "PIDPressure", "Ready"}) {
     conditions.push_back({{"type", type},

@@ -33,10 +33,10 @@ struct NodeSpec {
   int cards = 8;             // cards cabled as a ring
   placement::Mask busy = 0;  // cards the annotation reports allocated
   placement::Mask unhealthy = 0;
-  bool annotate = true;  // false: no topology annotation (counts only)
-  std::string topology;  // the annotation to send; "" = generated from the fields above
+  bool annotate = true;                       // false: no topology annotation (counts only)
+  std::string topology;                       // the annotation to send; "" = generated from the fields above
   std::map<std::string, std::string> labels;  // extra node labels (e.g. the agent's real labels)
-  int idle = -1;         // Idle cards Volcano reports; -1 = cards - busy - unhealthy
+  int idle = -1;                              // Idle cards Volcano reports; -1 = cards - busy - unhealthy
 };
 
 // The `hyperaccel.ai/topology` annotation of a ring of `spec.cards` cards.

@@ -57,7 +57,8 @@ void AddDiscoveryFlags(CLI::App& app, DiscoveryOptions& o) {
       ->envname(cli::EnvName(env, "emulate"))
       ->check(CLI::Range(0, kMaxEmulatedCards))
       ->capture_default_str();
-  app.add_option("--node-name", o.node_name, "this node's Kubernetes name (default: $NODE_NAME, then hostname)")
+  app.add_option("--node-name", o.node_name,
+                 "this node's Kubernetes name (default: $NODE_NAME, then hostname)")
       ->envname(cli::EnvName(env, "node-name"));
   app.add_option("--xrt", o.xrt_mode, "probe cards through XRT: auto (when sysfs root is /sys) or off")
       ->envname(cli::EnvName(env, "xrt"))
@@ -81,7 +82,8 @@ void AddDiscoveryFlags(CLI::App& app, DiscoveryOptions& o) {
 
 std::string ResolveNodeName(const std::string& flag_value) {
   if (!flag_value.empty()) return flag_value;
-  if (const char* env = std::getenv("NODE_NAME"); env != nullptr && *env != '\0') {  // NOLINT(concurrency-mt-unsafe)
+  if (const char* env = std::getenv("NODE_NAME");
+      env != nullptr && *env != '\0') {  // NOLINT(concurrency-mt-unsafe)
     return env;
   }
   char host[256] = {0};
@@ -129,7 +131,8 @@ Result<std::unique_ptr<Discovery>> Discovery::Create(DiscoveryOptions options, D
   ho.max_temp_c = options.temp_limit_c;
   ho.vanish_grace = options.vanish_grace;
   ho.recovery_probes = options.recovery_probes;
-  impl->health = deps.clock ? std::make_unique<HealthTracker>(ho, deps.clock) : std::make_unique<HealthTracker>(ho);
+  impl->health =
+      deps.clock ? std::make_unique<HealthTracker>(ho, deps.clock) : std::make_unique<HealthTracker>(ho);
 
   const bool real_sysfs = IsRealSysfs(options.sysfs_root);
   // An injected probe (tests) never looks at the real machine, so it may pair with any root.
@@ -146,8 +149,9 @@ Result<std::unique_ptr<Discovery>> Discovery::Create(DiscoveryOptions options, D
       HA_LOG(kWarn, "XRT unavailable; discovering from sysfs only").kv("reason", impl->facts.xrt_detail);
     }
   } else {
-    impl->facts.xrt_detail = options.xrt_mode == "off" ? "disabled by --xrt=off"
-                                                        : "off: --sysfs-root is not /sys (XRT would read the real machine)";
+    impl->facts.xrt_detail = options.xrt_mode == "off"
+                                 ? "disabled by --xrt=off"
+                                 : "off: --sysfs-root is not /sys (XRT would read the real machine)";
   }
   if (options.emulate > 0) {
     auto devices = deps.xrt->OpenEmulated();
@@ -253,7 +257,8 @@ Result<Inventory> Discovery::Impl::Scan() {
     }
   }
   std::optional<ProbeObservations> observed;
-  if (register_maps && register_reader) observed = LinkProbe(*register_maps, *register_reader).Probe(inv.cards);
+  if (register_maps && register_reader)
+    observed = LinkProbe(*register_maps, *register_reader).Probe(inv.cards);
   QsfpPairing qsfp = PairByCableSerial(inv.cards);
   for (const auto& w : qsfp.warnings) HA_LOG(kDebug, "qsfp pairing").kv("warning", w);
   inv.links = MergeLinks(options.node_name, inv.cards, cab, observed ? &*observed : nullptr, &qsfp);
@@ -273,8 +278,10 @@ Result<Inventory> Discovery::Impl::Scan() {
 }
 
 bool InventoryChanged(const Inventory& a, const Inventory& b) {
-  if (a.node_name != b.node_name || a.cards.size() != b.cards.size() || a.links.size() != b.links.size()) return true;
-  if (a.facts.xrt_available != b.facts.xrt_available || a.facts.opencl_xilinx != b.facts.opencl_xilinx) return true;
+  if (a.node_name != b.node_name || a.cards.size() != b.cards.size() || a.links.size() != b.links.size())
+    return true;
+  if (a.facts.xrt_available != b.facts.xrt_available || a.facts.opencl_xilinx != b.facts.opencl_xilinx)
+    return true;
   for (size_t i = 0; i < a.cards.size(); ++i) {
     const Card& x = a.cards[i];
     const Card& y = b.cards[i];

@@ -1,10 +1,10 @@
 #include "hyperaccel/xrt/xrt_probe.h"
 
+#include <CL/cl.h>
 #include <dlfcn.h>
 #include <unistd.h>
 #include <xrt/xrt_device.h>
 
-#include <CL/cl.h>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -140,7 +140,8 @@ class LibXrtProbe : public XrtProbe {
     std::vector<XrtCardInfo> out;
     try {
       // Keep every device object alive: emulation caches name/bdf per device object.
-      while (devices_.size() < static_cast<size_t>(*count)) devices_.emplace_back(static_cast<unsigned>(devices_.size()));
+      while (devices_.size() < static_cast<size_t>(*count))
+        devices_.emplace_back(static_cast<unsigned>(devices_.size()));
       for (int i = 0; i < *count; ++i) {
         auto& dev = devices_[static_cast<size_t>(i)];
         XrtCardInfo info;
@@ -256,7 +257,8 @@ Result<std::string> PrepareXrtEnvironment(int emulated_cards, const std::string&
   const bool need_dir = emulated_cards > 0 || std::getenv("XILINX_XRT") == nullptr;
   if (dir.empty() && need_dir) {
     std::string tmpl = (fs::temp_directory_path(ec) / "hyperaccel-xrt-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) return Unavailable("cannot create a temp dir for the XRT environment");
+    if (mkdtemp(tmpl.data()) == nullptr)
+      return Unavailable("cannot create a temp dir for the XRT environment");
     dir = tmpl;
   }
   if (std::getenv("XILINX_XRT") == nullptr) {
@@ -271,13 +273,13 @@ Result<std::string> PrepareXrtEnvironment(int emulated_cards, const std::string&
     }
   }
   if (emulated_cards > 0) {
-    nlohmann::ordered_json em = {
-        {"Version", {{"Major", "1"}, {"Minor", "0"}, {"FileVersion", "2.0"}}},
-        {"Platform",
-         {{"Boards",
-           {{{"Devices", {{{"Name", "xilinx_u55c_gen3x16_xdma_3_202210_1"},
-                           {"NumDevices", std::to_string(emulated_cards)}}}},
-             {"NumBoards", "1"}}}}}}};
+    nlohmann::ordered_json em = {{"Version", {{"Major", "1"}, {"Minor", "0"}, {"FileVersion", "2.0"}}},
+                                 {"Platform",
+                                  {{"Boards",
+                                    {{{"Devices",
+                                       {{{"Name", "xilinx_u55c_gen3x16_xdma_3_202210_1"},
+                                         {"NumDevices", std::to_string(emulated_cards)}}}},
+                                      {"NumBoards", "1"}}}}}}};
     std::ofstream out(fs::path(dir) / "emconfig.json");
     out << em.dump(2) << "\n";
     if (!out) return Unavailable("cannot write emconfig.json into " + dir);
@@ -310,7 +312,8 @@ OpenClFacts ProbeOpenCl() {
     clGetPlatformInfo(id, CL_PLATFORM_NAME, sizeof name - 1, name, nullptr);
     std::string v = Lower(vendor);
     if (v.find("xilinx") != std::string::npos || v.find("amd") != std::string::npos) {
-      if (Lower(name).find("xilinx") != std::string::npos || v.find("xilinx") != std::string::npos) f.xilinx = true;
+      if (Lower(name).find("xilinx") != std::string::npos || v.find("xilinx") != std::string::npos)
+        f.xilinx = true;
     }
     if (!seen.empty()) seen += ", ";
     seen += std::string(name) + " (" + vendor + ")";

@@ -55,13 +55,12 @@ struct NodeTopology {
   std::string domain;
   std::vector<TopologyCard> cards;  // sorted by id
   std::vector<TopologyLink> links;
-
 };
 
 // Builds the annotation content from an inventory, the IDs the kubelet reports as allocated, and
 // the node's link-domain ID.
-Result<NodeTopology> TopologyFromInventory(const hw::Inventory& inventory, const std::set<std::string>& allocated,
-                                           const std::string& domain);
+Result<NodeTopology> TopologyFromInventory(const hw::Inventory& inventory,
+                                           const std::set<std::string>& allocated, const std::string& domain);
 
 std::string EncodeTopology(const NodeTopology& topology);
 

@@ -83,7 +83,7 @@ class SessionState {
     std::string task_uid;
     std::string node;
     std::string job;
-    Mask cards = 0;  // predicted cards (0 when the node's cards are unknown)
+    Mask cards = 0;                     // predicted cards (0 when the node's cards are unknown)
     std::vector<std::string> card_ids;  // the same cards by device ID, in link order
   };
   std::vector<TentativeView> Tentatives() const;

@@ -21,7 +21,7 @@ const char* HealthName(Health h);  // "healthy" | "unhealthy"
 struct Sensors {
   std::optional<double> fpga_temp_c;
   std::optional<double> hbm_temp_c;
-  std::optional<double> board_temp_c;  // hottest PCB (se98) sensor
+  std::optional<double> board_temp_c;              // hottest PCB (se98) sensor
   std::vector<std::optional<double>> cage_temp_c;  // one per QSFP cage, index = port
   std::optional<double> power_w;
   std::optional<double> vccint_v;
@@ -30,11 +30,11 @@ struct Sensors {
 // One QSFP28 cage of a card. Port numbers are 0 (QSFP0, upper) and 1 (QSFP1, lower).
 struct Port {
   int index = 0;
-  bool module_present = false;       // from the module's SFF-8636 EEPROM, when readable
+  bool module_present = false;         // from the module's SFF-8636 EEPROM, when readable
   std::optional<bool> loss_of_signal;  // any RX lane reports LOS
-  std::string vendor;                // module/cable vendor name (SFF-8636 bytes 148-163)
-  std::string part_number;           // bytes 168-183
-  std::string cable_serial;          // bytes 196-211; DAC/AOC ends usually share it
+  std::string vendor;                  // module/cable vendor name (SFF-8636 bytes 148-163)
+  std::string part_number;             // bytes 168-183
+  std::string cable_serial;            // bytes 196-211; DAC/AOC ends usually share it
   // True when the fields above come from an actual read of the cage (the CMC answered). False
   // means nothing is known: `module_present == false` then does not mean "no module", and link
   // merging (links.h) draws no conclusion from it.
@@ -43,10 +43,10 @@ struct Port {
 
 struct Card {
   // Identity and location.
-  std::string id;        // user-PF PCI address, lower case "0000:3b:00.1"; the kubelet device ID
-  std::string serial;    // board serial (xmc serial_num); names the card in links and labels
-  std::string shell;     // VBNV, e.g. "xilinx_u55c_gen3x16_xdma_base_3"
-  std::string product;   // "ALVEO-U55C", "ALVEO-U280", ... ("UNKNOWN" when the device ID is not known)
+  std::string id;       // user-PF PCI address, lower case "0000:3b:00.1"; the kubelet device ID
+  std::string serial;   // board serial (xmc serial_num); names the card in links and labels
+  std::string shell;    // VBNV, e.g. "xilinx_u55c_gen3x16_xdma_base_3"
+  std::string product;  // "ALVEO-U55C", "ALVEO-U280", ... ("UNKNOWN" when the device ID is not known)
   uint16_t vendor_id = 0;
   uint16_t device_id = 0;
   std::optional<int> numa_node;  // absent when sysfs says -1 or nothing
@@ -55,8 +55,8 @@ struct Card {
   // "0000:3b:00.0"...]; the endpoint's own function is not included. Two cards whose paths
   // share a component after the root port sit behind the same PCIe switch.
   std::vector<std::string> pcie_path;
-  std::string render_node;  // "/dev/dri/renderD128"; empty when none
-  std::string mgmt_id;      // mgmt-PF PCI address; empty when absent (VM, user PF only)
+  std::string render_node;                // "/dev/dri/renderD128"; empty when none
+  std::string mgmt_id;                    // mgmt-PF PCI address; empty when absent (VM, user PF only)
   std::optional<uint32_t> mgmt_instance;  // xclmgmt instance
   std::string mgmt_node;                  // "/dev/xclmgmt15104"; empty when absent
   std::string xclbin_uuid;                // lower case, empty when none is loaded
@@ -100,7 +100,7 @@ struct NodeFacts {
   std::string xrt_detail;   // why XRT is unavailable, or which shim was used
   bool opencl_xilinx = false;
   std::string opencl_detail;
-  bool emulation = false;   // cards come from XRT software emulation
+  bool emulation = false;  // cards come from XRT software emulation
 };
 
 struct Inventory {
