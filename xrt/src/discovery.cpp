@@ -82,8 +82,9 @@ void AddDiscoveryFlags(CLI::App& app, DiscoveryOptions& o) {
 
 std::string ResolveNodeName(const std::string& flag_value) {
   if (!flag_value.empty()) return flag_value;
-  if (const char* env = std::getenv("NODE_NAME");
-      env != nullptr && *env != '\0') {  // NOLINT(concurrency-mt-unsafe)
+  // Read at start-up, before threads exist.
+  const char* env = std::getenv("NODE_NAME");  // NOLINT(concurrency-mt-unsafe)
+  if (env != nullptr && *env != '\0') {
     return env;
   }
   char host[256] = {0};
