@@ -265,7 +265,7 @@ Status KubeletSim::Start() {
   return Status::Ok();
 }
 
-void KubeletSim::Stop() {
+void KubeletSim::StopServing() {
   Impl& d = *impl_;
   if (d.server) {
     d.server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
@@ -273,6 +273,11 @@ void KubeletSim::Stop() {
     d.server.reset();
   }
   d.CancelStreams();
+}
+
+void KubeletSim::Stop() {
+  Impl& d = *impl_;
+  StopServing();
   std::error_code ec;
   std::filesystem::remove(d.KubeletSocket(), ec);
   std::lock_guard lock(d.mu);
@@ -281,12 +286,7 @@ void KubeletSim::Stop() {
 
 Status KubeletSim::Restart() {
   Impl& d = *impl_;
-  if (d.server) {
-    d.server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-    d.server->Wait();
-    d.server.reset();
-  }
-  d.CancelStreams();
+  StopServing();
   // Like the kubelet at start-up: every socket in the directory goes, other files stay.
   std::error_code ec;
   for (std::filesystem::directory_iterator it(d.options.dir, ec), end; !ec && it != end; it.increment(ec)) {

@@ -121,6 +121,8 @@ class KubeletSim {
   void DropStream(const std::string& resource);
 
  private:
+  // Stops the gRPC servers and ends every plugin stream (shared by Stop and Restart).
+  void StopServing();
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
