@@ -1,0 +1,102 @@
+// The discrete-event simulator. Events are job arrivals and completions; after each batch of
+// events at one instant a scheduling cycle runs, modelled on Volcano's allocate action:
+//   - pending jobs in order of priority (higher first), then arrival, then trace order;
+//   - each job is a gang: its tasks are placed one by one into a statement that is committed only
+//     when every task found a node, and discarded otherwise (all or nothing);
+//   - per task: predicate over the nodes (Volcano's resource check first, then the policy's
+//     predicate), scanning from where the previous task stopped and stopping after
+//     `nodes to find` feasible nodes (Volcano's adaptive percentage: all nodes up to 100, else
+//     max(5 %, 50 % - nodes/125), at least 100), then prioritize, best score wins (ties random);
+//   - on the chosen node the device plugin picks the cards.
+// Within one cycle free cards only shrink, so a job shape (tasks, cards per task) that failed is
+// not tried again in the same cycle. Arrivals alone retry only the new jobs; a completion retries
+// the whole queue. Preemption and reclaim actions are not modelled.
+//
+// Policies (the kubelet's own card choice, used when the plugin states no preference, is
+// first-fit by default and random with `kubelet_random`, which is what the kubelet really does:
+// it takes devices in Go map order):
+//   random      a random feasible node; the kubelet's cards
+//   binpack     Volcano binpack on the card resource (fullest feasible node); the kubelet's cards
+//   tiers       Volcano network-topology-aware scheduling in soft mode on HyperNode tiers (link
+//               domain, rack, IDC) for gangs: HyperNodes of the lowest tier first, the fullest one
+//               that can hold the whole gang first, the gang dry-run inside it; binpack inside;
+//               the kubelet's cards. Blind to cards and links.
+//   extender    our bridge alone (no HyperNodes): the bridge's predicate and prioritize
+//               (placement scoring plus gang locality) on the sampled nodes, then the device
+//               plugin's linked choice (placement::Choose)
+//   hyperaccel  our whole stack: the HyperNode tiers the topology agent publishes, as `tiers`, and
+//               inside each HyperNode the bridge's predicate and prioritize and the device
+//               plugin's choice, as `extender`
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hyperaccel/common/status.h"
+#include "hyperaccel/sim/cluster.h"
+#include "hyperaccel/sim/workload.h"
+
+namespace hyperaccel::sim {
+
+enum class Policy { kRandom, kBinpack, kTiers, kExtender, kHyperaccel };
+const char* PolicyName(Policy p);
+Result<Policy> ParsePolicy(std::string_view name);
+std::vector<Policy> AllPolicies();
+
+struct SimOptions {
+  Policy policy = Policy::kHyperaccel;
+  uint64_t seed = 1;            // tie-breaking and the random policy
+  double horizon_s = 0;         // stop at this time (0: run until every startable job ran)
+  int samples = 200;            // points of the time series over the arrival window
+  bool require_linked = false;  // extender, hyperaccel: multi-card pods must get a linked set
+  bool kubelet_random = false;  // the kubelet picks cards at random instead of first-fit
+  int percentage_of_nodes = 0;  // Volcano --percentage-nodes-to-find; 0 = adaptive
+  int min_nodes_to_find = 100;  // Volcano --minimum-feasible-nodes
+};
+
+// One point of the time series; utilization and fragmentation are time averages over the
+// interval since the previous point, the counts are taken at `t`.
+struct Sample {
+  double t = 0;
+  double utilization = 0;       // busy cards / all cards
+  double fragmentation = 0;     // stranded free cards (no free linked neighbour) / free cards
+  int pending = 0;              // jobs waiting
+  int largest_free_linked = 0;  // the largest free linked set on any node
+};
+
+struct PolicyResult {
+  Policy policy = Policy::kHyperaccel;
+  int jobs = 0;
+  int started = 0;
+  int never_started = 0;    // still pending when the simulation ended
+  int infeasible = 0;       // of those: could not fit even in the empty cluster
+  int pods = 0;             // pods started
+  int multi_card_pods = 0;  // started pods with at least 2 cards
+  int linked_pods = 0;      // of those, pods whose cards form one linked set
+  int gangs = 0;            // started jobs with at least 2 pods
+  int gangs_one_domain = 0;
+  int gangs_one_rack = 0;
+  double linked_rate = 0;       // linked_pods / multi_card_pods
+  double gang_domain_rate = 0;  // gangs_one_domain / gangs
+  double gang_rack_rate = 0;
+  double wait_mean_s = 0;  // over started jobs
+  double wait_p50_s = 0;
+  double wait_p95_s = 0;
+  double gang_wait_mean_s = 0;      // over started gangs
+  double utilization = 0;           // time-average busy cards / all cards over the arrival window
+  double fragmentation_mean = 0;    // stranded free cards / free cards, time-weighted over the window
+  double end_s = 0;                 // simulated time when the run ended
+  double runtime_s = 0;             // wall-clock time of the run
+  int64_t scheduling_attempts = 0;  // gang placement attempts (statements)
+  std::vector<Sample> series;
+  std::vector<double> start_s;  // per job (trace order): when it started, -1 when it never did
+};
+
+// Runs one policy over `jobs` (sorted by arrival). Deterministic for a given seed.
+PolicyResult Simulate(const Cluster& cluster, const std::vector<JobSpec>& jobs, const SimOptions& options);
+
+// Volcano's number of feasible nodes to find for a cluster of `nodes` nodes.
+int NodesToFind(int nodes, int percentage, int min_nodes);
+
+}  // namespace hyperaccel::sim

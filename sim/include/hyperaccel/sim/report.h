@@ -1,0 +1,36 @@
+// Simulator output: a markdown table, a JSON document (schema hyperaccel.ai/sim/v1, described in
+// the README), per-policy time series as CSV and PNG plots drawn by gnuplot.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "hyperaccel/common/status.h"
+#include "hyperaccel/sim/cluster.h"
+#include "hyperaccel/sim/engine.h"
+
+namespace hyperaccel::sim {
+
+// What was simulated, for the report header and the JSON "run" object.
+struct RunInfo {
+  std::string workload;  // "synthetic seed 1, load 0.90" or the trace path
+  uint64_t seed = 1;
+  double load = 0;  // offered load of the synthetic mix (0 for traces)
+  int jobs = 0;
+  bool require_linked = false;
+};
+
+std::string FormatMarkdown(const ClusterConfig& cluster, const RunInfo& run,
+                           const std::vector<PolicyResult>& results);
+std::string FormatJson(const ClusterConfig& cluster, const RunInfo& run,
+                       const std::vector<PolicyResult>& results);
+// time_s,utilization,fragmentation,pending,largest_free_linked
+std::string FormatSeriesCsv(const PolicyResult& result);
+
+// Writes results.md, results.json and series-<policy>.csv into `dir` (created when missing) and,
+// when gnuplot is on PATH, utilization.png, fragmentation.png, pending.png and locality.png.
+// `plots` is set to whether the PNGs were drawn.
+Status WriteResults(const std::string& dir, const ClusterConfig& cluster, const RunInfo& run,
+                    const std::vector<PolicyResult>& results, bool* plots);
+
+}  // namespace hyperaccel::sim

@@ -1,0 +1,558 @@
+#include "hyperaccel/sim/engine.h"
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <queue>
+#include <random>
+#include <set>
+#include <tuple>
+#include <unordered_map>
+
+namespace hyperaccel::sim {
+
+const char* PolicyName(Policy p) {
+  switch (p) {
+    case Policy::kRandom: return "random";
+    case Policy::kBinpack: return "binpack";
+    case Policy::kTiers: return "tiers";
+    case Policy::kHyperaccel: return "hyperaccel";
+    case Policy::kExtender: return "extender";
+  }
+  return "?";
+}
+
+Result<Policy> ParsePolicy(std::string_view name) {
+  for (Policy p : AllPolicies())
+    if (name == PolicyName(p)) return p;
+  return InvalidArgument("unknown policy \"" + std::string(name) +
+                         "\" (random, binpack, tiers, extender, hyperaccel)");
+}
+
+std::vector<Policy> AllPolicies() {
+  return {Policy::kRandom, Policy::kBinpack, Policy::kTiers, Policy::kExtender, Policy::kHyperaccel};
+}
+
+int NodesToFind(int nodes, int percentage, int min_nodes) {
+  if (nodes <= min_nodes || percentage >= 100) return nodes;
+  int adaptive = percentage;
+  if (adaptive <= 0) adaptive = std::max(5, 50 - nodes / 125);
+  return std::min(nodes, std::max(min_nodes, nodes * adaptive / 100));
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int Count(Mask m) { return std::popcount(m); }
+
+// The kubelet's choice without a preferred allocation from the plugin: the first free cards.
+Mask FirstFit(Mask free, int k) {
+  Mask out = 0;
+  for (int i = 0; i < k && free != 0; ++i) {
+    const Mask low = free & (~free + 1);
+    out |= low;
+    free &= ~low;
+  }
+  return out;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double pos = p * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(pos);
+  const size_t hi = std::min(v.size() - 1, lo + 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
+}
+
+struct PendingKey {
+  int64_t priority;
+  double arrival;
+  int index;
+  bool operator<(const PendingKey& o) const {
+    if (priority != o.priority) return priority > o.priority;
+    if (arrival != o.arrival) return arrival < o.arrival;
+    return index < o.index;
+  }
+};
+
+class Engine {
+ public:
+  Engine(const Cluster& cluster, const std::vector<JobSpec>& jobs, const SimOptions& options)
+      : cluster_(cluster),
+        graph_(cluster.graph()),
+        jobs_(jobs),
+        options_(options),
+        rng_(options.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(options.policy)),
+        to_find_(NodesToFind(cluster.size(), options.percentage_of_nodes, options.min_nodes_to_find)) {
+    const size_t n = static_cast<size_t>(cluster.size());
+    free_.assign(n, cluster.all_cards());
+    free_count_.assign(n, Count(cluster.all_cards()));
+    hist_.assign(static_cast<size_t>(cluster.cards_per_node()) + 1, 0);
+    hist_.back() = cluster.size();
+    free_cards_ = cluster.total_cards();
+    stranded_ = cluster.size() * FragmentationOf(cluster.all_cards()).stranded_cards;
+    node_cards_.reserve(n);
+    for (const auto& node : cluster.nodes()) {
+      bridge::NodeCards nc;
+      nc.name = node.name;
+      nc.link_domain = node.domain;
+      nc.rack = node.rack;
+      nc.idc = node.idc;
+      nc.topology = cluster.topology();
+      nc.free = cluster.all_cards();
+      nc.free_count = Count(nc.free);
+      nc.capacity = nc.free_count;
+      node_cards_.push_back(std::move(nc));
+    }
+    domain_nodes_.resize(static_cast<size_t>(cluster.domains()));
+    rack_nodes_.resize(static_cast<size_t>(cluster.racks()));
+    idc_nodes_.resize(static_cast<size_t>(cluster.idcs()));
+    for (int i = 0; i < cluster.size(); ++i) {
+      const SimNode& node = cluster.nodes()[static_cast<size_t>(i)];
+      domain_nodes_[static_cast<size_t>(node.domain_id)].push_back(i);
+      rack_nodes_[static_cast<size_t>(node.rack_id)].push_back(i);
+      idc_nodes_[static_cast<size_t>(node.idc_id)].push_back(i);
+    }
+  }
+
+  PolicyResult Run();
+
+ private:
+  struct Step {
+    int node;
+    Mask cards;
+  };
+
+  // ---- cluster state ----
+  void Take(int node, Mask cards) {
+    Adjust(node, free_[static_cast<size_t>(node)] & ~cards);
+    statement_.push_back({node, cards});
+  }
+  void Give(int node, Mask cards) { Adjust(node, free_[static_cast<size_t>(node)] | cards); }
+  void Adjust(int node, Mask free) {
+    const auto i = static_cast<size_t>(node);
+    --hist_[static_cast<size_t>(free_count_[i])];
+    free_cards_ -= free_count_[i];
+    stranded_ += FragmentationOf(free).stranded_cards - FragmentationOf(free_[i]).stranded_cards;
+    free_[i] = free;
+    free_count_[i] = Count(free);
+    ++hist_[static_cast<size_t>(free_count_[i])];
+    free_cards_ += free_count_[i];
+    node_cards_[i].free = free;
+    node_cards_[i].free_count = free_count_[i];
+  }
+  void Discard() {
+    for (auto it = statement_.rbegin(); it != statement_.rend(); ++it) Give(it->node, it->cards);
+    statement_.clear();
+  }
+
+  // Pods of k cards the cluster could still take, counting cards only (an upper bound for the
+  // linked case, exact for count-based predicates).
+  int64_t CountSlots(int k) const {
+    int64_t slots = 0;
+    for (size_t f = static_cast<size_t>(k); f < hist_.size(); ++f)
+      slots += static_cast<int64_t>(hist_[f]) * static_cast<int64_t>(f / static_cast<size_t>(k));
+    return slots;
+  }
+  int64_t CountSlots(const std::vector<int>& nodes, int k) const {
+    int64_t slots = 0;
+    for (int n : nodes) slots += free_count_[static_cast<size_t>(n)] / k;
+    return slots;
+  }
+
+  bridge::TaskNeed NeedOf(const JobSpec& job) const {
+    bridge::TaskNeed need;
+    need.cards = job.cards_per_task;
+    need.require_linked = options_.require_linked && job.cards_per_task > 1;
+    need.spot = job.preemptable;
+    return need;
+  }
+
+  // The bridge's predicate, memoized: it is a pure function of the free cards (every node shares
+  // one card graph) and the task's need.
+  bool BridgeFits(const bridge::TaskNeed& need, int node) {
+    const auto i = static_cast<size_t>(node);
+    const uint64_t key = (free_[i] * 131 + static_cast<uint64_t>(need.cards)) * 4 +
+                         (need.require_linked ? 2U : 0U) + (need.spot ? 1U : 0U);
+    auto [it, fresh] = predicate_memo_.try_emplace(key, false);
+    if (fresh) it->second = bridge::DecidePredicate(need, node_cards_[i], "").code == bridge::kPass;
+    return it->second;
+  }
+
+  // Volcano's predicate scan: from where the previous task stopped, until `to_find_` nodes pass.
+  template <typename Pass>
+  void FindNodes(Pass&& pass, std::vector<int>* found) {
+    found->clear();
+    const int n = cluster_.size();
+    int scanned = 0;
+    for (; scanned < n && static_cast<int>(found->size()) < to_find_; ++scanned) {
+      const int node = (scan_offset_ + scanned) % n;
+      if (pass(node)) found->push_back(node);
+    }
+    scan_offset_ = (scan_offset_ + scanned) % n;
+  }
+
+  // Index of the best-scoring node among `nodes` (ties broken at random, as Volcano does).
+  template <typename ScoreFn>
+  int PickBest(const std::vector<int>& nodes, ScoreFn&& score) {
+    int best = -1;
+    double best_score = 0;
+    int ties = 0;
+    for (int node : nodes) {
+      const double s = score(node);
+      if (best < 0 || s > best_score + 1e-9) {
+        best = node;
+        best_score = s;
+        ties = 1;
+      } else if (std::abs(s - best_score) <= 1e-9) {
+        ++ties;
+        if (std::uniform_int_distribution<int>(0, ties - 1)(rng_) == 0) best = node;
+      }
+    }
+    return best;
+  }
+
+  // Places every task of `job` one by one, on nodes of `within` (a HyperNode's members, all of
+  // them examined) or of the whole cluster (Volcano's sampled scan). Count-based policies use
+  // the kubelet's first-fit cards; the bridge policies use the bridge's predicate and prioritize
+  // and the device plugin's choice.
+  bool PlaceTasks(const JobSpec& job, const std::vector<int>* within) {
+    const bool bridge = options_.policy == Policy::kHyperaccel || options_.policy == Policy::kExtender;
+    const bridge::TaskNeed need = NeedOf(job);
+    const int k = job.cards_per_task;
+    bridge::GangView gang;
+    for (int t = 0; t < job.tasks; ++t) {
+      auto pass = [&](int node) {
+        return free_count_[static_cast<size_t>(node)] >= k && (!bridge || BridgeFits(need, node));
+      };
+      if (within) {
+        found_.clear();
+        for (int n : *within)
+          if (pass(n)) found_.push_back(n);
+      } else {
+        FindNodes(pass, &found_);
+      }
+      if (found_.empty()) return false;
+      int node = found_.front();
+      if (!bridge) {
+        node = options_.policy == Policy::kRandom
+                   ? found_[std::uniform_int_distribution<size_t>(0, found_.size() - 1)(rng_)]
+                   : PickBest(found_, [&](int n) { return -free_count_[static_cast<size_t>(n)]; });
+        Take(node, KubeletCards(free_[static_cast<size_t>(node)], k));
+        continue;
+      }
+      if (found_.size() > 1) {  // Volcano calls prioritize only when more than one node passed
+        candidates_.clear();
+        for (int n : found_) candidates_.push_back(node_cards_[static_cast<size_t>(n)]);
+        gang.remaining = job.tasks - t;
+        const auto scores = bridge::DecidePrioritize(need, candidates_, gang, 1.0);
+        score_by_node_.clear();
+        for (const auto& s : scores) score_by_node_[s.node] = s.score;
+        node = PickBest(found_, [&](int n) {
+          auto it = score_by_node_.find(node_cards_[static_cast<size_t>(n)].name);
+          return it == score_by_node_.end() ? 0.0 : it->second;
+        });
+      }
+      // The device plugin's GetPreferredAllocation on that node.
+      placement::Request request;
+      request.available = free_[static_cast<size_t>(node)];
+      request.size = k;
+      auto choice = placement::Choose(graph_, request);
+      if (!choice.ok()) return false;
+      Take(node, choice->cards);
+      const SimNode& sn = cluster_.nodes()[static_cast<size_t>(node)];
+      gang.domains.insert(sn.domain);
+      gang.racks.insert(sn.rack);
+      gang.idcs.insert(sn.idc);
+    }
+    return true;
+  }
+
+  // The kubelet's choice of cards when the plugin gives no preference.
+  Mask KubeletCards(Mask free, int k) {
+    if (!options_.kubelet_random) return FirstFit(free, k);
+    Mask out = 0;
+    for (int left = Count(free); left > 0 && Count(out) < k; --left) {
+      int pick = std::uniform_int_distribution<int>(0, left - 1)(rng_);
+      Mask f = free;
+      while (pick-- > 0) f &= f - 1;
+      const Mask bit = f & (~f + 1);
+      out |= bit;
+      free &= ~bit;
+    }
+    return out;
+  }
+
+  // Volcano's soft network topology for a gang: HyperNodes of the lowest tier first (link
+  // domain, rack, IDC), the fullest one that can hold the whole gang first (HyperNode binpack),
+  // the gang dry-run inside it; the cluster root last.
+  bool PlaceInTiers(const JobSpec& job) {
+    const int k = job.cards_per_task;
+    const double per_node = cluster_.cards_per_node();
+    for (const auto* tier : {&domain_nodes_, &rack_nodes_, &idc_nodes_}) {
+      order_.clear();
+      for (size_t h = 0; h < tier->size(); ++h) {
+        const auto& members = (*tier)[h];
+        if (CountSlots(members, k) < job.tasks) continue;
+        int free = 0;
+        for (int n : members) free += free_count_[static_cast<size_t>(n)];
+        const double cards = static_cast<double>(members.size()) * per_node;
+        const double fill = (cards - free + static_cast<double>(job.tasks) * k) / cards;
+        order_.push_back({fill, std::uniform_real_distribution<double>(0, 1)(rng_), static_cast<int>(h)});
+      }
+      std::sort(order_.begin(), order_.end(), std::greater<>());
+      for (const auto& [fill, tie, h] : order_) {
+        if (PlaceTasks(job, &(*tier)[static_cast<size_t>(h)])) return true;
+        Discard();
+      }
+    }
+    return PlaceTasks(job, nullptr);
+  }
+
+  bool TryJob(const JobSpec& job) {
+    ++result_.scheduling_attempts;
+    statement_.clear();
+    if (CountSlots(job.cards_per_task) < job.tasks) return false;
+    bool ok = false;
+    const bool tiered = options_.policy == Policy::kTiers || options_.policy == Policy::kHyperaccel;
+    ok = tiered && job.tasks > 1 ? PlaceInTiers(job) : PlaceTasks(job, nullptr);
+    if (!ok) Discard();
+    return ok;
+  }
+
+  bool Infeasible(const JobSpec& job) const {
+    const int per_node = cluster_.cards_per_node();
+    if (job.cards_per_task > per_node) return true;
+    if (static_cast<int64_t>(per_node / job.cards_per_task) * cluster_.size() < job.tasks) return true;
+    if (options_.policy == Policy::kHyperaccel || options_.policy == Policy::kExtender) {
+      bridge::NodeCards empty = node_cards_.front();
+      empty.free = cluster_.all_cards();
+      empty.free_count = Count(empty.free);
+      return bridge::DecidePredicate(NeedOf(job), empty, "").code == bridge::kUnschedulableForever;
+    }
+    return false;
+  }
+
+  void Commit(int index, double now) {
+    const JobSpec& job = jobs_[static_cast<size_t>(index)];
+    const double wait = now - job.arrival_s;
+    result_.start_s[static_cast<size_t>(index)] = now;
+    waits_.push_back(wait);
+    ++result_.started;
+    result_.pods += job.tasks;
+    bool one_domain = true, one_rack = true;
+    const SimNode& first = cluster_.nodes()[static_cast<size_t>(statement_.front().node)];
+    for (const Step& s : statement_) {
+      const SimNode& node = cluster_.nodes()[static_cast<size_t>(s.node)];
+      one_domain = one_domain && node.domain_id == first.domain_id;
+      one_rack = one_rack && node.rack_id == first.rack_id;
+      if (job.cards_per_task > 1) {
+        ++result_.multi_card_pods;
+        if (IsLinked(graph_, s.cards)) ++result_.linked_pods;
+      }
+    }
+    if (job.tasks > 1) {
+      ++result_.gangs;
+      result_.gangs_one_domain += one_domain ? 1 : 0;
+      result_.gangs_one_rack += one_rack ? 1 : 0;
+      gang_waits_.push_back(wait);
+    }
+    running_.push({now + job.duration_s, index});
+    placements_[static_cast<size_t>(index)] = std::move(statement_);
+    statement_.clear();
+  }
+
+  // One scheduling cycle over `keys` (in queue order).
+  template <typename It>
+  void Cycle(It begin, It end, double now) {
+    std::set<std::pair<int, int>> failed;  // (tasks, cards) shapes that did not fit this cycle
+    for (It it = begin; it != end; ++it) {
+      if (free_cards_ == 0) break;
+      const JobSpec& job = jobs_[static_cast<size_t>(it->index)];
+      if (job.cards_per_task > free_cards_) continue;
+      const std::pair<int, int> shape{job.tasks, job.cards_per_task};
+      if (failed.count(shape)) continue;
+      if (TryJob(job)) {
+        Commit(it->index, now);
+        started_now_.push_back(*it);
+      } else {
+        failed.insert(shape);
+      }
+    }
+  }
+
+  // NodeFragmentation is a pure function of the free cards (one shared card graph): memoized.
+  const placement::Fragmentation& FragmentationOf(Mask free) {
+    auto [it, fresh] = frag_memo_.try_emplace(free);
+    if (fresh) it->second = placement::NodeFragmentation(graph_, free);
+    return it->second;
+  }
+
+  // Time integrals of busy, free and stranded cards, for the whole arrival window and for the
+  // current sample interval.
+  struct Integrals {
+    double span = 0, busy = 0, free = 0, stranded = 0;
+    void Add(double dt, int busy_cards, int free_cards, int stranded_cards) {
+      span += dt;
+      busy += dt * busy_cards;
+      free += dt * free_cards;
+      stranded += dt * stranded_cards;
+    }
+  };
+
+  // Sample at `t`: averages over the interval since the previous sample (the state at `t` when
+  // the interval is empty).
+  void TakeSample(double t) {
+    Sample s;
+    s.t = t;
+    const double cards = cluster_.total_cards();
+    if (interval_.span > 0) {
+      s.utilization = interval_.busy / (interval_.span * cards);
+      s.fragmentation = interval_.free > 0 ? interval_.stranded / interval_.free : 0;
+    } else {
+      s.utilization = 1.0 - free_cards_ / cards;
+      s.fragmentation = free_cards_ > 0 ? static_cast<double>(stranded_) / free_cards_ : 0;
+    }
+    s.pending = static_cast<int>(pending_.size());
+    for (Mask free : free_)
+      s.largest_free_linked = std::max(s.largest_free_linked, FragmentationOf(free).largest_free_linked);
+    result_.series.push_back(s);
+    interval_ = {};
+  }
+
+  const Cluster& cluster_;
+  const placement::CardGraph& graph_;
+  const std::vector<JobSpec>& jobs_;
+  SimOptions options_;
+  std::mt19937_64 rng_;
+  int to_find_;
+  int scan_offset_ = 0;
+
+  std::vector<Mask> free_;
+  std::vector<int> free_count_;
+  std::vector<int> hist_;  // nodes by number of free cards
+  int free_cards_ = 0;
+  std::vector<bridge::NodeCards> node_cards_;
+  std::vector<std::vector<int>> domain_nodes_, rack_nodes_, idc_nodes_;
+
+  std::vector<Step> statement_;
+  std::vector<std::vector<Step>> placements_;
+  std::set<PendingKey> pending_;
+  std::vector<PendingKey> started_now_;
+  using Running = std::pair<double, int>;  // end time, job index
+  std::priority_queue<Running, std::vector<Running>, std::greater<>> running_;
+
+  std::vector<int> found_;
+  std::vector<std::tuple<double, double, int>> order_;  // HyperNode candidates: fill, tie, index
+  std::vector<bridge::NodeCards> candidates_;
+  std::unordered_map<std::string, double> score_by_node_;
+  std::unordered_map<uint64_t, bool> predicate_memo_;
+  std::unordered_map<Mask, placement::Fragmentation> frag_memo_;
+  int stranded_ = 0;  // free cards in no free linked pair, over all nodes
+  Integrals window_, interval_;
+  std::vector<double> waits_, gang_waits_;
+  PolicyResult result_;
+};
+
+PolicyResult Engine::Run() {
+  const auto wall0 = Clock::now();
+  result_.policy = options_.policy;
+  result_.jobs = static_cast<int>(jobs_.size());
+  placements_.resize(jobs_.size());
+  result_.start_s.assign(jobs_.size(), -1.0);
+  const double t0 = jobs_.empty() ? 0 : jobs_.front().arrival_s;
+  const double t1 = jobs_.empty() ? 0 : jobs_.back().arrival_s;
+  const int samples = std::max(2, options_.samples);
+  const double step = (t1 - t0) / (samples - 1);
+  int next_sample = 0;
+  double last_t = t0;
+  size_t next_arrival = 0;
+  std::vector<PendingKey> arrived;
+  double now = t0;
+
+  auto integrate = [&](double a, double b) {  // the state is constant on [a, b)
+    const int busy = cluster_.total_cards() - free_cards_;
+    interval_.Add(b - a, busy, free_cards_, stranded_);
+    window_.Add(std::clamp(b, t0, t1) - std::clamp(a, t0, t1), busy, free_cards_, stranded_);
+  };
+  auto advance = [&](double t) {
+    while (next_sample < samples && t0 + step * next_sample < t) {
+      const double at = t0 + step * next_sample++;
+      integrate(last_t, at);
+      last_t = at;
+      TakeSample(at);
+    }
+    integrate(last_t, t);
+    last_t = t;
+  };
+
+  while (next_arrival < jobs_.size() || !running_.empty()) {
+    const double next_end = running_.empty() ? INFINITY : running_.top().first;
+    const double next_in = next_arrival < jobs_.size() ? jobs_[next_arrival].arrival_s : INFINITY;
+    now = std::min(next_end, next_in);
+    if (options_.horizon_s > 0 && now > options_.horizon_s) {
+      now = options_.horizon_s;
+      break;
+    }
+    advance(now);
+    bool freed = false;
+    while (!running_.empty() && running_.top().first <= now) {
+      const int index = running_.top().second;
+      running_.pop();
+      for (const Step& s : placements_[static_cast<size_t>(index)]) Give(s.node, s.cards);
+      placements_[static_cast<size_t>(index)].clear();
+      freed = true;
+    }
+    arrived.clear();
+    while (next_arrival < jobs_.size() && jobs_[next_arrival].arrival_s <= now) {
+      const int index = static_cast<int>(next_arrival++);
+      const JobSpec& job = jobs_[static_cast<size_t>(index)];
+      if (Infeasible(job)) {
+        ++result_.infeasible;
+        continue;
+      }
+      const PendingKey key{job.priority, job.arrival_s, index};
+      pending_.insert(key);
+      arrived.push_back(key);
+    }
+    started_now_.clear();
+    if (freed) {
+      Cycle(pending_.begin(), pending_.end(), now);
+    } else {
+      std::sort(arrived.begin(), arrived.end());
+      Cycle(arrived.begin(), arrived.end(), now);
+    }
+    for (const auto& key : started_now_) pending_.erase(key);
+  }
+  advance(std::max(now, t1) + (step > 0 ? step : 1));
+  result_.end_s = now;
+  result_.never_started = static_cast<int>(pending_.size()) + result_.infeasible;
+
+  auto rate = [](int a, int b) { return b > 0 ? static_cast<double>(a) / b : 0.0; };
+  result_.linked_rate = rate(result_.linked_pods, result_.multi_card_pods);
+  result_.gang_domain_rate = rate(result_.gangs_one_domain, result_.gangs);
+  result_.gang_rack_rate = rate(result_.gangs_one_rack, result_.gangs);
+  double sum = 0;
+  for (double w : waits_) sum += w;
+  result_.wait_mean_s = waits_.empty() ? 0 : sum / static_cast<double>(waits_.size());
+  result_.wait_p50_s = Percentile(waits_, 0.5);
+  result_.wait_p95_s = Percentile(waits_, 0.95);
+  sum = 0;
+  for (double w : gang_waits_) sum += w;
+  result_.gang_wait_mean_s = gang_waits_.empty() ? 0 : sum / static_cast<double>(gang_waits_.size());
+  result_.utilization = window_.span > 0 ? window_.busy / (window_.span * cluster_.total_cards()) : 0;
+  result_.fragmentation_mean = window_.free > 0 ? window_.stranded / window_.free : 0;
+  result_.runtime_s = std::chrono::duration<double>(Clock::now() - wall0).count();
+  return result_;
+}
+
+}  // namespace
+
+PolicyResult Simulate(const Cluster& cluster, const std::vector<JobSpec>& jobs, const SimOptions& options) {
+  return Engine(cluster, jobs, options).Run();
+}
+
+}  // namespace hyperaccel::sim

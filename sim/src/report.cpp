@@ -1,0 +1,189 @@
+#include "hyperaccel/sim/report.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace hyperaccel::sim {
+namespace {
+
+std::string Fmt(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+std::string Pct(double v) { return Fmt("%.1f %%", 100.0 * v); }
+
+// Seconds as a short human duration: "42 s", "13.5 min", "2.1 h".
+std::string Duration(double s) {
+  if (s < 120) return Fmt("%.0f s", s);
+  if (s < 7200) return Fmt("%.1f min", s / 60);
+  return Fmt("%.1f h", s / 3600);
+}
+
+std::string ClusterLine(const ClusterConfig& c) {
+  return std::to_string(c.nodes) + " nodes x " + std::to_string(c.cards_per_node) + " cards (" + c.intra +
+         " inside a node, " + std::to_string(c.numa_nodes) + " NUMA nodes), link domains of " +
+         std::to_string(c.nodes_per_domain) + " nodes, racks of " + std::to_string(c.nodes_per_rack) +
+         " nodes, " + std::to_string(c.racks_per_idc) + " racks per IDC";
+}
+
+bool WriteFile(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  return static_cast<bool>(out);
+}
+
+bool HaveGnuplot() { return std::system("command -v gnuplot >/dev/null 2>&1") == 0; }
+
+// gnuplot script for one time-series column across policies.
+std::string SeriesPlot(const std::vector<PolicyResult>& results, const std::string& png,
+                       const std::string& title, const std::string& ylabel, int column, bool percent) {
+  std::string s = "set terminal pngcairo size 900,500 font 'sans,10'\nset output '" + png + "'\n";
+  s += "set title '" + title + "'\nset xlabel 'simulated time (h)'\nset ylabel '" + ylabel + "'\n";
+  s += "set datafile separator ','\nset key outside right\nset grid\n";
+  s += "plot ";
+  for (size_t i = 0; i < results.size(); ++i) {
+    const std::string name = PolicyName(results[i].policy);
+    if (i) s += ", ";
+    s += "'series-" + name + ".csv' using ($1/3600):(" + std::string(percent ? "100*" : "") + "$" +
+         std::to_string(column) + ") every ::1 with lines lw 2 title '" + name + "'";
+  }
+  return s + "\n";
+}
+
+}  // namespace
+
+std::string FormatMarkdown(const ClusterConfig& cluster, const RunInfo& run,
+                           const std::vector<PolicyResult>& results) {
+  std::string out = "Cluster: " + ClusterLine(cluster) + ".\n";
+  out += "Workload: " + run.workload + ", " + std::to_string(run.jobs) + " jobs" +
+         (run.require_linked ? ", multi-card pods require linked cards (hyperaccel)" : "") + ".\n\n";
+  out +=
+      "| policy | linked pods | gangs in one link domain | gangs in one rack | mean wait | p95 wait | mean "
+      "gang "
+      "wait | card utilization | fragmentation | never started | run time |\n";
+  out += "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& r : results) {
+    out += "| " + std::string(PolicyName(r.policy)) + " | " + Pct(r.linked_rate) + " | " +
+           Pct(r.gang_domain_rate) + " | " + Pct(r.gang_rack_rate) + " | " + Duration(r.wait_mean_s) + " | " +
+           Duration(r.wait_p95_s) + " | " + Duration(r.gang_wait_mean_s) + " | " + Pct(r.utilization) +
+           " | " + Pct(r.fragmentation_mean) + " | " + std::to_string(r.never_started) + " | " +
+           Fmt("%.1f s", r.runtime_s) + " |\n";
+  }
+  return out;
+}
+
+std::string FormatJson(const ClusterConfig& cluster, const RunInfo& run,
+                       const std::vector<PolicyResult>& results) {
+  nlohmann::ordered_json doc;
+  doc["schema"] = "hyperaccel.ai/sim/v1";
+  doc["cluster"] = {{"nodes", cluster.nodes},
+                    {"cards_per_node", cluster.cards_per_node},
+                    {"intra", cluster.intra},
+                    {"numa_nodes", cluster.numa_nodes},
+                    {"nodes_per_domain", cluster.nodes_per_domain},
+                    {"nodes_per_rack", cluster.nodes_per_rack},
+                    {"racks_per_idc", cluster.racks_per_idc}};
+  doc["run"] = {{"workload", run.workload},
+                {"seed", run.seed},
+                {"load", run.load},
+                {"jobs", run.jobs},
+                {"require_linked", run.require_linked}};
+  auto& list = doc["policies"] = nlohmann::ordered_json::array();
+  for (const auto& r : results) {
+    nlohmann::ordered_json p;
+    p["policy"] = PolicyName(r.policy);
+    p["jobs"] = r.jobs;
+    p["started"] = r.started;
+    p["never_started"] = r.never_started;
+    p["infeasible"] = r.infeasible;
+    p["pods"] = r.pods;
+    p["multi_card_pods"] = r.multi_card_pods;
+    p["linked_pods"] = r.linked_pods;
+    p["linked_rate"] = r.linked_rate;
+    p["gangs"] = r.gangs;
+    p["gangs_one_domain"] = r.gangs_one_domain;
+    p["gangs_one_rack"] = r.gangs_one_rack;
+    p["gang_domain_rate"] = r.gang_domain_rate;
+    p["gang_rack_rate"] = r.gang_rack_rate;
+    p["wait_mean_s"] = r.wait_mean_s;
+    p["wait_p50_s"] = r.wait_p50_s;
+    p["wait_p95_s"] = r.wait_p95_s;
+    p["gang_wait_mean_s"] = r.gang_wait_mean_s;
+    p["utilization"] = r.utilization;
+    p["fragmentation_mean"] = r.fragmentation_mean;
+    p["end_s"] = r.end_s;
+    p["runtime_s"] = r.runtime_s;
+    p["scheduling_attempts"] = r.scheduling_attempts;
+    auto& series = p["series"] = nlohmann::ordered_json::array();
+    for (const auto& s : r.series) {
+      series.push_back({{"t", s.t},
+                        {"utilization", s.utilization},
+                        {"fragmentation", s.fragmentation},
+                        {"pending", s.pending},
+                        {"largest_free_linked", s.largest_free_linked}});
+    }
+    list.push_back(std::move(p));
+  }
+  return doc.dump(2) + "\n";
+}
+
+std::string FormatSeriesCsv(const PolicyResult& result) {
+  std::string out = "time_s,utilization,fragmentation,pending,largest_free_linked\n";
+  char buf[128];
+  for (const auto& s : result.series) {
+    std::snprintf(buf, sizeof buf, "%.1f,%.5f,%.5f,%d,%d\n", s.t, s.utilization, s.fragmentation, s.pending,
+                  s.largest_free_linked);
+    out += buf;
+  }
+  return out;
+}
+
+Status WriteResults(const std::string& dir, const ClusterConfig& cluster, const RunInfo& run,
+                    const std::vector<PolicyResult>& results, bool* plots) {
+  namespace fs = std::filesystem;
+  *plots = false;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Unavailable(dir + ": " + ec.message());
+  const fs::path base(dir);
+  bool ok = WriteFile(base / "results.md", FormatMarkdown(cluster, run, results)) &&
+            WriteFile(base / "results.json", FormatJson(cluster, run, results));
+  for (const auto& r : results)
+    ok = ok && WriteFile(base / ("series-" + std::string(PolicyName(r.policy)) + ".csv"), FormatSeriesCsv(r));
+  if (!ok) return Unavailable(dir + ": cannot write results");
+  if (!HaveGnuplot()) return Status::Ok();
+
+  std::string script = SeriesPlot(results, "utilization.png", "Card utilization", "busy cards (%)", 2, true);
+  script +=
+      SeriesPlot(results, "fragmentation.png", "Fragmentation: free cards with no free linked neighbour",
+                 "stranded / free cards (%)", 3, true);
+  script += SeriesPlot(results, "pending.png", "Jobs waiting", "pending jobs", 4, false);
+  // Locality bars: linked pods, gangs in one domain, gangs in one rack.
+  std::string bars = "# policy,linked,domain,rack\n";
+  for (const auto& r : results) {
+    bars += std::string(PolicyName(r.policy)) + "," + Fmt("%.2f", 100 * r.linked_rate) + "," +
+            Fmt("%.2f", 100 * r.gang_domain_rate) + "," + Fmt("%.2f", 100 * r.gang_rack_rate) + "\n";
+  }
+  if (!WriteFile(base / "locality.csv", bars)) return Unavailable(dir + ": cannot write locality.csv");
+  script +=
+      "set terminal pngcairo size 900,500 font 'sans,10'\nset output 'locality.png'\n"
+      "set title 'Locality'\nset ylabel '%'\nset yrange [0:105]\nset style data histograms\n"
+      "set style histogram clustered gap 1\nset style fill solid 0.8 border -1\nset key outside right\n"
+      "set datafile separator ','\nset xlabel ''\n"
+      "plot 'locality.csv' using 2:xtic(1) title 'multi-card pods on linked cards', '' using 3 title 'gangs "
+      "in one link "
+      "domain', '' using 4 title 'gangs in one rack'\n";
+  if (!WriteFile(base / "plots.gp", script)) return Unavailable(dir + ": cannot write plots.gp");
+  const std::string cmd = "cd '" + dir + "' && gnuplot plots.gp 2>gnuplot.log";
+  if (std::system(cmd.c_str()) != 0)
+    return Internal("gnuplot failed; see " + (base / "gnuplot.log").string());
+  fs::remove(base / "gnuplot.log", ec);
+  *plots = true;
+  return Status::Ok();
+}
+
+}  // namespace hyperaccel::sim

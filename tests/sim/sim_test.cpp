@@ -1,0 +1,424 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "hyperaccel/sim/cluster.h"
+#include "hyperaccel/sim/engine.h"
+#include "hyperaccel/sim/report.h"
+#include "hyperaccel/sim/workload.h"
+#include "process.h"
+
+namespace hyperaccel::sim {
+namespace {
+
+constexpr const char* kHeader = "job_id,arrival_s,duration_s,tasks,cards_per_task,priority,preemptable\n";
+
+Result<std::vector<JobSpec>> Parse(const std::string& text) {
+  std::istringstream in(text);
+  return ParseTrace(in, "t.csv");
+}
+
+std::string ErrorOf(const std::string& text) {
+  auto r = Parse(text);
+  EXPECT_FALSE(r.ok()) << text;
+  return r.ok() ? "" : r.status().message();
+}
+
+// ---- trace ------------------------------------------------------------------------------------
+
+TEST(Trace, ParsesSortsAndAcceptsAnyColumnOrder) {
+  auto jobs = Parse(
+      "# a comment\n"
+      "preemptable,cards_per_task,tasks,extra,duration_s,arrival_s,priority,job_id\n"
+      "\n"
+      "false,8,4,x,7200,30,5,train-1\n"
+      "true,1,1,y,60.5,0,1,serve-1\n"
+      "0,2,1,z,10,30,10,serve-2\n");
+  ASSERT_TRUE(jobs.ok()) << jobs.status().message();
+  ASSERT_EQ(jobs->size(), 3U);
+  EXPECT_EQ((*jobs)[0].id, "serve-1");  // earliest arrival first
+  EXPECT_TRUE((*jobs)[0].preemptable);
+  EXPECT_DOUBLE_EQ((*jobs)[0].duration_s, 60.5);
+  EXPECT_EQ((*jobs)[1].id, "train-1");  // equal arrivals keep file order
+  EXPECT_EQ((*jobs)[1].tasks, 4);
+  EXPECT_EQ((*jobs)[1].cards_per_task, 8);
+  EXPECT_EQ((*jobs)[1].priority, 5);
+  EXPECT_EQ((*jobs)[2].id, "serve-2");
+  EXPECT_FALSE((*jobs)[2].preemptable);
+}
+
+TEST(Trace, ErrorsNameTheLineAndTheField) {
+  const std::string h = kHeader;
+  EXPECT_EQ(ErrorOf(""), "t.csv: empty trace (no header)");
+  EXPECT_NE(ErrorOf("job_id,arrival_s\na,1\n").find("t.csv:1: header lacks column duration_s"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(h + "a,0,10,1,1,0,false\na,1,10,1,1,0,false\n").find("t.csv:3: job_id: duplicate \"a\""),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(h + "a,-1,10,1,1,0,false\n").find("t.csv:2: arrival_s"), std::string::npos);
+  EXPECT_NE(ErrorOf(h + "a,x,10,1,1,0,false\n").find("t.csv:2: arrival_s: expected a number >= 0, got \"x\""),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(h + "a,0,0,1,1,0,false\n").find("t.csv:2: duration_s"), std::string::npos);
+  EXPECT_NE(ErrorOf(h + "a,0,nan,1,1,0,false\n").find("t.csv:2: duration_s"), std::string::npos);
+  EXPECT_NE(ErrorOf(h + "a,0,10,0,1,0,false\n").find("t.csv:2: tasks"), std::string::npos);
+  EXPECT_NE(ErrorOf(h + "a,0,10,1.5,1,0,false\n").find("t.csv:2: tasks"), std::string::npos);
+  EXPECT_NE(ErrorOf(h + "a,0,10,1,65,0,false\n").find("t.csv:2: cards_per_task"), std::string::npos);
+  EXPECT_NE(ErrorOf(h + "a,0,10,1,1,high,false\n").find("t.csv:2: priority"), std::string::npos);
+  EXPECT_NE(ErrorOf(h + "a,0,10,1,1,0,maybe\n").find("t.csv:2: preemptable"), std::string::npos);
+  EXPECT_NE(ErrorOf(h + "a,0,10\n").find("t.csv:2: expected at least 7 fields, got 3"), std::string::npos);
+  EXPECT_NE(ErrorOf(h + ",0,10,1,1,0,false\n").find("t.csv:2: job_id: empty"), std::string::npos);
+  EXPECT_NE(ErrorOf("job_id,job_id\n").find("appears twice"), std::string::npos);
+}
+
+TEST(Trace, FormatRoundTrips) {
+  SyntheticConfig c;
+  c.jobs = 200;
+  c.cluster_cards = 64;
+  const auto jobs = Synthesize(c);
+  auto back = Parse(FormatTrace(jobs));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  ASSERT_EQ(back->size(), jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    EXPECT_EQ((*back)[i].id, jobs[i].id);
+    EXPECT_NEAR((*back)[i].arrival_s, jobs[i].arrival_s, 1e-3);
+    EXPECT_EQ((*back)[i].tasks, jobs[i].tasks);
+    EXPECT_EQ((*back)[i].cards_per_task, jobs[i].cards_per_task);
+    EXPECT_EQ((*back)[i].preemptable, jobs[i].preemptable);
+  }
+}
+
+// ---- synthetic mix ----------------------------------------------------------------------------
+
+TEST(Synthetic, SameSeedSameJobsAndTheOfferedLoadIsAsAsked) {
+  SyntheticConfig c;
+  c.seed = 7;
+  c.jobs = 20000;
+  c.load = 0.8;
+  c.cluster_cards = 800;
+  const auto a = Synthesize(c);
+  const auto b = Synthesize(c);
+  ASSERT_EQ(a.size(), 20000U);
+  EXPECT_EQ(FormatTrace(a), FormatTrace(b));
+  c.seed = 8;
+  EXPECT_NE(FormatTrace(Synthesize(c)), FormatTrace(a));
+
+  double work = 0;
+  int gangs = 0, spot = 0;
+  for (const auto& j : a) {
+    work += j.duration_s * j.tasks * j.cards_per_task;
+    EXPECT_GE(j.tasks, 1);
+    EXPECT_LE(j.tasks, 8);
+    EXPECT_TRUE(j.cards_per_task == 1 || j.cards_per_task == 2 || j.cards_per_task == 4 ||
+                j.cards_per_task == 8);
+    EXPECT_GE(j.duration_s, 1.0);
+    EXPECT_LE(j.duration_s, 7 * 24 * 3600.0);
+    gangs += j.tasks > 1;
+    spot += j.preemptable;
+  }
+  // Offered load over the arrival window: work / (window x cards).
+  const double window = a.back().arrival_s - a.front().arrival_s;
+  EXPECT_NEAR(work / (window * c.cluster_cards), 0.8, 0.04);
+  EXPECT_NEAR(gangs / 20000.0, 0.30, 0.02);
+  EXPECT_NEAR(spot / 20000.0, 0.10, 0.02);  // a fifth of the 50 % 1- and 2-card serving pods
+}
+
+TEST(Synthetic, ShapesAreCappedAtTheNodeSize) {
+  SyntheticConfig c;
+  c.jobs = 2000;
+  c.max_cards_per_task = 4;
+  for (const auto& j : Synthesize(c)) EXPECT_LE(j.cards_per_task, 4);
+}
+
+// ---- cluster ----------------------------------------------------------------------------------
+
+TEST(ClusterModel, TiersNestAndRingsAreLinked) {
+  ClusterConfig cfg;
+  cfg.nodes = 10;
+  cfg.nodes_per_domain = 2;
+  cfg.nodes_per_rack = 4;
+  cfg.racks_per_idc = 2;
+  auto c = Cluster::Create(cfg);
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->domains(), 5);
+  EXPECT_EQ(c->racks(), 3);
+  EXPECT_EQ(c->idcs(), 2);
+  EXPECT_EQ(c->nodes()[9].name, "node-0010");
+  EXPECT_EQ(c->nodes()[9].domain, "ld-0005");
+  EXPECT_EQ(c->nodes()[9].rack, "rack-003");
+  EXPECT_EQ(c->nodes()[9].idc, "idc-02");
+  const auto& g = c->graph();
+  EXPECT_TRUE(IsLinked(g, 0b10000001));  // 7 - 0 closes the ring
+  EXPECT_TRUE(IsLinked(g, 0b00111000));
+  EXPECT_FALSE(IsLinked(g, 0b00100100));
+  EXPECT_FALSE(IsLinked(g, 0));
+  EXPECT_TRUE(IsLinked(g, 0b1));
+
+  cfg.intra = "line";
+  auto line = Cluster::Create(cfg);
+  ASSERT_TRUE(line.ok());
+  EXPECT_FALSE(IsLinked(line->graph(), 0b10000001));
+}
+
+TEST(ClusterModel, ValidationNamesTheFlag) {
+  ClusterConfig cfg;
+  cfg.nodes_per_rack = 15;
+  cfg.nodes_per_domain = 2;
+  EXPECT_NE(Validate(cfg).message().find("--nodes-per-rack"), std::string::npos);
+  cfg = {};
+  cfg.cards_per_node = 65;
+  EXPECT_NE(Validate(cfg).message().find("--cards-per-node"), std::string::npos);
+  cfg = {};
+  cfg.intra = "torus";
+  EXPECT_NE(Validate(cfg).message().find("--intra"), std::string::npos);
+  EXPECT_TRUE(Validate(ClusterConfig{}).ok());
+}
+
+TEST(Engine, NodesToFindFollowsVolcano) {
+  EXPECT_EQ(NodesToFind(50, 0, 100), 50);
+  EXPECT_EQ(NodesToFind(100, 0, 100), 100);
+  EXPECT_EQ(NodesToFind(1000, 0, 100), 420);     // 50 - 1000/125 = 42 %
+  EXPECT_EQ(NodesToFind(10000, 0, 100), 500);    // floor at 5 %
+  EXPECT_EQ(NodesToFind(1000, 100, 100), 1000);  // --percentage-nodes-to-find=100
+  EXPECT_EQ(NodesToFind(150, 0, 100), 100);      // at least the minimum
+}
+
+// ---- engine -----------------------------------------------------------------------------------
+
+Cluster MakeCluster(int nodes, int per_domain = 1, int per_rack = 1, const std::string& intra = "ring") {
+  ClusterConfig cfg;
+  cfg.nodes = nodes;
+  cfg.nodes_per_domain = per_domain;
+  cfg.nodes_per_rack = per_rack;
+  cfg.intra = intra;
+  auto c = Cluster::Create(cfg);
+  EXPECT_TRUE(c.ok()) << c.status().message();
+  return std::move(c).value();
+}
+
+std::vector<JobSpec> Jobs(const std::string& rows) {
+  auto j = Parse(kHeader + rows);
+  EXPECT_TRUE(j.ok()) << j.status().message();
+  return j.ok() ? std::move(j).value() : std::vector<JobSpec>{};
+}
+
+PolicyResult RunPolicy(const Cluster& c, const std::vector<JobSpec>& jobs, Policy p,
+                       bool require_linked = false) {
+  SimOptions o;
+  o.policy = p;
+  o.require_linked = require_linked;
+  return Simulate(c, jobs, o);
+}
+
+// One 8-card ring. Two 1-card pods take cards 0 and 1 (first-fit); the one on card 0 ends. A
+// 4-card pod then sees cards 0, 2..7 free: first-fit gives 0,2,3,4 (not linked: 0's neighbours
+// are 1 and 7); the device plugin gives a linked four.
+TEST(Engine, FirstFitSplitsWhereThePluginGivesALinkedSet) {
+  const Cluster c = MakeCluster(1);
+  const auto jobs = Jobs(
+      "a,0,10,1,1,5,false\n"
+      "b,0,100,1,1,5,false\n"
+      "c,20,50,1,4,5,false\n");
+  for (Policy p : {Policy::kRandom, Policy::kBinpack, Policy::kTiers}) {
+    const auto r = RunPolicy(c, jobs, p);
+    EXPECT_EQ(r.started, 3) << PolicyName(p);
+    EXPECT_EQ(r.multi_card_pods, 1);
+    EXPECT_EQ(r.linked_pods, 0) << PolicyName(p);
+  }
+  for (Policy p : {Policy::kExtender, Policy::kHyperaccel}) {
+    const auto r = RunPolicy(c, jobs, p);
+    EXPECT_EQ(r.started, 3) << PolicyName(p);
+    EXPECT_EQ(r.linked_pods, 1) << PolicyName(p);
+    EXPECT_DOUBLE_EQ(r.linked_rate, 1.0);
+  }
+}
+
+// Two nodes. An 8-card pod holds one node until t=100; a 2 x 8 gang arriving at t=1 cannot start
+// on one node (all or nothing), so a lower-priority 8-card pod arriving at t=2 takes the idle node.
+// At t=100 the gang (higher priority) is tried first but still finds one node; `late` backfills it
+// (Volcano reserves nothing for a waiting gang). The gang starts when both are free, at t=110.
+TEST(Engine, GangsStartAllOrNothingAndPriorityOrdersTheQueue) {
+  const Cluster c = MakeCluster(2, 2, 2);
+  const auto jobs = Jobs(
+      "hold,0,100,1,8,5,false\n"
+      "gang,1,50,2,8,9,false\n"
+      "fill,2,100,1,8,1,false\n"
+      "late,3,10,1,8,1,false\n");
+  for (Policy p : AllPolicies()) {
+    const auto r = RunPolicy(c, jobs, p);
+    ASSERT_EQ(r.start_s.size(), 4U);
+    EXPECT_DOUBLE_EQ(r.start_s[0], 0) << PolicyName(p);
+    EXPECT_DOUBLE_EQ(r.start_s[2], 2) << PolicyName(p);
+    EXPECT_DOUBLE_EQ(r.start_s[3], 100) << PolicyName(p);
+    EXPECT_DOUBLE_EQ(r.start_s[1], 110) << PolicyName(p);
+    EXPECT_EQ(r.gangs, 1);
+    EXPECT_EQ(r.gangs_one_domain, 1);
+    EXPECT_EQ(r.never_started, 0);
+    EXPECT_NEAR(r.wait_mean_s, (0 + 109 + 0 + 97) / 4.0, 1e-9);
+    EXPECT_NEAR(r.gang_wait_mean_s, 109, 1e-9);
+  }
+}
+
+// When the queue is ordered by priority, the higher-priority job gets freed cards first.
+TEST(Engine, HigherPriorityStartsFirst) {
+  const Cluster c = MakeCluster(1);
+  const auto jobs = Jobs(
+      "hold,0,10,1,8,5,false\n"
+      "low,1,10,1,8,1,false\n"
+      "high,2,10,1,8,9,false\n");
+  for (Policy p : AllPolicies()) {
+    const auto r = RunPolicy(c, jobs, p);
+    EXPECT_DOUBLE_EQ(r.start_s[2], 10) << PolicyName(p);
+    EXPECT_DOUBLE_EQ(r.start_s[1], 20) << PolicyName(p);
+  }
+}
+
+TEST(Engine, JobsThatCanNeverFitAreCountedNotStuck) {
+  const Cluster c = MakeCluster(2);
+  const auto jobs = Jobs(
+      "too-wide,0,10,1,16,5,false\n"
+      "too-many,0,10,3,8,5,false\n"
+      "ok,1,10,2,8,5,false\n");
+  for (Policy p : AllPolicies()) {
+    const auto r = RunPolicy(c, jobs, p);
+    EXPECT_EQ(r.infeasible, 2) << PolicyName(p);
+    EXPECT_EQ(r.never_started, 2);
+    EXPECT_EQ(r.started, 1);
+    EXPECT_DOUBLE_EQ(r.start_s[2], 1);
+  }
+}
+
+// Two link domains of two nodes. Two 2 x 8 gangs on the empty cluster: the tier-aware policies
+// and the bridge's gang locality give each gang a whole link domain.
+TEST(Engine, TierAwarePoliciesKeepGangsInOneLinkDomain) {
+  const Cluster c = MakeCluster(4, 2, 4);
+  const auto jobs = Jobs("g1,0,10,2,8,5,false\ng2,0,10,2,8,5,false\n");
+  for (Policy p : {Policy::kTiers, Policy::kExtender, Policy::kHyperaccel}) {
+    const auto r = RunPolicy(c, jobs, p);
+    EXPECT_EQ(r.gangs, 2);
+    EXPECT_EQ(r.gangs_one_domain, 2) << PolicyName(p);
+    EXPECT_DOUBLE_EQ(r.start_s[1], 0) << PolicyName(p);
+  }
+}
+
+// A line of 8 cards (no 7-0 cable) with card 3 busy: a 4-card pod that requires linked cards
+// gets 4..7; with card 5 busy too no linked four is free and it waits instead of splitting.
+TEST(Engine, RequireLinkedWaitsRatherThanSplits) {
+  const Cluster c = MakeCluster(1, 1, 1, "line");
+  // Pods with durations chosen so first-fit fills cards 0..3 and then frees 0..2 and 4.. later.
+  const auto jobs = Jobs(
+      "a,0,5,1,3,5,false\n"      // cards 0-2 until 5
+      "b,0,100,1,1,5,false\n"    // card 3 until 100
+      "c,0,5,1,1,5,false\n"      // card 4 until 5
+      "d,0,100,1,1,5,false\n"    // card 5 until 100
+      "e,10,10,1,4,5,false\n");  // free at 10: 0,1,2,4,6,7 -> no linked four
+  const auto relaxed = RunPolicy(c, jobs, Policy::kHyperaccel, false);
+  EXPECT_DOUBLE_EQ(relaxed.start_s[4], 10);
+  EXPECT_EQ(relaxed.linked_pods, 1);  // a (3 cards) linked; e split
+  const auto strict = RunPolicy(c, jobs, Policy::kHyperaccel, true);
+  EXPECT_DOUBLE_EQ(strict.start_s[4], 100);  // waits for b and d
+  EXPECT_EQ(strict.linked_pods, 2);
+}
+
+TEST(Engine, DeterministicForASeedAndSeriesStayInRange) {
+  const Cluster c = MakeCluster(40, 2, 8);
+  SyntheticConfig sc;
+  sc.jobs = 1500;
+  sc.load = 1.1;
+  sc.cluster_cards = c.total_cards();
+  const auto jobs = Synthesize(sc);
+  for (Policy p : AllPolicies()) {
+    const auto a = RunPolicy(c, jobs, p);
+    const auto b = RunPolicy(c, jobs, p);
+    EXPECT_EQ(a.start_s, b.start_s) << PolicyName(p);
+    EXPECT_EQ(a.started + a.never_started, a.jobs);
+    EXPECT_EQ(a.series.size(), 200U);
+    for (const auto& s : a.series) {
+      EXPECT_GE(s.utilization, 0);
+      EXPECT_LE(s.utilization, 1);
+      EXPECT_GE(s.fragmentation, 0);
+      EXPECT_LE(s.fragmentation, 1);
+      EXPECT_LE(s.largest_free_linked, 8);
+    }
+    EXPECT_GT(a.utilization, 0.5) << PolicyName(p);
+    EXPECT_LE(a.utilization, 1.0);
+    for (size_t i = 0; i < jobs.size(); ++i)
+      if (a.start_s[i] >= 0) {
+        EXPECT_GE(a.start_s[i], jobs[i].arrival_s);
+      }
+  }
+}
+
+TEST(Report, JsonCarriesEveryPolicyAndMetric) {
+  const Cluster c = MakeCluster(4, 2, 4);
+  const auto jobs = Jobs("a,0,10,2,4,5,false\nb,1,10,1,2,5,true\n");
+  std::vector<PolicyResult> results;
+  for (Policy p : AllPolicies()) results.push_back(RunPolicy(c, jobs, p));
+  RunInfo run;
+  run.workload = "test";
+  run.jobs = 2;
+  const auto doc = nlohmann::json::parse(FormatJson(c.config(), run, results));
+  EXPECT_EQ(doc["schema"], "hyperaccel.ai/sim/v1");
+  EXPECT_EQ(doc["cluster"]["nodes"], 4);
+  ASSERT_EQ(doc["policies"].size(), 5U);
+  for (const auto& p : doc["policies"]) {
+    for (const char* key : {"policy", "linked_rate", "gang_domain_rate", "gang_rack_rate", "wait_mean_s",
+                            "wait_p95_s", "utilization", "fragmentation_mean", "never_started", "series"})
+      EXPECT_TRUE(p.contains(key)) << key;
+    EXPECT_EQ(p["started"], 2);
+  }
+  const std::string md = FormatMarkdown(c.config(), run, results);
+  EXPECT_NE(md.find("| hyperaccel | 100.0 % |"), std::string::npos) << md;
+}
+
+// ---- the binary -------------------------------------------------------------------------------
+
+TEST(SimCli, BadTraceIsAClearErrorWithTheLine) {
+  const auto dir = std::filesystem::temp_directory_path() / ("sim-cli-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto trace = (dir / "bad.csv").string();
+  std::ofstream(trace) << kHeader << "a,0,10,1,1,0,false\nb,0,-5,1,1,0,false\n";
+  const auto r = testing::RunBinary("hyperaccel-sim", {"--trace=" + trace, "--nodes=4"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("bad.csv:3: duration_s"), std::string::npos) << r.err;
+  const auto none = testing::RunBinary("hyperaccel-sim", {"--nodes=4"});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("--trace FILE or --synthetic SEED"), std::string::npos);
+  const auto help = testing::RunBinary("hyperaccel-sim", {"--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--policy"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SimCli, WritesResultsAndPlots) {
+  const auto dir = std::filesystem::temp_directory_path() / ("sim-out-" + std::to_string(::getpid()));
+  const auto r =
+      testing::RunBinary("hyperaccel-sim", {"--synthetic=3", "--jobs=800", "--nodes=32", "--nodes-per-rack=8",
+                                            "--load=1.0", "--format=json", "--results=" + dir.string(),
+                                            "--write-trace=" + (dir / "t.csv").string(), "--log-level=warn"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);
+  EXPECT_EQ(doc["policies"].size(), 5U);
+  EXPECT_EQ(doc["run"]["jobs"], 800);
+  for (const char* f : {"results.md", "results.json", "series-hyperaccel.csv", "series-random.csv", "t.csv"})
+    EXPECT_TRUE(std::filesystem::exists(dir / f)) << f;
+  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
+    for (const char* f : {"utilization.png", "fragmentation.png", "pending.png", "locality.png"})
+      EXPECT_GT(std::filesystem::file_size(dir / f), 1000U) << f;
+  }
+  // The written trace replays to the same result.
+  const auto again = testing::RunBinary(
+      "hyperaccel-sim", {"--trace=" + (dir / "t.csv").string(), "--seed=3", "--nodes=32",
+                         "--nodes-per-rack=8", "--policy=hyperaccel", "--format=json", "--log-level=warn"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  const auto doc2 = nlohmann::json::parse(again.out);
+  EXPECT_EQ(doc2["policies"][0]["started"], doc["policies"][4]["started"]);
+  EXPECT_NEAR(doc2["policies"][0]["linked_rate"].get<double>(),
+              doc["policies"][4]["linked_rate"].get<double>(), 0.01);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace hyperaccel::sim
