@@ -116,15 +116,23 @@ void InProcess(bool quick, const std::string& write_dir) {
     JsonBuffer pb(body);
     const int reps =
         nodes >= 5000 ? (quick ? 5 : 30) : (nodes >= 1000 ? (quick ? 20 : 100) : (quick ? 100 : 500));
-    auto tp = Time(reps, [&] {
-      Reply r = bridge.Handle(Verb::kPrioritize, pb);
+    auto prioritize = [&](Bridge& b) {
+      Reply r = b.Handle(Verb::kPrioritize, pb);
       if (r.status != 200) std::fprintf(stderr, "prioritize failed: %s\n", r.error.c_str());
-    });
+    };
+    // The first call of a bridge allocates a parser for the body size (page faults on its
+    // buffers); later calls reuse it, as they do while Volcano keeps scheduling. Both are shown.
+    Bridge fresh({}, nullptr);
+    const double cold = Time(1, [&] { prioritize(fresh); })[0];
+    prioritize(bridge);
+    auto tp = Time(reps, [&] { prioritize(bridge); });
     char what[128];
     std::snprintf(what, sizeof what, "prioritize %d nodes p50 / p99 (%.1f MiB body)", nodes,
                   static_cast<double>(body.size()) / (1 << 20));
     g_rows.push_back({what, Millis(Percentile(tp, 0.5)) + " / " + Millis(Percentile(tp, 0.99)),
                       nodes == 1000 ? "p99 < 20 ms" : ""});
+    std::snprintf(what, sizeof what, "prioritize %d nodes, first call (parser allocated)", nodes);
+    g_rows.push_back({what, Millis(cold), ""});
     if (!write_dir.empty() && nodes == 1000) std::ofstream(write_dir + "/prioritize-1000.json") << body;
   }
 
@@ -132,24 +140,32 @@ void InProcess(bool quick, const std::string& write_dir) {
   const std::string snapshot = synthetic::SnapshotBody(c.nodes, c.jobs);
   c = synthetic::Cluster{};
   JsonBuffer sb(snapshot);
-  ParseOptions opts;
   const int reps = quick ? 3 : 10;
-  auto ts = Time(reps, [&] {
-    auto s = ParseSnapshot(sb, opts);
-    if (!s.ok()) std::fprintf(stderr, "snapshot: %s\n", s.status().message().c_str());
-  });
-  const double best = *std::min_element(ts.begin(), ts.end());
-  const double median = Percentile(ts, 0.5);
-  char v[128];
-  std::snprintf(v, sizeof v, "%.2f GB/s median, %.2f GB/s best",
-                static_cast<double>(snapshot.size()) / median / 1e9,
-                static_cast<double>(snapshot.size()) / best / 1e9);
-  char what[128];
-  std::snprintf(what, sizeof what, "onSessionOpen parse, 1000 nodes / 10000 pods (%.0f MiB)",
-                static_cast<double>(snapshot.size()) / (1 << 20));
-  g_rows.push_back({what, v, ">= 1 GB/s"});
+  // With a parser pool (as the bridge parses: the parser of the previous session is reused) and
+  // without (a parser allocated and freed for each parse: the first session after an idle spell).
+  ParserPool pool;
+  for (ParserPool* parsers : {&pool, static_cast<ParserPool*>(nullptr)}) {
+    ParseOptions opts;
+    opts.parsers = parsers;
+    auto ts = Time(reps, [&] {
+      auto s = ParseSnapshot(sb, opts);
+      if (!s.ok()) std::fprintf(stderr, "snapshot: %s\n", s.status().message().c_str());
+    });
+    const double best = *std::min_element(ts.begin(), ts.end());
+    const double median = Percentile(ts, 0.5);
+    char v[128];
+    std::snprintf(v, sizeof v, "%.2f GB/s median, %.2f GB/s best",
+                  static_cast<double>(snapshot.size()) / median / 1e9,
+                  static_cast<double>(snapshot.size()) / best / 1e9);
+    char what[160];
+    std::snprintf(what, sizeof what, "onSessionOpen parse, 1000 nodes / 10000 pods (%.0f MiB)%s",
+                  static_cast<double>(snapshot.size()) / (1 << 20),
+                  parsers ? "" : ", fresh parser each time");
+    g_rows.push_back({what, v, parsers ? ">= 1 GB/s" : ""});
+  }
   auto th = Time(reps, [&] { (void)bridge.Handle(Verb::kOnSessionOpen, sb); });
-  g_rows.push_back({"onSessionOpen handled (parse + state rebuild) p50", Millis(Percentile(th, 0.5)), ""});
+  g_rows.push_back({"onSessionOpen handled (parse + state rebuild) p50 / max",
+                    Millis(Percentile(th, 0.5)) + " / " + Millis(Percentile(th, 1.0)), ""});
   if (!write_dir.empty()) std::ofstream(write_dir + "/snapshot-1000.json") << snapshot;
 }
 

@@ -2,7 +2,8 @@
 # Volcano bridge benchmarks over loopback. Usage: bench/volcano-bridge/run.sh [BUILD_DIR] [--quick]
 # BUILD_DIR (default build-release) must hold bin/hyperaccel-volcano-bridge and
 # bin/hyperaccel-bridge-bench. Prints the bench table, wrk latency for predicate (keep-alive and
-# Connection: close) and the server's resident memory after a 1000-node snapshot and the load.
+# Connection: close) and the server's resident memory after a 1000-node snapshot, after the load and
+# once idle parsers and buffers have been released.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build-release}
@@ -52,3 +53,6 @@ else
   echo "wrk not installed: skipping the wrk rows (apt-get install wrk)"
 fi
 echo "server RSS after the load: $(rss)"
+# Idle parsers and request buffers are freed after --idle-release-seconds (3 s) without use.
+sleep 5
+echo "server RSS 5 s after the load: $(rss)"

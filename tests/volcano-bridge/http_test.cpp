@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
@@ -96,6 +98,11 @@ TEST_F(Http, MalformedOversizedAndUnknown) {
   ASSERT_TRUE(big);
   EXPECT_EQ(big->status, 413);
   EXPECT_NE(big->body.find("--max-body-bytes"), std::string::npos);
+  // Form-encoded bodies (curl -d without a Content-Type) over 8 KiB: 413 with a hint.
+  auto form = c.Post("/predicate", std::string(9000, ' ') + PredicateBody(0), "application/x-www-form-urlencoded");
+  ASSERT_TRUE(form);
+  EXPECT_EQ(form->status, 413);
+  EXPECT_NE(form->body.find("Content-Type: application/json"), std::string::npos) << form->body;
   auto none = c.Post("/nope", "{}", "application/json");
   ASSERT_TRUE(none);
   EXPECT_EQ(none->status, 404);
@@ -108,6 +115,9 @@ TEST_F(Http, MalformedOversizedAndUnknown) {
   EXPECT_NE(metrics->body.find(R"(hyperaccel_bridge_errors_total{verb="onSessionOpen",kind="too_large"} 1)"),
             std::string::npos)
       << metrics->body;
+  EXPECT_NE(metrics->body.find(R"(hyperaccel_bridge_errors_total{verb="predicate",kind="too_large"} 1)"),
+            std::string::npos)
+      << metrics->body;
   EXPECT_NE(metrics->body.find(R"(hyperaccel_bridge_requests_total{verb="predicate",code="400"} 1)"),
             std::string::npos);
   EXPECT_NE(metrics->body.find("hyperaccel_bridge_request_seconds_bucket{verb=\"predicate\""),
@@ -115,6 +125,39 @@ TEST_F(Http, MalformedOversizedAndUnknown) {
   auto health = c.Get("/healthz");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
+}
+
+// Bodies above the reuse limit get a buffer of their own, chunked bodies (no Content-Length) are
+// read as they come, and idle parsers and buffers are freed without disturbing later requests.
+TEST_F(Http, LargeChunkedAndAfterIdleRelease) {
+  ServerOptions o;
+  o.idle_release_seconds = 1;
+  Start(o);
+  auto c = Client();
+  synthetic::Cluster cluster = synthetic::MakeCluster(200, 2, 3);
+  const std::string open = synthetic::SnapshotBody(cluster.nodes, cluster.jobs);
+  ASSERT_GT(open.size(), size_t{1} << 20);
+  auto res = c.Post("/onSessionOpen", open, "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(bridge_.state().Stats().snapshot_nodes, 200u);
+  const std::string body = PredicateBody(0);
+  auto chunked = c.Post(
+      "/predicate",
+      [&](size_t offset, httplib::DataSink& sink) {
+        sink.write(body.data() + offset, std::min<size_t>(1000, body.size() - offset));
+        if (offset + 1000 >= body.size()) sink.done();
+        return true;
+      },
+      "application/json");
+  ASSERT_TRUE(chunked);
+  EXPECT_EQ(chunked->status, 200) << chunked->body;
+  EXPECT_EQ(Json::parse(chunked->body)["code"], 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // the reaper runs every second
+  auto again = c.Post("/predicate", body, "application/json");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+  EXPECT_EQ(Json::parse(again->body)["code"], 0);
 }
 
 // 16 clients at once, half keeping connections alive, half opening one per request (as Go's

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "fixtures.h"
@@ -44,6 +45,16 @@ TEST(ServiceFixture, EveryFixtureGetsItsDocumentedAnswer) {
   EXPECT_EQ(Call(b, Verb::kJobReady, enqueue), Json::parse(ready));
   EXPECT_EQ(Call(b, Verb::kQueueOverused, queue), Json::parse(overused));
   EXPECT_EQ(Call(b, Verb::kOnSessionClose, close), Json::object());
+}
+
+TEST(ServiceFixture, ReleaseIdleMemoryKeepsAnswers) {
+  BRIDGE_FIXTURE(predicate, "predicate.request.json");
+  BRIDGE_FIXTURE(pass, "predicate.response.pass.json");
+  Bridge b({}, nullptr);
+  EXPECT_EQ(Call(b, Verb::kPredicate, predicate), Json::parse(pass));
+  EXPECT_EQ(b.ReleaseIdleMemory(std::chrono::steady_clock::now() - std::chrono::hours(1)), 0u);
+  EXPECT_EQ(b.ReleaseIdleMemory(std::chrono::steady_clock::now()), 1u);
+  EXPECT_EQ(Call(b, Verb::kPredicate, predicate), Json::parse(pass));
 }
 
 TEST(ServiceFixture, PredicateUnschedulableMatchesFixtureText) {

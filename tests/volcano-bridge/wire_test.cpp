@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "fixtures.h"
@@ -210,6 +211,76 @@ TEST(Wire, TopologyAnnotationArrivesAsJsonString) {
   EXPECT_EQ(args->node.rack, "idc1.r2");
   EXPECT_EQ(args->node.idc, "idc1");
   EXPECT_EQ(args->node.idle_cards, 6);
+}
+
+TEST(Wire, EscapedKeysAreUnescaped) {
+  // Keys are read in place unless they contain an escape; both spellings must match.
+  const std::string body =
+      R"({"task":{"U\u0049D":"u1","Resreq":{"ScalarResources":{"hyperaccel.ai\/fpga":2000}}},)"
+      R"("node":{"Name":"n1","Node":{"metadata":{"annotations":{"hyperaccel.ai\u002ftopology":"x"}}}}})";
+  auto args = ParsePredicate(JsonBuffer(body), Opts());
+  ASSERT_TRUE(args.ok()) << args.status().ToString();
+  EXPECT_EQ(args->task.uid, "u1");
+  EXPECT_EQ(args->task.cards, 2);
+  EXPECT_EQ(args->node.topology, "x");
+  auto bad = ParsePredicate(JsonBuffer(R"({"task":{"U\uZZZZ":1},"node":{"Name":"n"}})"), Opts());
+  EXPECT_FALSE(bad.ok());
+}
+
+TEST(Wire, ArrayElementPathsInErrors) {
+  auto r = ParsePrioritize(JsonBuffer(R"({"task":{},"nodes":[{"Name":"a"},{"Name":"b","Idle":[]}]})"), Opts());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("nodes.[1].Idle: expected object, got array"), std::string::npos)
+      << r.status().message();
+}
+
+TEST(JsonBuffer, AppendReserveMoveRelease) {
+  JsonBuffer b;
+  EXPECT_EQ(b.size(), 0u);
+  EXPECT_EQ(b.view(), "");
+  b.Append("{\"a\":");
+  b.Append("1}");
+  EXPECT_EQ(b.view(), "{\"a\":1}");
+  EXPECT_GE(b.capacity(), b.size() + 64);
+  // Large buffers are mapped; contents survive growth across the threshold.
+  const std::string big(3 << 20, 'x');
+  b.Reserve(big.size() + 10);
+  EXPECT_EQ(b.view(), "{\"a\":1}");
+  b.Append(big);
+  EXPECT_EQ(b.size(), 7 + big.size());
+  EXPECT_EQ(b.view().substr(0, 7), "{\"a\":1}");
+  EXPECT_EQ(b.data()[b.size()], '\0');  // padding is zeroed
+  JsonBuffer moved(std::move(b));
+  EXPECT_EQ(moved.size(), 7 + big.size());
+  EXPECT_EQ(b.size(), 0u);  // NOLINT(bugprone-use-after-move): moved-from state is specified
+  b = std::move(moved);
+  EXPECT_EQ(b.size(), 7 + big.size());
+  b.Release();
+  EXPECT_EQ(b.capacity(), 0u);
+  b.Assign("{}");
+  EXPECT_EQ(b.view(), "{}");
+}
+
+TEST(ParserPool, ReusesParsersAndReleasesIdleOnes) {
+  ParserPool pool(2);
+  ParseOptions o = Opts();
+  o.parsers = &pool;
+  BRIDGE_FIXTURE(text, "predicate.request.json");
+  const JsonBuffer body(text);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(ParsePredicate(body, o).ok());
+  EXPECT_EQ(pool.idle(), 1u);  // one parser, reused
+  // Errors return the parser too.
+  EXPECT_FALSE(ParsePredicate(JsonBuffer("{\"task\":"), o).ok());
+  EXPECT_EQ(pool.idle(), 1u);
+  // An evictee is re-read while the body's parser is busy: two parsers, both kept.
+  BRIDGE_FIXTURE(preempt, "preemptable.request.json");
+  ASSERT_TRUE(ParseEvict(JsonBuffer(preempt), o).ok());
+  EXPECT_EQ(pool.idle(), 2u);
+  EXPECT_EQ(pool.Release(std::chrono::steady_clock::now() - std::chrono::hours(1)), 0u);
+  EXPECT_EQ(pool.Release(std::chrono::steady_clock::now()), 2u);
+  EXPECT_EQ(pool.idle(), 0u);
+  ASSERT_TRUE(ParsePredicate(body, o).ok());
+  EXPECT_EQ(pool.idle(), 1u);
 }
 
 TEST(Wire, Responses) {

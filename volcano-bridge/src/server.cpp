@@ -3,8 +3,12 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "hyperaccel/common/admin_server.h"
 #include "hyperaccel/common/log.h"
@@ -12,11 +16,72 @@
 namespace hyperaccel::bridge {
 namespace {
 constexpr int kListenBacklog = 1024;
+// Buffers for bodies up to this size are kept for reuse; larger ones are freed after the request.
 constexpr size_t kReuseLimit = size_t{1} << 20;
+constexpr size_t kMaxIdleBuffers = 16;
+// cpp-httplib rejects larger form-encoded bodies (413) when it reads a body itself
+// (CPPHTTPLIB_FORM_URL_ENCODED_PAYLOAD_MAX_LENGTH); the verbs read theirs, so they check it here.
+constexpr size_t kFormLimit = 8192;
+
+bool IsFormEncoded(const httplib::Request& req) {
+  return req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0;
+}
+
+// The announced body length; 0 when absent or unreadable (chunked bodies).
+size_t ContentLength(const httplib::Request& req) {
+  const std::string text = req.get_header_value("Content-Length");
+  size_t n = 0;
+  std::from_chars(text.data(), text.data() + text.size(), n);
+  return n;
+}
 }  // namespace
 
+// Request body buffers shared by the worker threads (a buffer per thread would keep one for each
+// of the 32 workers). Bodies over kReuseLimit get a buffer of their own, freed after the request.
+class HttpServer::BufferPool {
+ public:
+  JsonBuffer Take(size_t expected_bytes) {
+    if (expected_bytes <= kReuseLimit) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!idle_.empty()) {
+        JsonBuffer b = std::move(idle_.back().buffer);
+        idle_.pop_back();
+        return b;
+      }
+    }
+    return JsonBuffer();
+  }
+
+  void Give(JsonBuffer buffer) {
+    if (buffer.capacity() > kReuseLimit) return;  // freed here
+    buffer.Clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_.size() < kMaxIdleBuffers) idle_.push_back({std::move(buffer), std::chrono::steady_clock::now()});
+  }
+
+  void Release(std::chrono::steady_clock::time_point unused_since) {
+    std::vector<Idle> freed;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto keep = std::stable_partition(idle_.begin(), idle_.end(),
+                                      [&](const Idle& i) { return i.last_used > unused_since; });
+    std::move(keep, idle_.end(), std::back_inserter(freed));
+    idle_.erase(keep, idle_.end());
+  }
+
+ private:
+  struct Idle {
+    JsonBuffer buffer;
+    std::chrono::steady_clock::time_point last_used;
+  };
+  std::mutex mu_;
+  std::vector<Idle> idle_;
+};
+
 HttpServer::HttpServer(Bridge* bridge, metrics::Registry* registry, ServerOptions options)
-    : bridge_(bridge), registry_(registry), options_(std::move(options)) {}
+    : bridge_(bridge),
+      registry_(registry),
+      options_(std::move(options)),
+      buffers_(std::make_unique<BufferPool>()) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
@@ -51,13 +116,35 @@ Status HttpServer::Start() {
   if (!prefix.empty() && prefix.front() != '/') prefix.insert(prefix.begin(), '/');
   for (Verb verb : kAllVerbs) {
     const std::string path = prefix + "/" + VerbName(verb);
-    server_->Post(path, [this, verb](const httplib::Request& req, httplib::Response& res) {
-      // Small bodies reuse a per-thread buffer; big ones (snapshots) get one that is freed after.
-      thread_local JsonBuffer reused;
-      JsonBuffer big;
-      JsonBuffer& buffer = req.body.size() > kReuseLimit ? big : reused;
-      buffer.Assign(req.body);
-      Reply reply = bridge_->Handle(verb, buffer);
+    // The handler reads the body itself, straight into a JSON buffer: cpp-httplib would first
+    // collect it in a growing std::string, a second copy of bodies that reach hundreds of MB.
+    server_->Post(path, [this, verb](const httplib::Request& req, httplib::Response& res,
+                                     const httplib::ContentReader& read) {
+      const size_t announced = ContentLength(req);
+      JsonBuffer body = buffers_->Take(announced);
+      bool ok = false;
+      if (req.is_multipart_form_data()) {
+        // Not a JSON body: the parts are dropped and the verb sees an empty body.
+        ok = read([](const httplib::MultipartFormData&) { return true; }, [](const char*, size_t) { return true; });
+      } else {
+        if (announced <= options_.max_body_bytes) body.Reserve(announced);
+        ok = read([&body](const char* data, size_t n) {
+          body.Append(std::string_view(data, n));
+          return true;
+        });
+      }
+      if (ok && IsFormEncoded(req) && body.size() > kFormLimit) {
+        res.status = 413;
+        ok = false;
+      }
+      if (!ok) {
+        // cpp-httplib set 413 (over --max-body-bytes) or 400; the error handler writes the body.
+        if (res.status < 400) res.status = 400;
+        buffers_->Give(std::move(body));
+        return;
+      }
+      Reply reply = bridge_->Handle(verb, body);
+      buffers_->Give(std::move(body));
       res.status = reply.status;
       res.set_content(std::move(reply.body), "application/json");
     });
@@ -124,6 +211,18 @@ Status HttpServer::Start() {
     return Unavailable("cannot listen on " + options_.listen + " (address in use?)");
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
+  {
+    std::lock_guard<std::mutex> lock(reaper_mu_);
+    stopping_ = false;
+  }
+  reaper_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(reaper_mu_);
+    while (!reaper_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
+      lock.unlock();
+      ReleaseIdleMemory();
+      lock.lock();
+    }
+  });
   for (int i = 0; i < 2000 && !server_->is_running(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   HA_LOG(kInfo, "extender listening")
@@ -135,9 +234,22 @@ Status HttpServer::Start() {
 }
 
 void HttpServer::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(reaper_mu_);
+    stopping_ = true;
+  }
+  reaper_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
   if (server_) server_->stop();
   if (thread_.joinable()) thread_.join();
   server_.reset();
+}
+
+void HttpServer::ReleaseIdleMemory() {
+  const auto unused_since =
+      std::chrono::steady_clock::now() - std::chrono::seconds(options_.idle_release_seconds);
+  buffers_->Release(unused_since);
+  bridge_->ReleaseIdleMemory(unused_since);
 }
 
 }  // namespace hyperaccel::bridge

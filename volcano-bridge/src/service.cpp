@@ -49,6 +49,7 @@ const char* VerbName(Verb verb) {
 
 Bridge::Bridge(BridgeOptions options, metrics::Registry* registry) : options_(std::move(options)) {
   parse_.resource = options_.resource;
+  parse_.parsers = &parsers_;
   if (registry == nullptr) return;
   requests_ = &registry->AddCounter("hyperaccel_bridge_requests_total",
                                     "Extender requests by verb and HTTP status", {"verb", "code"});
@@ -106,6 +107,12 @@ void Bridge::CountRejected(Verb verb, int http_status, std::string_view kind) {
   errors_->Inc({VerbName(verb), std::string(kind)});
 }
 
+size_t Bridge::ReleaseIdleMemory(std::chrono::steady_clock::time_point unused_since) {
+  const size_t freed = parsers_.Release(unused_since);
+  if (freed > 0) malloc_trim(0);
+  return freed;
+}
+
 void Bridge::UpdateGauges() {
   if (!session_nodes_) return;
   const StateStats s = state_.Stats();
@@ -121,7 +128,8 @@ Reply Bridge::OnSessionOpen(const JsonBuffer& body) {
   const size_t nodes = snapshot->nodes.size();
   const size_t jobs = snapshot->jobs.size();
   state_.OpenSession(std::move(snapshot.value()));
-  // The snapshot parser's buffers were freed; hand the pages back (bodies can be hundreds of MB).
+  // The parsed snapshot (hundreds of thousands of small strings for a big cluster) was just freed;
+  // hand its pages back rather than keep them for the heap's next growth.
   malloc_trim(0);
   UpdateGauges();
   HA_LOG(kDebug, "session opened").kv("nodes", nodes).kv("jobs", jobs).kv("bytes", body.size());
@@ -130,7 +138,7 @@ Reply Bridge::OnSessionOpen(const JsonBuffer& body) {
 
 Reply Bridge::OnSessionClose(const JsonBuffer& body) {
   if (body.size() > 0) {
-    if (Status s = ParseSessionClose(body); !s.ok()) return Malformed(s);
+    if (Status s = ParseSessionClose(body, &parsers_); !s.ok()) return Malformed(s);
   }
   state_.CloseSession();
   UpdateGauges();
@@ -220,7 +228,7 @@ Reply Bridge::Evict(const JsonBuffer& body, Verb verb) {
 
 Reply Bridge::Neutral(const JsonBuffer& body, Verb verb) {
   const char* key = verb == Verb::kQueueOverused ? "queue" : "job";
-  if (Status s = ParseEnvelope(body, key); !s.ok()) return Malformed(s);
+  if (Status s = ParseEnvelope(body, key, &parsers_); !s.ok()) return Malformed(s);
   switch (verb) {
     case Verb::kJobEnqueueable: return Ok("{\"status\":1}");
     case Verb::kJobReady: return Ok("{\"status\":true}");

@@ -1,32 +1,70 @@
 #include "hyperaccel/bridge/wire.h"
 
 #include <simdjson.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
+#include <utility>
 
 #include "hyperaccel/placement/names.h"
 
+// The x86-64-v3 build exists to get simdjson's AVX2 kernel for the on-demand parser (compiled
+// into this file); without it simdjson silently uses its portable kernel.
+#if defined(HYPERACCEL_BRIDGE_NEEDS_AVX2) && !SIMDJSON_CAN_ALWAYS_RUN_HASWELL && !SIMDJSON_CAN_ALWAYS_RUN_ICELAKE
+#error "wire.cpp must be compiled with AVX2, BMI, LZCNT and PCLMUL enabled (see CMakeLists.txt)"
+#endif
+
 namespace hyperaccel::bridge {
-namespace {
 
 namespace od = simdjson::ondemand;
 
-// Bodies above this size get a parser of their own that is freed afterwards, so one huge
-// snapshot does not leave every worker thread holding a huge parser.
-constexpr size_t kLargeBody = size_t{1} << 20;
+struct ParserPool::Slot {
+  od::parser parser;
+  std::chrono::steady_clock::time_point last_used;
+};
 
-// A JSON path, rendered only when an error is reported: {"task", "Resreq"} -> "task.Resreq".
+// A parser for one parse: from `pool` when there is one, else a fresh one freed afterwards.
+class PooledParser {
+ public:
+  PooledParser(ParserPool* pool, size_t body_bytes)
+      : pool_(pool), slot_(pool ? pool->Acquire(body_bytes) : std::make_unique<ParserPool::Slot>()) {}
+  ~PooledParser() {
+    if (pool_ != nullptr) pool_->Return(std::move(slot_));
+  }
+  PooledParser(const PooledParser&) = delete;
+  PooledParser& operator=(const PooledParser&) = delete;
+  od::parser& get() { return slot_->parser; }
+
+ private:
+  ParserPool* pool_;
+  std::unique_ptr<ParserPool::Slot> slot_;
+};
+
+namespace {
+
+// A JSON path, rendered only when an error is reported: {"task", "Resreq"} -> "task.Resreq",
+// array elements as "nodes.[3]".
 struct Path {
+  static constexpr size_t kNoIndex = ~size_t{0};
   const Path* parent = nullptr;
   std::string_view name;
+  size_t index = kNoIndex;  // set for an array element (then `name` is unused)
   std::string str() const {
     std::string head = parent ? parent->str() : std::string();
     if (!head.empty()) head += '.';
-    head += name;
+    if (index == kNoIndex) {
+      head += name;
+    } else {
+      head += '[';
+      head += std::to_string(index);
+      head += ']';
+    }
     return head;
   }
 };
@@ -58,6 +96,22 @@ Status Expect(od::value& v, const Path& p, od::json_type want, bool* is_null) {
   return Bad(p, std::string("expected ") + TypeName(want) + ", got " + TypeName(t));
 }
 
+// The key of `field`. A key without escapes (nearly all: Go escapes only quotes, backslashes,
+// control characters and <>&) is viewed in place; unescaping copies every key into the parser's
+// string buffer, which for a large body is many megabytes written (and faulted in) for nothing.
+// The scan cannot run off the text: stage 1 rejected bodies with an unclosed string.
+Status KeyOf(od::field& field, const Path& p, std::string_view* key) {
+  const char* const start = field.key().raw();
+  const char* end = start;
+  while (*end != '"' && *end != '\\') ++end;
+  if (*end == '"') {
+    *key = std::string_view(start, static_cast<size_t>(end - start));
+    return Status::Ok();
+  }
+  if (auto e = field.unescaped_key().get(*key)) return Bad(p, e);
+  return Status::Ok();
+}
+
 // Calls f(key, value&, path) for each field of an object; null is an empty object.
 template <typename F>
 Status ForEachField(od::value& v, const Path& p, F&& f) {
@@ -69,7 +123,7 @@ Status ForEachField(od::value& v, const Path& p, F&& f) {
     if (auto e = field_result.error()) return Bad(p, e);
     od::field& field = field_result.value_unsafe();
     std::string_view key;
-    if (auto e = field.unescaped_key().get(key)) return Bad(p, e);
+    if (Status s = KeyOf(field, p, &key); !s.ok()) return s;
     Path child{&p, key};
     if (Status s = f(key, field.value(), child); !s.ok()) return s;
   }
@@ -87,8 +141,7 @@ Status ForEachElement(od::value& v, const Path& p, F&& f) {
   for (auto element_result : arr) {
     if (auto e = element_result.error()) return Bad(p, e);
     od::value& element = element_result.value_unsafe();
-    std::string index = "[" + std::to_string(i++) + "]";
-    Path child{&p, index};
+    Path child{&p, {}, i++};
     if (Status s = f(element, child); !s.ok()) return s;
   }
   return Status::Ok();
@@ -299,18 +352,12 @@ Status ReadJob(od::value& v, const Path& p, const ParseOptions& o, Job* j) {
 // Parses `text` (followed by `capacity - size` readable bytes) and calls f(value&, root path)
 // on the root, which must be an object. Like Go's decoder, content after the root is ignored.
 template <typename F>
-Status ParseRoot(const char* text, size_t size, size_t capacity, bool fresh_parser, F&& f) {
+Status ParseRoot(const char* text, size_t size, size_t capacity, ParserPool* pool, F&& f) {
   static const Path kRoot{nullptr, "body"};
-  thread_local od::parser shared_parser;
-  std::unique_ptr<od::parser> own;
-  od::parser* parser = &shared_parser;
-  if (fresh_parser || size > kLargeBody) {
-    own = std::make_unique<od::parser>();
-    parser = own.get();
-  }
   if (size == 0) return Bad(kRoot, "empty");
+  PooledParser parser(pool, size);
   od::document doc;
-  if (auto e = parser->iterate(simdjson::padded_string_view(text, size, capacity)).get(doc))
+  if (auto e = parser.get().iterate(simdjson::padded_string_view(text, size, capacity)).get(doc))
     return Bad(kRoot, e);
   od::value root;
   if (auto e = doc.get_value().get(root)) return Bad(kRoot, e);
@@ -321,21 +368,160 @@ Status ParseRoot(const char* text, size_t size, size_t capacity, bool fresh_pars
 }
 
 template <typename F>
-Status ParseBody(const JsonBuffer& body, F&& f) {
-  return ParseRoot(body.data(), body.size(), body.capacity(), false, std::forward<F>(f));
+Status ParseBody(const JsonBuffer& body, ParserPool* pool, F&& f) {
+  return ParseRoot(body.data(), body.size(), body.capacity(), pool, std::forward<F>(f));
 }
 
 Status Missing(std::string_view what) { return InvalidArgument("body: " + std::string(what) + " missing"); }
 
+// Buffers from this size on are mapped rather than taken from the heap: freeing them gives the
+// memory back at once, and they can use transparent huge pages.
+constexpr size_t kMapBytes = size_t{1} << 20;
+constexpr size_t kHugePage = size_t{2} << 20;
+
+size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
 }  // namespace
 
-void JsonBuffer::Assign(std::string_view text) {
-  const size_t want = text.size() + simdjson::SIMDJSON_PADDING;
-  if (data_.size() < want) data_.resize(want);
-  if (!text.empty()) std::memcpy(data_.data(), text.data(), text.size());
-  std::memset(data_.data() + text.size(), 0, simdjson::SIMDJSON_PADDING);
-  size_ = text.size();
+// ---- JsonBuffer -----------------------------------------------------------------------------
+
+JsonBuffer::~JsonBuffer() { Release(); }
+
+JsonBuffer::JsonBuffer(JsonBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      capacity_(std::exchange(other.capacity_, 0)),
+      mapped_(std::exchange(other.mapped_, false)) {}
+
+JsonBuffer& JsonBuffer::operator=(JsonBuffer&& other) noexcept {
+  if (this != &other) {
+    Release();
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    capacity_ = std::exchange(other.capacity_, 0);
+    mapped_ = std::exchange(other.mapped_, false);
+  }
+  return *this;
 }
+
+void JsonBuffer::Release() {
+  if (mapped_) {
+    ::munmap(data_, capacity_);
+  } else {
+    std::free(data_);
+  }
+  data_ = nullptr;
+  size_ = 0;
+  capacity_ = 0;
+  mapped_ = false;
+}
+
+void JsonBuffer::Grow(size_t text_bytes) {
+  const size_t want = text_bytes + simdjson::SIMDJSON_PADDING;
+  if (want <= capacity_) return;
+  // Appending without a Reserve grows geometrically, so a body costs O(size) copying in all.
+  size_t bytes = std::max(want, capacity_ + capacity_ / 2);
+  char* fresh = nullptr;
+  const bool mapped = bytes >= kMapBytes;
+  if (mapped) {
+    bytes = RoundUp(bytes, kHugePage);
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    // A hint: with transparent huge pages in `madvise` mode (the common default) this turns 512
+    // page faults into one. Harmless where huge pages are off.
+    ::madvise(p, bytes, MADV_HUGEPAGE);
+    fresh = static_cast<char*>(p);
+  } else {
+    fresh = static_cast<char*>(std::malloc(bytes));
+    if (fresh == nullptr) throw std::bad_alloc();
+  }
+  if (size_ > 0) std::memcpy(fresh, data_, size_);
+  const size_t size = size_;
+  Release();
+  data_ = fresh;
+  size_ = size;
+  capacity_ = bytes;
+  mapped_ = mapped;
+}
+
+void JsonBuffer::Reserve(size_t bytes) { Grow(bytes); }
+
+void JsonBuffer::Assign(std::string_view text) {
+  size_ = 0;
+  Append(text);
+}
+
+void JsonBuffer::Append(std::string_view piece) {
+  Grow(size_ + piece.size());
+  if (!piece.empty()) std::memcpy(data_ + size_, piece.data(), piece.size());
+  size_ += piece.size();
+  std::memset(data_ + size_, 0, simdjson::SIMDJSON_PADDING);
+}
+
+// ---- ParserPool -----------------------------------------------------------------------------
+
+ParserPool::ParserPool(size_t max_idle) : max_idle_(max_idle) {}
+ParserPool::~ParserPool() = default;
+
+std::unique_ptr<ParserPool::Slot> ParserPool::Acquire(size_t body_bytes) {
+  std::unique_ptr<Slot> slot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // The smallest idle parser that is large enough, else the largest (it grows least).
+    auto best = idle_.end();
+    for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+      const size_t cap = (*it)->parser.capacity();
+      if (best == idle_.end()) {
+        best = it;
+        continue;
+      }
+      const size_t best_cap = (*best)->parser.capacity();
+      const bool fits = cap >= body_bytes, best_fits = best_cap >= body_bytes;
+      if (fits != best_fits ? fits : (fits ? cap < best_cap : cap > best_cap)) best = it;
+    }
+    if (best != idle_.end()) {
+      slot = std::move(*best);
+      idle_.erase(best);
+    }
+  }
+  if (!slot) slot = std::make_unique<Slot>();
+  // simdjson would grow to exactly this body; some headroom spares a reallocation (and its page
+  // faults) for the next, slightly larger body. On failure iterate() allocates (or reports) itself.
+  if (slot->parser.capacity() < body_bytes) {
+    if (auto e = slot->parser.allocate(RoundUp(body_bytes + body_bytes / 8, 4096))) (void)e;
+  }
+  return slot;
+}
+
+void ParserPool::Return(std::unique_ptr<Slot> slot) {
+  slot->last_used = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (idle_.size() < max_idle_) idle_.push_back(std::move(slot));
+  // else: more parsers than were ever idle at once; this one is freed as `slot` goes out of scope.
+}
+
+size_t ParserPool::Release(std::chrono::steady_clock::time_point unused_since) {
+  std::vector<std::unique_ptr<Slot>> freed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = idle_.begin(); it != idle_.end();) {
+      if ((*it)->last_used <= unused_since) {
+        freed.push_back(std::move(*it));
+        it = idle_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  return freed.size();  // parsers are freed here, outside the lock
+}
+
+size_t ParserPool::idle() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return idle_.size();
+}
+
+// ---- Parsers ----------------------------------------------------------------------------------
 
 int CardsFromMilli(double milli) {
   if (!(milli > 0)) return 0;
@@ -346,7 +532,7 @@ int CardsFromMilli(double milli) {
 Result<PredicateArgs> ParsePredicate(const JsonBuffer& body, const ParseOptions& options) {
   PredicateArgs args;
   bool has_task = false, has_node = false;
-  Status s = ParseBody(body, [&](od::value& root, const Path& rp) {
+  Status s = ParseBody(body, options.parsers, [&](od::value& root, const Path& rp) {
     return ForEachField(root, rp, [&](std::string_view key, od::value& v, const Path& p) -> Status {
       if (key == "task") {
         has_task = true;
@@ -370,7 +556,7 @@ Result<PredicateArgs> ParsePredicate(const JsonBuffer& body, const ParseOptions&
 Result<PrioritizeArgs> ParsePrioritize(const JsonBuffer& body, const ParseOptions& options) {
   PrioritizeArgs args;
   bool has_task = false;
-  Status s = ParseBody(body, [&](od::value& root, const Path& rp) {
+  Status s = ParseBody(body, options.parsers, [&](od::value& root, const Path& rp) {
     return ForEachField(root, rp, [&](std::string_view key, od::value& v, const Path& p) -> Status {
       if (key == "task") {
         has_task = true;
@@ -397,7 +583,7 @@ Result<EvictArgs> ParseEvict(const JsonBuffer& body, const ParseOptions& options
   EvictArgs args;
   bool has_evictor = false;
   const char* const end = body.data() + body.capacity();
-  Status s = ParseBody(body, [&](od::value& root, const Path& rp) {
+  Status s = ParseBody(body, options.parsers, [&](od::value& root, const Path& rp) {
     return ForEachField(root, rp, [&](std::string_view key, od::value& v, const Path& p) -> Status {
       if (key == "evictor") {
         has_evictor = true;
@@ -420,7 +606,7 @@ Result<EvictArgs> ParseEvict(const JsonBuffer& body, const ParseOptions& options
         // rest of the body serves as its padding.
         Task t;
         const size_t capacity = static_cast<size_t>(end - raw.data());
-        Status st = ParseRoot(raw.data(), raw.size(), capacity, true, [&](od::value& tv, const Path&) {
+        Status st = ParseRoot(raw.data(), raw.size(), capacity, options.parsers, [&](od::value& tv, const Path&) {
           return ReadTask(tv, ep, options, /*with_pod=*/true, &t);
         });
         if (!st.ok()) return st;
@@ -438,7 +624,7 @@ Result<EvictArgs> ParseEvict(const JsonBuffer& body, const ParseOptions& options
 Result<TaskArgs> ParseTaskEvent(const JsonBuffer& body, const ParseOptions& options) {
   TaskArgs args;
   bool has_task = false;
-  Status s = ParseBody(body, [&](od::value& root, const Path& rp) {
+  Status s = ParseBody(body, options.parsers, [&](od::value& root, const Path& rp) {
     return ForEachField(root, rp, [&](std::string_view key, od::value& v, const Path& p) -> Status {
       if (key != "task") return Status::Ok();
       has_task = true;
@@ -454,7 +640,7 @@ Result<Snapshot> ParseSnapshot(const JsonBuffer& body, const ParseOptions& optio
   Snapshot snap;
   ParseOptions no_tasks = options;
   no_tasks.node_tasks = false;
-  Status s = ParseRoot(body.data(), body.size(), body.capacity(), true, [&](od::value& root, const Path& rp) {
+  Status s = ParseBody(body, options.parsers, [&](od::value& root, const Path& rp) {
     return ForEachField(root, rp, [&](std::string_view key, od::value& v, const Path& p) -> Status {
       if (key == "Nodes") {
         return ForEachField(v, p, [&](std::string_view name, od::value& nv, const Path& np) {
@@ -481,15 +667,15 @@ Result<Snapshot> ParseSnapshot(const JsonBuffer& body, const ParseOptions& optio
   return snap;
 }
 
-Status ParseSessionClose(const JsonBuffer& body) {
-  return ParseBody(body, [](od::value& root, const Path& rp) {
+Status ParseSessionClose(const JsonBuffer& body, ParserPool* parsers) {
+  return ParseBody(body, parsers, [](od::value& root, const Path& rp) {
     return ForEachField(root, rp, [](std::string_view, od::value&, const Path&) { return Status::Ok(); });
   });
 }
 
-Status ParseEnvelope(const JsonBuffer& body, std::string_view key) {
+Status ParseEnvelope(const JsonBuffer& body, std::string_view key, ParserPool* parsers) {
   bool found = false;
-  Status s = ParseBody(body, [&](od::value& root, const Path& rp) {
+  Status s = ParseBody(body, parsers, [&](od::value& root, const Path& rp) {
     return ForEachField(root, rp, [&](std::string_view k, od::value& v, const Path& p) -> Status {
       if (k != key) return Status::Ok();
       found = true;

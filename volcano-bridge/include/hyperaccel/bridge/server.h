@@ -3,7 +3,9 @@
 // Volcano's 16 parallel predicate calls plus connection churn.
 #pragma once
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -23,6 +25,9 @@ struct ServerOptions {
   size_t max_body_bytes = size_t{256} << 20;
   int threads = 32;  // worker threads; each open connection holds one while it is served
   int keep_alive_seconds = 5;
+  // Request buffers and JSON parsers unused for this long are freed (their memory returned).
+  // Volcano calls every schedule period (1 s by default), so a busy scheduler keeps them warm.
+  int idle_release_seconds = 3;
   std::string tls_cert;  // both set: HTTPS
   std::string tls_key;
 };
@@ -41,11 +46,19 @@ class HttpServer {
   int port() const { return port_; }
 
  private:
+  class BufferPool;
+  void ReleaseIdleMemory();  // every second, on `reaper_`
+
   Bridge* bridge_;
   metrics::Registry* registry_;
   ServerOptions options_;
+  std::unique_ptr<BufferPool> buffers_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::thread reaper_;
+  std::mutex reaper_mu_;
+  std::condition_variable reaper_cv_;
+  bool stopping_ = false;
   int port_ = 0;
 };
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -56,6 +57,12 @@ class Bridge {
   // Counts a request the HTTP layer rejected before it reached Handle (e.g. body too large).
   void CountRejected(Verb verb, int http_status, std::string_view kind);
 
+  // Frees the JSON parsers no request has used since `unused_since` and hands freed heap memory
+  // back to the system. Parsers are kept between requests because allocating one afresh costs a
+  // page fault per 4 KiB of its buffers (several per KiB of body); call this periodically so a
+  // burst of large bodies does not pin their memory. Returns how many parsers were freed.
+  size_t ReleaseIdleMemory(std::chrono::steady_clock::time_point unused_since);
+
   SessionState& state() { return state_; }
   const BridgeOptions& options() const { return options_; }
 
@@ -70,6 +77,7 @@ class Bridge {
   void UpdateGauges();
 
   BridgeOptions options_;
+  ParserPool parsers_;
   ParseOptions parse_;
   SessionState state_;
   metrics::Counter* requests_ = nullptr;

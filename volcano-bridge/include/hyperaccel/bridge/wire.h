@@ -5,8 +5,11 @@
 // resources are milli-units. A field we read with the wrong JSON type is an error naming its path.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,21 +19,42 @@
 
 namespace hyperaccel::bridge {
 
-// JSON text followed by the readable padding simdjson needs. Reused across requests by one thread
-// so steady-state parsing allocates nothing for the buffer.
+// JSON text followed by the readable padding simdjson needs. Small buffers live on the heap and
+// can be reused across requests; large ones (HTTP bodies of big clusters) are mapped directly and
+// given back to the system when the buffer is freed or shrunk, using transparent huge pages where
+// the system allows them: faulting in a 100 MB body 4 KiB at a time costs far more than parsing it.
 class JsonBuffer {
  public:
   JsonBuffer() = default;
   explicit JsonBuffer(std::string_view text) { Assign(text); }
+  ~JsonBuffer();
+  JsonBuffer(JsonBuffer&& other) noexcept;
+  JsonBuffer& operator=(JsonBuffer&& other) noexcept;
+  JsonBuffer(const JsonBuffer&) = delete;
+  JsonBuffer& operator=(const JsonBuffer&) = delete;
+
   void Assign(std::string_view text);
-  std::string_view view() const { return {data_.data(), size_}; }
-  const char* data() const { return data_.data(); }
+  // Filling in pieces (an HTTP body as it arrives): Clear, optionally Reserve the announced
+  // length, then Append each piece.
+  void Clear() { size_ = 0; }
+  void Reserve(size_t bytes);
+  void Append(std::string_view piece);
+  // Frees the memory (size and capacity become 0).
+  void Release();
+
+  std::string_view view() const { return {data(), size_}; }
+  const char* data() const { return data_ != nullptr ? data_ : ""; }
   size_t size() const { return size_; }
-  size_t capacity() const { return data_.size(); }
+  // Readable bytes from data(): size() plus simdjson's padding (0 before the first Assign).
+  size_t capacity() const { return capacity_; }
 
  private:
-  std::string data_;
+  void Grow(size_t text_bytes);  // keeps the contents
+
+  char* data_ = nullptr;
   size_t size_ = 0;
+  size_t capacity_ = 0;  // allocated bytes, padding included
+  bool mapped_ = false;  // from mmap (large) rather than the heap
 };
 
 // What the bridge reads from a TaskInfo.
@@ -100,9 +124,38 @@ struct TaskArgs {  // allocateFunc and deallocateFunc
   Task task;
 };
 
+// simdjson parsers kept for reuse across requests and threads. A parser's buffers grow to the
+// largest body it has parsed (about 6 bytes per byte of JSON, touched as the body is indexed);
+// allocating them afresh for each request costs a page fault per 4 KiB, which on a virtual
+// machine dominates the parse of a large body. Parsers idle for a while are freed (Release), so a
+// burst of large requests does not pin their memory. Thread-safe.
+class ParserPool {
+ public:
+  explicit ParserPool(size_t max_idle = 8);
+  ~ParserPool();
+  ParserPool(const ParserPool&) = delete;
+  ParserPool& operator=(const ParserPool&) = delete;
+
+  // Frees idle parsers last used at or before `unused_since`; returns how many were freed.
+  size_t Release(std::chrono::steady_clock::time_point unused_since);
+  size_t idle() const;
+
+  struct Slot;  // one parser and when it was last used (wire.cpp)
+
+ private:
+  friend class PooledParser;
+  std::unique_ptr<Slot> Acquire(size_t body_bytes);
+  void Return(std::unique_ptr<Slot> slot);
+
+  size_t max_idle_;
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<Slot>> idle_;
+};
+
 struct ParseOptions {
   std::string resource = "hyperaccel.ai/fpga";
   bool node_tasks = false;  // fill Node::tasks (prioritize needs them for gang locality)
+  ParserPool* parsers = nullptr;  // null: a parser of its own for each call, freed after it
 };
 
 // Each parser returns InvalidArgument naming the first problem ("task.Resreq.ScalarResources:
@@ -113,9 +166,9 @@ Result<EvictArgs> ParseEvict(const JsonBuffer& body, const ParseOptions& options
 Result<TaskArgs> ParseTaskEvent(const JsonBuffer& body, const ParseOptions& options);
 Result<Snapshot> ParseSnapshot(const JsonBuffer& body, const ParseOptions& options);
 // onSessionClose: any JSON object (Volcano sends `{}`).
-Status ParseSessionClose(const JsonBuffer& body);
+Status ParseSessionClose(const JsonBuffer& body, ParserPool* parsers = nullptr);
 // A JSON object whose member `key` is an object (or null): {"job":{...}}, {"queue":{...}}.
-Status ParseEnvelope(const JsonBuffer& body, std::string_view key);
+Status ParseEnvelope(const JsonBuffer& body, std::string_view key, ParserPool* parsers = nullptr);
 
 // Milli-units (Volcano's scalar resource encoding) to whole cards, rounded up, clamped to [0, 1e6].
 int CardsFromMilli(double milli);
