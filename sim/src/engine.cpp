@@ -354,13 +354,29 @@ class Engine {
         if (IsLinked(graph_, s.cards)) ++result_.linked_pods;
       }
     }
+
+    bool split = false;  // some pod got cards that are not one linked set
+    if (job.cards_per_task > 1) {
+      for (const Step& s : statement_) split = split || !IsLinked(graph_, s.cards);
+    }
     if (job.tasks > 1) {
       ++result_.gangs;
       result_.gangs_one_domain += one_domain ? 1 : 0;
       result_.gangs_one_rack += one_rack ? 1 : 0;
+      const int per_domain =
+          cluster_.config().nodes_per_domain * (cluster_.cards_per_node() / job.cards_per_task);
+      if (job.tasks <= per_domain) {
+        ++result_.gangs_fit_domain;
+        result_.gangs_fit_one_domain += one_domain ? 1 : 0;
+      }
       gang_waits_.push_back(wait);
     }
-    running_.push({now + job.duration_s, index});
+    // Optional cost model: pods on unlinked cards and gangs across link domains run longer.
+    double factor = 1;
+    if (split) factor = std::max(factor, options_.unlinked_slowdown);
+    if (!one_domain) factor = std::max(factor, options_.cross_domain_slowdown);
+    if (factor > 1) ++result_.slowed_jobs;
+    running_.push({now + job.duration_s * factor, index});
     placements_[static_cast<size_t>(index)] = std::move(statement_);
     statement_.clear();
   }
@@ -534,6 +550,7 @@ PolicyResult Engine::Run() {
   auto rate = [](int a, int b) { return b > 0 ? static_cast<double>(a) / b : 0.0; };
   result_.linked_rate = rate(result_.linked_pods, result_.multi_card_pods);
   result_.gang_domain_rate = rate(result_.gangs_one_domain, result_.gangs);
+  result_.gang_fit_domain_rate = rate(result_.gangs_fit_one_domain, result_.gangs_fit_domain);
   result_.gang_rack_rate = rate(result_.gangs_one_rack, result_.gangs);
   double sum = 0;
   for (double w : waits_) sum += w;

@@ -37,6 +37,8 @@ struct Flags {
   uint64_t seed = 0;
   std::string kubelet_cards = "first-fit";
   int percentage_nodes = 0;
+  double unlinked_slowdown = 1;
+  double cross_domain_slowdown = 1;
 };
 
 }  // namespace
@@ -93,6 +95,14 @@ int main(int argc, char** argv) {
   app.add_option("--write-trace", f.write_trace, "Write the workload as a trace CSV (to replay or edit)");
   app.add_flag("--require-linked", f.require_linked,
                "hyperaccel: multi-card pods require a linked set (hyperaccel.ai/require-linked)");
+  app.add_option("--unlinked-slowdown", f.unlinked_slowdown,
+                 "Cost model: a job with a pod on unlinked cards runs this many times longer (1 = off)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 100.0));
+  app.add_option("--cross-domain-slowdown", f.cross_domain_slowdown,
+                 "Cost model: a gang spanning link domains runs this many times longer (1 = off)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 100.0));
   app.add_option("--horizon-s", f.horizon_s,
                  "Stop at this simulated time (0 = until every job that can run ran)")
       ->capture_default_str()
@@ -179,6 +189,11 @@ int main(int argc, char** argv) {
   options.samples = f.samples;
   options.require_linked = f.require_linked;
   options.kubelet_random = f.kubelet_cards == "random";
+  options.unlinked_slowdown = f.unlinked_slowdown;
+  options.cross_domain_slowdown = f.cross_domain_slowdown;
+  run.kubelet_random = options.kubelet_random;
+  run.unlinked_slowdown = f.unlinked_slowdown;
+  run.cross_domain_slowdown = f.cross_domain_slowdown;
   options.percentage_of_nodes = f.percentage_nodes;
   std::vector<sim::PolicyResult> results(policies.size());
   const unsigned cores = std::max(1U, std::thread::hardware_concurrency());

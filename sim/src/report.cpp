@@ -60,18 +60,25 @@ std::string FormatMarkdown(const ClusterConfig& cluster, const RunInfo& run,
                            const std::vector<PolicyResult>& results) {
   std::string out = "Cluster: " + ClusterLine(cluster) + ".\n";
   out += "Workload: " + run.workload + ", " + std::to_string(run.jobs) + " jobs" +
-         (run.require_linked ? ", multi-card pods require linked cards (hyperaccel)" : "") + ".\n\n";
+         (run.require_linked ? ", multi-card pods require linked cards (extender, hyperaccel)" : "") +
+         (run.kubelet_random ? "; without a plugin preference the kubelet picks cards at random (map order)"
+                             : "; without a plugin preference the kubelet picks the first free cards") +
+         ".\n";
+  if (run.unlinked_slowdown > 1 || run.cross_domain_slowdown > 1) {
+    out += Fmt("Cost model: jobs with a pod on unlinked cards run %.2fx longer", run.unlinked_slowdown) +
+           Fmt(", gangs across link domains %.2fx longer.\n", run.cross_domain_slowdown);
+  }
   out +=
-      "| policy | linked pods | gangs in one link domain | gangs in one rack | mean wait | p95 wait | mean "
-      "gang "
-      "wait | card utilization | fragmentation | never started | run time |\n";
+      "\n| policy | linked pods | gangs in one link domain (all / of those that fit one) | gangs in one rack "
+      "| mean wait | p95 wait | mean gang wait | card utilization | fragmentation | never started | run time "
+      "|\n";
   out += "|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& r : results) {
     out += "| " + std::string(PolicyName(r.policy)) + " | " + Pct(r.linked_rate) + " | " +
-           Pct(r.gang_domain_rate) + " | " + Pct(r.gang_rack_rate) + " | " + Duration(r.wait_mean_s) + " | " +
-           Duration(r.wait_p95_s) + " | " + Duration(r.gang_wait_mean_s) + " | " + Pct(r.utilization) +
-           " | " + Pct(r.fragmentation_mean) + " | " + std::to_string(r.never_started) + " | " +
-           Fmt("%.1f s", r.runtime_s) + " |\n";
+           Pct(r.gang_domain_rate) + " / " + Pct(r.gang_fit_domain_rate) + " | " + Pct(r.gang_rack_rate) +
+           " | " + Duration(r.wait_mean_s) + " | " + Duration(r.wait_p95_s) + " | " +
+           Duration(r.gang_wait_mean_s) + " | " + Pct(r.utilization) + " | " + Pct(r.fragmentation_mean) +
+           " | " + std::to_string(r.never_started) + " | " + Fmt("%.1f s", r.runtime_s) + " |\n";
   }
   return out;
 }
@@ -91,7 +98,10 @@ std::string FormatJson(const ClusterConfig& cluster, const RunInfo& run,
                 {"seed", run.seed},
                 {"load", run.load},
                 {"jobs", run.jobs},
-                {"require_linked", run.require_linked}};
+                {"require_linked", run.require_linked},
+                {"kubelet_cards", run.kubelet_random ? "random" : "first-fit"},
+                {"unlinked_slowdown", run.unlinked_slowdown},
+                {"cross_domain_slowdown", run.cross_domain_slowdown}};
   auto& list = doc["policies"] = nlohmann::ordered_json::array();
   for (const auto& r : results) {
     nlohmann::ordered_json p;
@@ -108,6 +118,10 @@ std::string FormatJson(const ClusterConfig& cluster, const RunInfo& run,
     p["gangs_one_domain"] = r.gangs_one_domain;
     p["gangs_one_rack"] = r.gangs_one_rack;
     p["gang_domain_rate"] = r.gang_domain_rate;
+    p["gangs_fit_domain"] = r.gangs_fit_domain;
+    p["gangs_fit_one_domain"] = r.gangs_fit_one_domain;
+    p["gang_fit_domain_rate"] = r.gang_fit_domain_rate;
+    p["slowed_jobs"] = r.slowed_jobs;
     p["gang_rack_rate"] = r.gang_rack_rate;
     p["wait_mean_s"] = r.wait_mean_s;
     p["wait_p50_s"] = r.wait_p50_s;
@@ -166,7 +180,7 @@ Status WriteResults(const std::string& dir, const ClusterConfig& cluster, const 
   std::string bars = "# policy,linked,domain,rack\n";
   for (const auto& r : results) {
     bars += std::string(PolicyName(r.policy)) + "," + Fmt("%.2f", 100 * r.linked_rate) + "," +
-            Fmt("%.2f", 100 * r.gang_domain_rate) + "," + Fmt("%.2f", 100 * r.gang_rack_rate) + "\n";
+            Fmt("%.2f", 100 * r.gang_fit_domain_rate) + "," + Fmt("%.2f", 100 * r.gang_rack_rate) + "\n";
   }
   if (!WriteFile(base / "locality.csv", bars)) return Unavailable(dir + ": cannot write locality.csv");
   script +=
@@ -174,9 +188,9 @@ Status WriteResults(const std::string& dir, const ClusterConfig& cluster, const 
       "set title 'Locality'\nset ylabel '%'\nset yrange [0:105]\nset style data histograms\n"
       "set style histogram clustered gap 1\nset style fill solid 0.8 border -1\nset key outside right\n"
       "set datafile separator ','\nset xlabel ''\n"
-      "plot 'locality.csv' using 2:xtic(1) title 'multi-card pods on linked cards', '' using 3 title 'gangs "
-      "in one link "
-      "domain', '' using 4 title 'gangs in one rack'\n";
+      "plot 'locality.csv' using 2:xtic(1) title 'multi-card pods on linked cards', "
+      "'' using 3 title 'gangs in one link domain (of those that fit one)', "
+      "'' using 4 title 'gangs in one rack'\n";
   if (!WriteFile(base / "plots.gp", script)) return Unavailable(dir + ": cannot write plots.gp");
   const std::string cmd = "cd '" + dir + "' && gnuplot plots.gp 2>gnuplot.log";
   if (std::system(cmd.c_str()) != 0)

@@ -205,10 +205,11 @@ std::vector<JobSpec> Jobs(const std::string& rows) {
 }
 
 PolicyResult RunPolicy(const Cluster& c, const std::vector<JobSpec>& jobs, Policy p,
-                       bool require_linked = false) {
+                       bool require_linked = false, double unlinked_slowdown = 1) {
   SimOptions o;
   o.policy = p;
   o.require_linked = require_linked;
+  o.unlinked_slowdown = unlinked_slowdown;
   return Simulate(c, jobs, o);
 }
 
@@ -233,6 +234,26 @@ TEST(Engine, FirstFitSplitsWhereThePluginGivesALinkedSet) {
     EXPECT_EQ(r.linked_pods, 1) << PolicyName(p);
     EXPECT_DOUBLE_EQ(r.linked_rate, 1.0);
   }
+}
+
+// The optional cost model: the split 4-card pod of the scenario above runs twice as long under
+// the baselines, so an 8-card pod waiting for the whole node starts at 120 instead of 100.
+TEST(Engine, UnlinkedSlowdownLengthensSplitPodsOnly) {
+  const Cluster c = MakeCluster(1);
+  const auto jobs = Jobs(
+      "a,0,10,1,1,5,false\n"
+      "b,0,100,1,1,5,false\n"
+      "c,20,50,1,4,5,false\n"
+      "d,21,10,1,8,5,false\n");
+  const auto plain = RunPolicy(c, jobs, Policy::kBinpack);
+  EXPECT_DOUBLE_EQ(plain.start_s[3], 100);
+  EXPECT_EQ(plain.slowed_jobs, 0);
+  const auto slowed = RunPolicy(c, jobs, Policy::kBinpack, false, 2.0);
+  EXPECT_DOUBLE_EQ(slowed.start_s[3], 120);
+  EXPECT_EQ(slowed.slowed_jobs, 1);
+  const auto ours = RunPolicy(c, jobs, Policy::kHyperaccel, false, 2.0);
+  EXPECT_DOUBLE_EQ(ours.start_s[3], 100);
+  EXPECT_EQ(ours.slowed_jobs, 0);
 }
 
 // Two nodes. An 8-card pod holds one node until t=100; a 2 x 8 gang arriving at t=1 cannot start
@@ -284,6 +305,7 @@ TEST(Engine, JobsThatCanNeverFitAreCountedNotStuck) {
   for (Policy p : AllPolicies()) {
     const auto r = RunPolicy(c, jobs, p);
     EXPECT_EQ(r.infeasible, 2) << PolicyName(p);
+    EXPECT_EQ(r.gangs_fit_domain, 0);  // a 2 x 8 gang does not fit a one-node link domain
     EXPECT_EQ(r.never_started, 2);
     EXPECT_EQ(r.started, 1);
     EXPECT_DOUBLE_EQ(r.start_s[2], 1);
@@ -299,6 +321,8 @@ TEST(Engine, TierAwarePoliciesKeepGangsInOneLinkDomain) {
     const auto r = RunPolicy(c, jobs, p);
     EXPECT_EQ(r.gangs, 2);
     EXPECT_EQ(r.gangs_one_domain, 2) << PolicyName(p);
+    EXPECT_EQ(r.gangs_fit_domain, 2);
+    EXPECT_DOUBLE_EQ(r.gang_fit_domain_rate, 1.0);
     EXPECT_DOUBLE_EQ(r.start_s[1], 0) << PolicyName(p);
   }
 }

@@ -53,6 +53,10 @@ struct SimOptions {
   bool kubelet_random = false;  // the kubelet picks cards at random instead of first-fit
   int percentage_of_nodes = 0;  // Volcano --percentage-nodes-to-find; 0 = adaptive
   int min_nodes_to_find = 100;  // Volcano --minimum-feasible-nodes
+  // Optional cost model (1 = off): a job runs this many times longer when one of its pods got
+  // cards that are not one linked set / when its pods span link domains (the larger applies).
+  double unlinked_slowdown = 1;
+  double cross_domain_slowdown = 1;
 };
 
 // One point of the time series; utilization and fragmentation are time averages over the
@@ -77,8 +81,12 @@ struct PolicyResult {
   int gangs = 0;            // started jobs with at least 2 pods
   int gangs_one_domain = 0;
   int gangs_one_rack = 0;
-  double linked_rate = 0;       // linked_pods / multi_card_pods
-  double gang_domain_rate = 0;  // gangs_one_domain / gangs
+  int gangs_fit_domain = 0;         // started gangs small enough for one empty link domain
+  int gangs_fit_one_domain = 0;     // of those, gangs placed inside one link domain
+  int slowed_jobs = 0;              // jobs the optional slowdowns made longer
+  double linked_rate = 0;           // linked_pods / multi_card_pods
+  double gang_domain_rate = 0;      // gangs_one_domain / gangs
+  double gang_fit_domain_rate = 0;  // gangs_fit_one_domain / gangs_fit_domain
   double gang_rack_rate = 0;
   double wait_mean_s = 0;  // over started jobs
   double wait_p50_s = 0;

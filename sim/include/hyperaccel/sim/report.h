@@ -18,6 +18,9 @@ struct RunInfo {
   double load = 0;  // offered load of the synthetic mix (0 for traces)
   int jobs = 0;
   bool require_linked = false;
+  bool kubelet_random = false;
+  double unlinked_slowdown = 1;
+  double cross_domain_slowdown = 1;
 };
 
 std::string FormatMarkdown(const ClusterConfig& cluster, const RunInfo& run,
