@@ -171,3 +171,47 @@ TEST(Victims, AbstainRejectAndLinked) {
 
 }  // namespace
 }  // namespace hyperaccel::bridge
+
+namespace hyperaccel::bridge {
+namespace {
+
+// Prioritize shares placement answers between nodes of one graph shape; the scores must be
+// exactly those computed node by node without sharing.
+TEST(Prioritize, SharedAnswersEqualPerNodeAnswers) {
+  std::vector<NodeCards> shared, alone;
+  for (int i = 0; i < 60; ++i) {
+    const Mask keep = i % 3 == 0 ? Mask{0x0F} : Mask{0xFF};
+    const Mask busy = (static_cast<Mask>(i) * 37 + 11) & keep;
+    NodeCards n = Ring("node-" + std::to_string(i), 8, busy, i % 7 == 0 ? 0b100 : 0);
+    n.link_domain = "ld-" + std::to_string(i / 4);
+    n.rack = "rack-" + std::to_string(i / 16);
+    ASSERT_NE(n.topology, nullptr);
+    ASSERT_NE(n.topology->shape, 0U);
+    shared.push_back(n);
+    auto copy = std::make_shared<Topology>(*n.topology);
+    copy->shape = 0;  // no sharing
+    n.topology = copy;
+    alone.push_back(n);
+  }
+  // Nodes differ only in card IDs share a shape; a different health pattern does not.
+  EXPECT_EQ(shared[1].topology->shape, shared[2].topology->shape);
+  EXPECT_NE(shared[0].topology->shape, shared[1].topology->shape);
+  for (int k : {1, 2, 3, 4, 8}) {
+    for (bool linked : {false, true}) {
+      for (int remaining : {1, 3}) {
+        GangView gang;
+        gang.remaining = remaining;
+        const auto a = DecidePrioritize(Need(k, linked), shared, gang, 1.0);
+        const auto b = DecidePrioritize(Need(k, linked), alone, gang, 1.0);
+        ASSERT_EQ(a.size(), b.size());
+        for (size_t i = 0; i < a.size(); ++i) {
+          EXPECT_EQ(a[i].node, b[i].node);
+          EXPECT_DOUBLE_EQ(a[i].score, b[i].score) << a[i].node << " k=" << k;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace hyperaccel::bridge

@@ -4,6 +4,7 @@
 #include <bit>
 #include <limits>
 #include <map>
+#include <unordered_map>
 
 namespace hyperaccel::bridge {
 namespace {
@@ -77,7 +78,64 @@ class LinkedSetSearch {
   long visited_ = 0;
 };
 
+// placement::ScoreNode answers within one prioritize call, shared by nodes of the same graph
+// shape and free cards (clusters are mostly identical servers, so 1000 nodes reduce to a few
+// dozen distinct answers). Pure function of its key, so the cache cannot change a decision.
+class FitMemo {
+ public:
+  const placement::NodeFit& Fit(const placement::CardGraph& graph, uint64_t shape, Mask free,
+                                const placement::FitRequest& r) {
+    if (shape == 0) {
+      scratch_ = placement::ScoreNode(graph, free, r);
+      return scratch_;
+    }
+    Key key{shape, free, r.size, r.require_linked, r.preemptable};
+    auto it = fits_.find(key);
+    if (it == fits_.end()) it = fits_.emplace(key, placement::ScoreNode(graph, free, r)).first;
+    return it->second;
+  }
+
+ private:
+  struct Key {
+    uint64_t shape;
+    Mask free;
+    int size;
+    bool linked;
+    bool spot;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const {
+      uint64_t h = k.shape ^ (k.free * 0x9E3779B97F4A7C15ULL);
+      h ^= (static_cast<uint64_t>(k.size) << 2 | (k.linked ? 2U : 0U) | (k.spot ? 1U : 0U)) *
+           0xC2B2AE3D27D4EB4FULL;
+      return static_cast<size_t>(h ^ (h >> 29));
+    }
+  };
+  std::unordered_map<Key, placement::NodeFit, KeyHash> fits_;
+  placement::NodeFit scratch_;
+};
+
 }  // namespace
+
+uint64_t ShapeOf(const placement::CardGraph& graph) {
+  uint64_t h = 0xCBF29CE484222325ULL;  // FNV-1a over the per-card facts placement reads
+  auto mix = [&h](uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (8 * i)) & 0xFF;
+      h *= 0x100000001B3ULL;
+    }
+  };
+  mix(static_cast<uint64_t>(graph.size()));
+  for (int i = 0; i < graph.size(); ++i) {
+    const auto c = static_cast<size_t>(i);
+    mix(graph.adj[c]);
+    mix(static_cast<uint64_t>(static_cast<int64_t>(graph.numa[c])));
+    mix(static_cast<uint64_t>(static_cast<int64_t>(graph.pcie_switch[c])));
+    mix(graph.healthy[c] ? 1 : 0);
+  }
+  return h == 0 ? 1 : h;
+}
 
 PredicateDecision DecidePredicate(const TaskNeed& need, const NodeCards& node, std::string_view resource) {
   const int k = need.cards;
@@ -138,27 +196,29 @@ void TakeCards(NodeCards& node, int count) {
   node.free_count = Count(node.free);
 }
 
-double BaseScore(const TaskNeed& need, const NodeCards& node) {
+namespace {
+
+double BaseScoreWith(const TaskNeed& need, const NodeCards& node, FitMemo& memo) {
   if (need.cards <= 0) return 0;
   if (!node.topology) {
     if (node.free_count < need.cards || node.capacity <= 0) return 0;
     const double left = node.free_count - need.cards;
     return std::clamp(100.0 * (node.capacity - left) / node.capacity, 0.0, 100.0);
   }
-  const placement::NodeFit fit = placement::ScoreNode(node.topology->graph, node.free, FitOf(need));
+  const placement::NodeFit& fit =
+      memo.Fit(node.topology->graph, node.topology->shape, node.free, FitOf(need));
   return Fits(need, fit) ? std::clamp(static_cast<double>(fit.score), 0.0, 100.0) : 0.0;
 }
 
-namespace {
-
 // How many tasks like `need` the node can take one after the other.
-int Slots(const TaskNeed& need, NodeCards node, int enough) {
+int Slots(const TaskNeed& need, const NodeCards& node, int enough, FitMemo& memo) {
   int slots = 0;
   if (!node.topology) return need.cards > 0 ? std::min(enough, node.free_count / need.cards) : 0;
+  Mask free = node.free;
   while (slots < enough) {
-    const placement::NodeFit fit = placement::ScoreNode(node.topology->graph, node.free, FitOf(need));
+    const placement::NodeFit& fit = memo.Fit(node.topology->graph, node.topology->shape, free, FitOf(need));
     if (!Fits(need, fit) || fit.predicted == 0) break;
-    node.free &= ~fit.predicted;
+    free &= ~fit.predicted;
     ++slots;
   }
   return slots;
@@ -167,6 +227,11 @@ int Slots(const TaskNeed& need, NodeCards node, int enough) {
 std::string DomainKey(const NodeCards& n) { return n.link_domain.empty() ? "node/" + n.name : n.link_domain; }
 
 }  // namespace
+
+double BaseScore(const TaskNeed& need, const NodeCards& node) {
+  FitMemo memo;
+  return BaseScoreWith(need, node, memo);
+}
 
 std::vector<NodeScore> DecidePrioritize(const TaskNeed& need, const std::vector<NodeCards>& nodes,
                                         const GangView& gang, double weight) {
@@ -177,13 +242,14 @@ std::vector<NodeScore> DecidePrioritize(const TaskNeed& need, const std::vector<
   const bool labelled =
       std::any_of(nodes.begin(), nodes.end(), [](const NodeCards& n) { return !n.link_domain.empty(); });
   const bool spread = !placed && gang.remaining > 1 && labelled;
+  FitMemo memo;
   std::map<std::string, int> domain_slots;
   if (spread) {
-    for (const auto& n : nodes) domain_slots[DomainKey(n)] += Slots(need, n, gang.remaining);
+    for (const auto& n : nodes) domain_slots[DomainKey(n)] += Slots(need, n, gang.remaining, memo);
   }
   out.reserve(nodes.size());
   for (const auto& n : nodes) {
-    const double base = BaseScore(need, n);
+    const double base = BaseScoreWith(need, n, memo);
     if (base <= 0 && DecidePredicate(need, n, "").code != kPass) continue;
     double value = base;
     if (placed) {

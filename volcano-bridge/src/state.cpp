@@ -33,6 +33,7 @@ std::shared_ptr<const Topology> TopologyCache::Get(std::string_view annotation, 
       t->free = placement::FreeMask(*graph, *decoded);
       t->graph = std::move(graph.value());
       t->healthy = t->graph.HealthyMask();
+      t->shape = ShapeOf(t->graph);
       topology = std::move(t);
     } else {
       error = graph.status();

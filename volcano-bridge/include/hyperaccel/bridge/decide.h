@@ -24,7 +24,14 @@ struct Topology {
   placement::CardGraph graph;
   Mask free = 0;     // healthy and not allocated, as the node agent reported
   Mask healthy = 0;  // healthy cards
+  // ShapeOf(graph): equal for nodes whose card graphs are the same up to card IDs and serials, so
+  // placement answers computed for one serve them all. 0 = unknown (nothing is shared).
+  uint64_t shape = 0;
 };
+
+// Fingerprint of everything placement looks at (links, health, NUMA, PCIe switches; not the IDs
+// or serials). Never 0.
+uint64_t ShapeOf(const placement::CardGraph& graph);
 
 // One node's cards as the bridge sees them at the time of a call.
 struct NodeCards {
