@@ -62,6 +62,7 @@ Result<Cluster> Cluster::Create(const ClusterConfig& config) {
     if (config.intra == "ring" && n > 2) link(n - 1, 0);
   }
   topo->healthy = g.HealthyMask();
+  topo->shape = bridge::ShapeOf(g);
   topo->free = topo->healthy;
   c.topology_ = std::move(topo);
 

@@ -4,6 +4,7 @@
 #include <bit>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <queue>
 #include <random>
 #include <set>
@@ -381,22 +382,45 @@ class Engine {
     statement_.clear();
   }
 
-  // One scheduling cycle over `keys` (in queue order).
-  template <typename It>
-  void Cycle(It begin, It end, double now) {
-    std::set<std::pair<int, int>> failed;  // (tasks, cards) shapes that did not fit this cycle
-    for (It it = begin; it != end; ++it) {
+  // One scheduling cycle over the whole queue, in queue order. Free cards only shrink during a
+  // cycle, so once a job of some shape (tasks, cards per task) fails, later jobs of that shape are
+  // skipped without being looked at: the queue is kept per shape and merged by key, which keeps a
+  // cycle at O(jobs started + shapes) even with a hundred thousand jobs waiting.
+  void FullCycle(double now) {
+    using Head = std::pair<PendingKey, Shape*>;
+    auto later = [](const Head& a, const Head& b) { return b.first < a.first; };
+    std::priority_queue<Head, std::vector<Head>, decltype(later)> heads(later);
+    for (auto& [key, shape] : shapes_)
+      if (!shape.jobs.empty()) heads.push({*shape.jobs.begin(), &shape});
+    while (!heads.empty() && free_cards_ > 0) {
+      auto [key, shape] = heads.top();
+      heads.pop();
+      const JobSpec& job = jobs_[static_cast<size_t>(key.index)];
+      if (job.cards_per_task > free_cards_ || !TryJob(job)) continue;  // the shape is done
+      Commit(key.index, now);
+      shape->jobs.erase(shape->jobs.begin());
+      --pending_count_;
+      if (!shape->jobs.empty()) heads.push({*shape->jobs.begin(), shape});
+    }
+  }
+
+  // Arrivals alone: only the new jobs can start (the others already failed with at least these
+  // free cards).
+  void ArrivalCycle(std::vector<PendingKey>& arrived, double now) {
+    std::sort(arrived.begin(), arrived.end());
+    std::set<std::pair<int, int>> failed;
+    for (const PendingKey& key : arrived) {
       if (free_cards_ == 0) break;
-      const JobSpec& job = jobs_[static_cast<size_t>(it->index)];
-      if (job.cards_per_task > free_cards_) continue;
+      const JobSpec& job = jobs_[static_cast<size_t>(key.index)];
       const std::pair<int, int> shape{job.tasks, job.cards_per_task};
       if (failed.count(shape)) continue;
-      if (TryJob(job)) {
-        Commit(it->index, now);
-        started_now_.push_back(*it);
-      } else {
+      if (job.cards_per_task > free_cards_ || !TryJob(job)) {
         failed.insert(shape);
+        continue;
       }
+      Commit(key.index, now);
+      shapes_[shape].jobs.erase(key);
+      --pending_count_;
     }
   }
 
@@ -432,7 +456,7 @@ class Engine {
       s.utilization = 1.0 - free_cards_ / cards;
       s.fragmentation = free_cards_ > 0 ? static_cast<double>(stranded_) / free_cards_ : 0;
     }
-    s.pending = static_cast<int>(pending_.size());
+    s.pending = pending_count_;
     for (Mask free : free_)
       s.largest_free_linked = std::max(s.largest_free_linked, FragmentationOf(free).largest_free_linked);
     result_.series.push_back(s);
@@ -456,8 +480,11 @@ class Engine {
 
   std::vector<Step> statement_;
   std::vector<std::vector<Step>> placements_;
-  std::set<PendingKey> pending_;
-  std::vector<PendingKey> started_now_;
+  struct Shape {
+    std::set<PendingKey> jobs;  // waiting jobs of one (tasks, cards per task), in queue order
+  };
+  std::map<std::pair<int, int>, Shape> shapes_;
+  int pending_count_ = 0;
   using Running = std::pair<double, int>;  // end time, job index
   std::priority_queue<Running, std::vector<Running>, std::greater<>> running_;
 
@@ -480,7 +507,14 @@ PolicyResult Engine::Run() {
   placements_.resize(jobs_.size());
   result_.start_s.assign(jobs_.size(), -1.0);
   const double t0 = jobs_.empty() ? 0 : jobs_.front().arrival_s;
-  const double t1 = jobs_.empty() ? 0 : jobs_.back().arrival_s;
+  // The measurement window: the arrival window, or, when every job arrives at once, the time the
+  // cluster would need to run all the work at full utilization.
+  double t1 = jobs_.empty() ? 0 : jobs_.back().arrival_s;
+  if (t1 <= t0 && !jobs_.empty()) {
+    double work = 0;
+    for (const JobSpec& j : jobs_) work += j.duration_s * j.tasks * j.cards_per_task;
+    t1 = t0 + work / cluster_.total_cards();
+  }
   const int samples = std::max(2, options_.samples);
   const double step = (t1 - t0) / (samples - 1);
   int next_sample = 0;
@@ -531,21 +565,19 @@ PolicyResult Engine::Run() {
         continue;
       }
       const PendingKey key{job.priority, job.arrival_s, index};
-      pending_.insert(key);
+      shapes_[{job.tasks, job.cards_per_task}].jobs.insert(key);
+      ++pending_count_;
       arrived.push_back(key);
     }
-    started_now_.clear();
     if (freed) {
-      Cycle(pending_.begin(), pending_.end(), now);
+      FullCycle(now);
     } else {
-      std::sort(arrived.begin(), arrived.end());
-      Cycle(arrived.begin(), arrived.end(), now);
+      ArrivalCycle(arrived, now);
     }
-    for (const auto& key : started_now_) pending_.erase(key);
   }
   advance(std::max(now, t1) + (step > 0 ? step : 1));
   result_.end_s = now;
-  result_.never_started = static_cast<int>(pending_.size()) + result_.infeasible;
+  result_.never_started = pending_count_ + result_.infeasible;
 
   auto rate = [](int a, int b) { return b > 0 ? static_cast<double>(a) / b : 0.0; };
   result_.linked_rate = rate(result_.linked_pods, result_.multi_card_pods);

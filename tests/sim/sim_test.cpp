@@ -375,6 +375,24 @@ TEST(Engine, DeterministicForASeedAndSeriesStayInRange) {
   }
 }
 
+// Every job at t=0 (a backlog): the window becomes the time the work needs at full use, and a
+// cycle stays cheap with thousands of jobs waiting.
+TEST(Engine, BurstTraceHasAWindowAndFinishes) {
+  const Cluster c = MakeCluster(16, 2, 8);
+  std::string rows;
+  for (int i = 0; i < 5000; ++i)
+    rows += "j" + std::to_string(i) + ",0," + std::to_string(60 + i % 7 * 30) + "," +
+            std::to_string(1 + i % 3) + "," + std::to_string(1 << (i % 4)) + "," + std::to_string(i % 5) +
+            ",false\n";
+  const auto jobs = Jobs(rows);
+  for (Policy p : AllPolicies()) {
+    const auto r = RunPolicy(c, jobs, p);
+    EXPECT_EQ(r.started, 5000) << PolicyName(p);
+    EXPECT_GT(r.utilization, 0.5) << PolicyName(p);
+    EXPECT_GT(r.series.back().t, 0);
+  }
+}
+
 TEST(Report, JsonCarriesEveryPolicyAndMetric) {
   const Cluster c = MakeCluster(4, 2, 4);
   const auto jobs = Jobs("a,0,10,2,4,5,false\nb,1,10,1,2,5,true\n");

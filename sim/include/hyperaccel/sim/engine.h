@@ -91,8 +91,10 @@ struct PolicyResult {
   double wait_mean_s = 0;  // over started jobs
   double wait_p50_s = 0;
   double wait_p95_s = 0;
-  double gang_wait_mean_s = 0;      // over started gangs
-  double utilization = 0;           // time-average busy cards / all cards over the arrival window
+  double gang_wait_mean_s = 0;  // over started gangs
+  // Time averages over the measurement window: from the first to the last arrival or, when every
+  // job arrives at once, for the time all the work would take at full utilization.
+  double utilization = 0;           // busy cards / all cards
   double fragmentation_mean = 0;    // stranded free cards / free cards, time-weighted over the window
   double end_s = 0;                 // simulated time when the run ended
   double runtime_s = 0;             // wall-clock time of the run
