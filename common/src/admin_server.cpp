@@ -38,6 +38,7 @@ Status AdminServer::Start(const std::string& address) {
   if (!parsed.ok()) return parsed.status();
   server_ = std::make_unique<httplib::Server>();
   server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
+  server_->set_tcp_nodelay(true);  // no Nagle wait between a response's header and body
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(registry_ ? registry_->Render() : std::string(),
                     "text/plain; version=0.0.4; charset=utf-8");

@@ -210,7 +210,25 @@ Status ApiServerEmulator::Start(int port) {
   server_ = std::make_unique<httplib::Server>();
   server_->new_task_queue = [] { return new httplib::ThreadPool(48); };
   server_->set_keep_alive_max_count(1000);
+  // A real API server answers without Nagle delays; without this a response written as header
+  // then body waits for the client's delayed ACK (~40 ms per request on Linux).
+  server_->set_tcp_nodelay(true);
+  // Requests are recorded before they are answered (a client that got its reply finds its
+  // request counted); the status is filled in once the reply is written. httplib runs the
+  // pre-routing handler, the handler and the logger of one request on the same worker thread.
+  static thread_local uint64_t current_seq = 0;
   server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    std::string path = req.path;
+    if (!req.params.empty()) {
+      std::string q;
+      for (const auto& [k, v] : req.params) q += (q.empty() ? "?" : "&") + k + "=" + v;
+      path += q;
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      current_seq = ++request_seq_;
+      requests_.push_back({req.method, path, 0, current_seq});
+    }
     return PreRoute(req, res) ? httplib::Server::HandlerResponse::Handled
                               : httplib::Server::HandlerResponse::Unhandled;
   });
@@ -220,15 +238,14 @@ Status ApiServerEmulator::Start(int port) {
   server_->Put(".*", h);
   server_->Patch(".*", h);
   server_->Delete(".*", h);
-  server_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    std::string path = req.path;
-    if (!req.params.empty()) {
-      std::string q;
-      for (const auto& [k, v] : req.params) q += (q.empty() ? "?" : "&") + k + "=" + v;
-      path += q;
-    }
+  server_->set_logger([this](const httplib::Request&, const httplib::Response& res) {
     std::lock_guard<std::mutex> lk(mu_);
-    requests_.push_back({req.method, path, res.status});
+    for (auto it = requests_.rbegin(); it != requests_.rend(); ++it) {
+      if (it->seq == current_seq) {
+        it->status = res.status;
+        break;
+      }
+    }
   });
   int bound = port == 0 ? server_->bind_to_any_port("127.0.0.1")
                         : (server_->bind_to_port("127.0.0.1", port) ? port : -1);

@@ -72,7 +72,8 @@ struct Fault {
 struct RequestRecord {
   std::string method;
   std::string path;  // with query
-  int status = 0;
+  int status = 0;    // 0 until the reply has been written
+  uint64_t seq = 0;  // order of arrival
 };
 
 class ApiServerEmulator {
@@ -159,6 +160,7 @@ class ApiServerEmulator {
   bool down_ = false;
   bool stopping_ = false;
   std::vector<RequestRecord> requests_;
+  uint64_t request_seq_ = 0;
 
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
