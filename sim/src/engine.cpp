@@ -188,6 +188,7 @@ class Engine {
   void FindNodes(Pass&& pass, std::vector<int>* found) {
     found->clear();
     const int n = cluster_.size();
+    if (n <= 0) return;
     int scanned = 0;
     for (; scanned < n && static_cast<int>(found->size()) < to_find_; ++scanned) {
       const int node = (scan_offset_ + scanned) % n;

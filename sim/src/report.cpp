@@ -36,7 +36,10 @@ bool WriteFile(const std::filesystem::path& path, const std::string& text) {
   return static_cast<bool>(out);
 }
 
-bool HaveGnuplot() { return std::system("command -v gnuplot >/dev/null 2>&1") == 0; }
+// std::system: called only from the main thread once the simulations have finished.
+bool HaveGnuplot() {
+  return std::system("command -v gnuplot >/dev/null 2>&1") == 0;  // NOLINT(concurrency-mt-unsafe)
+}
 
 // gnuplot script for one time-series column across policies.
 std::string SeriesPlot(const std::vector<PolicyResult>& results, const std::string& png,
@@ -48,8 +51,14 @@ std::string SeriesPlot(const std::vector<PolicyResult>& results, const std::stri
   for (size_t i = 0; i < results.size(); ++i) {
     const std::string name = PolicyName(results[i].policy);
     if (i) s += ", ";
-    s += "'series-" + name + ".csv' using ($1/3600):(" + std::string(percent ? "100*" : "") + "$" +
-         std::to_string(column) + ") every ::1 with lines lw 2 title '" + name + "'";
+    s += "'series-";
+    s += name;
+    s += ".csv' using ($1/3600):(";
+    s += percent ? "100*$" : "$";
+    s += std::to_string(column);
+    s += ") every ::1 with lines lw 2 title '";
+    s += name;
+    s += "'";
   }
   return s + "\n";
 }
@@ -193,7 +202,7 @@ Status WriteResults(const std::string& dir, const ClusterConfig& cluster, const 
       "'' using 4 title 'gangs in one rack'\n";
   if (!WriteFile(base / "plots.gp", script)) return Unavailable(dir + ": cannot write plots.gp");
   const std::string cmd = "cd '" + dir + "' && gnuplot plots.gp 2>gnuplot.log";
-  if (std::system(cmd.c_str()) != 0)
+  if (std::system(cmd.c_str()) != 0)  // NOLINT(concurrency-mt-unsafe): main thread only, see HaveGnuplot
     return Internal("gnuplot failed; see " + (base / "gnuplot.log").string());
   fs::remove(base / "gnuplot.log", ec);
   *plots = true;

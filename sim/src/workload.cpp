@@ -41,6 +41,9 @@ bool ParseInt(std::string_view s, int64_t* out) {
   return ec == std::errc() && ptr == s.data() + s.size();
 }
 
+// Times beyond ~31 700 years are surely unit mistakes; bounding them keeps every sum finite.
+constexpr double kMaxSeconds = 1e12;
+
 constexpr std::array<std::string_view, 7> kColumns = {"job_id",         "arrival_s", "duration_s", "tasks",
                                                       "cards_per_task", "priority",  "preemptable"};
 
@@ -89,10 +92,10 @@ Result<std::vector<JobSpec>> ParseTrace(std::istream& in, std::string_view sourc
     job.id = std::string(field(0));
     if (job.id.empty()) return error("job_id: empty");
     if (!ids.insert(job.id).second) return error("job_id: duplicate \"" + job.id + "\"");
-    if (!ParseDouble(field(1), &job.arrival_s) || job.arrival_s < 0)
-      return error("arrival_s: expected a number >= 0, got \"" + std::string(field(1)) + "\"");
-    if (!ParseDouble(field(2), &job.duration_s) || !(job.duration_s > 0))
-      return error("duration_s: expected a number > 0, got \"" + std::string(field(2)) + "\"");
+    if (!ParseDouble(field(1), &job.arrival_s) || job.arrival_s < 0 || job.arrival_s > kMaxSeconds)
+      return error("arrival_s: expected a number 0..1e12, got \"" + std::string(field(1)) + "\"");
+    if (!ParseDouble(field(2), &job.duration_s) || !(job.duration_s > 0) || job.duration_s > kMaxSeconds)
+      return error("duration_s: expected a number > 0 and <= 1e12, got \"" + std::string(field(2)) + "\"");
     int64_t n = 0;
     if (!ParseInt(field(3), &n) || n < 1 || n > 100000)
       return error("tasks: expected an integer 1..100000, got \"" + std::string(field(3)) + "\"");

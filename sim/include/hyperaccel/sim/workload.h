@@ -5,7 +5,8 @@
 //   train-17,0,7200,4,8,5,false
 // A job is a gang of `tasks` pods of `cards_per_task` cards each, all started together or not at
 // all; single-pod jobs have tasks = 1. The header is required; columns may come in any order and
-// unknown columns are ignored. Values: job_id non-empty and unique; arrival_s >= 0; duration_s > 0;
+// unknown columns are ignored. Values: job_id non-empty and unique; arrival_s 0..1e12;
+// duration_s > 0 and <= 1e12;
 // tasks 1..100000; cards_per_task 1..64; priority an integer (higher goes first); preemptable
 // true/false/1/0. Rows need not be sorted. Any other value is an error naming the line.
 #pragma once
