@@ -34,8 +34,8 @@ ENV DEBIAN_FRONTEND=noninteractive
 #   ocl-icd-libopencl1                      OpenCL ICD loader (XRT platform probe)
 #   libyaml-cpp0.7                          config and cabling files
 #   libsimdjson14                           JSON parsing (topology agent)
-#   libcurl4 libssl3 ca-certificates        the agent's Kubernetes REST client (TLS)
-#   libcpp-httplib0.11                      /healthz, /metrics and the bridge's HTTP server
+#   libcurl4 libssl3 ca-certificates        the agent's Kubernetes REST client (TLS), the bridge's HTTPS
+#   libcpp-httplib0.11                      /healthz and /metrics (the bridge's server is Boost.Beast, header-only)
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libgrpc++1.51 libgrpc29 libprotobuf32 \

@@ -13,6 +13,8 @@ find_package(CLI11 CONFIG REQUIRED)
 find_package(CURL REQUIRED)
 find_package(OpenSSL REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+# Boost.Beast and Asio (header-only in 1.74): the volcano bridge's HTTP server.
+find_package(Boost 1.74 REQUIRED)
 
 # XRT: only libxrt_coreutil (+ libuuid), never a shim (a linked shim pins it; see xrt/README).
 find_library(XRT_COREUTIL_LIB NAMES xrt_coreutil REQUIRED)

@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
       ->envname(cli::EnvName(env, "max-body-bytes"))
       ->check(CLI::Range(size_t{1024}, size_t{1} << 34))
       ->capture_default_str();
-  app.add_option("--threads", server.threads, "HTTP worker threads (each serves one connection at a time)")
+  app.add_option("--threads", server.threads, "connections served at once (more wait in the listen queue)")
       ->envname(cli::EnvName(env, "threads"))
       ->check(CLI::Range(2, 1024))
       ->capture_default_str();

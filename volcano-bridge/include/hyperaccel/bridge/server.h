@@ -1,6 +1,7 @@
-// HTTP/1.1 front end (cpp-httplib): POST <prefix>/<verb> for every extender verb, GET /healthz
-// and GET /metrics, optional TLS, a request size limit, keep-alive, a worker pool sized for
-// Volcano's 16 parallel predicate calls plus connection churn.
+// HTTP/1.1 front end (Boost.Beast on Asio): POST <prefix>/<verb> for every extender verb, GET
+// /healthz, /readyz and /metrics, optional TLS, a request size limit, keep-alive, and a few event
+// loop threads serving many connections (Volcano's 16 parallel predicate calls plus connection
+// churn).
 #pragma once
 
 #include <condition_variable>
@@ -13,17 +14,15 @@
 #include "hyperaccel/common/metrics.h"
 #include "hyperaccel/common/status.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace hyperaccel::bridge {
 
 struct ServerOptions {
   std::string listen = ":8713";  // host:port; port 0 picks a free port
   std::string path_prefix;       // "" serves /predicate, "/v1" serves /v1/predicate
   size_t max_body_bytes = size_t{256} << 20;
-  int threads = 32;  // worker threads; each open connection holds one while it is served
+  // Connections served at once; beyond this the server stops accepting until one closes (the
+  // rest wait in the listen queue). Requests run on min(threads, CPUs, at least 2) threads.
+  int threads = 32;
   int keep_alive_seconds = 5;
   // Request buffers and JSON parsers unused for this long are freed (their memory returned).
   // Volcano calls every schedule period (1 s by default), so a busy scheduler keeps them warm.
@@ -39,22 +38,20 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds and serves in a background thread.
+  // Binds and serves in background threads.
   Status Start();
-  // Stops accepting, finishes requests in flight, joins the workers.
+  // Stops accepting, closes idle connections, finishes requests in flight, joins the threads.
   void Stop();
   int port() const { return port_; }
 
  private:
-  class BufferPool;
-  void ReleaseIdleMemory();  // every second, on `reaper_`
+  class Impl;           // the Asio event loop, the listening socket and the open connections (server.cpp)
+  void Housekeeping();  // every second, on `reaper_`: idle memory, timed-out connections
 
   Bridge* bridge_;
   metrics::Registry* registry_;
   ServerOptions options_;
-  std::unique_ptr<BufferPool> buffers_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  std::unique_ptr<Impl> impl_;
   std::thread reaper_;
   std::mutex reaper_mu_;
   std::condition_variable reaper_cv_;
