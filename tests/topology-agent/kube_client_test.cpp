@@ -353,6 +353,10 @@ TEST(MicroTime, RoundTrips) {
   EXPECT_TRUE(ParseMicroTime("2025-11-25T23:40:00Z").ok());
   EXPECT_FALSE(ParseMicroTime("2025-11-25T23:40:00+01:00").ok());
   EXPECT_FALSE(ParseMicroTime("yesterday").ok());
+  // Found by the response fuzzer: year 26 overflowed system_clock's nanoseconds (UB).
+  EXPECT_FALSE(ParseMicroTime("0026-11-25T23:40:00.123456Z").ok());
+  EXPECT_FALSE(ParseMicroTime("9999-12-31T23:59:59Z").ok());
+  EXPECT_FALSE(ParseMicroTime("2025-13-01T00:00:00Z").ok());
 }
 
 TEST(Backoff, GrowsWithJitterAndCaps) {

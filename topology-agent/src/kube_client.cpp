@@ -333,6 +333,13 @@ Result<std::chrono::system_clock::time_point> ParseMicroTime(std::string_view s)
   }
   if (pos < str.size()) tail = str[pos];
   if (tail != 'Z' || pos + 1 != str.size()) return InvalidArgument("bad time '" + str + "' (want UTC 'Z')");
+  // system_clock counts nanoseconds in 64 bits: years 1678..2261 only. A Lease time outside
+  // 1970..2200 is garbage from the server, not a time to compare with.
+  if (tm.tm_year < 1970 || tm.tm_year > 2200 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+      tm.tm_mday > 31 || tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 || tm.tm_min > 59 ||
+      tm.tm_sec < 0 || tm.tm_sec > 60) {
+    return InvalidArgument("bad time '" + str + "' (out of range)");
+  }
   tm.tm_year -= 1900;
   tm.tm_mon -= 1;
   std::time_t secs = timegm(&tm);
