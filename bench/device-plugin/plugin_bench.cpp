@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "../ring_links.h"
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/common/metrics.h"
 #include "hyperaccel/device_plugin/allocation.h"
@@ -56,13 +57,7 @@ hw::Inventory Ring(int n) {
     c.render_node = "/dev/dri/renderD" + std::to_string(128 + i);
     inv.cards.push_back(c);
   }
-  for (int i = 0; i < n; ++i) {
-    hw::Link l;
-    l.a = {"", inv.cards[static_cast<size_t>(i)].serial, 1};
-    l.b = {"", inv.cards[static_cast<size_t>((i + 1) % n)].serial, 0};
-    l.state = hw::LinkState::kUp;
-    inv.links.push_back(l);
-  }
+  hyperaccel::bench::LinkCardsInRing(inv);
   return inv;
 }
 

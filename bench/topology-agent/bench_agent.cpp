@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "../ring_links.h"
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/common/metrics.h"
 #include "hyperaccel/placement/names.h"
@@ -49,13 +50,7 @@ hw::Inventory Inventory(const std::string& node, int n) {
     c.numa_node = i / 4;
     inv.cards.push_back(c);
   }
-  for (int i = 0; i < n; ++i) {
-    hw::Link l;
-    l.a = {"", inv.cards[static_cast<size_t>(i)].serial, 1};
-    l.b = {"", inv.cards[static_cast<size_t>((i + 1) % n)].serial, 0};
-    l.state = hw::LinkState::kUp;
-    inv.links.push_back(l);
-  }
+  hyperaccel::bench::LinkCardsInRing(inv);
   return inv;
 }
 

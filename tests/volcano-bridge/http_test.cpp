@@ -99,7 +99,8 @@ TEST_F(Http, MalformedOversizedAndUnknown) {
   EXPECT_EQ(big->status, 413);
   EXPECT_NE(big->body.find("--max-body-bytes"), std::string::npos);
   // Form-encoded bodies (curl -d without a Content-Type) over 8 KiB: 413 with a hint.
-  auto form = c.Post("/predicate", std::string(9000, ' ') + PredicateBody(0), "application/x-www-form-urlencoded");
+  auto form =
+      c.Post("/predicate", std::string(9000, ' ') + PredicateBody(0), "application/x-www-form-urlencoded");
   ASSERT_TRUE(form);
   EXPECT_EQ(form->status, 413);
   EXPECT_NE(form->body.find("Content-Type: application/json"), std::string::npos) << form->body;

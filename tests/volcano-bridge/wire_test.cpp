@@ -228,7 +228,8 @@ TEST(Wire, EscapedKeysAreUnescaped) {
 }
 
 TEST(Wire, ArrayElementPathsInErrors) {
-  auto r = ParsePrioritize(JsonBuffer(R"({"task":{},"nodes":[{"Name":"a"},{"Name":"b","Idle":[]}]})"), Opts());
+  auto r =
+      ParsePrioritize(JsonBuffer(R"({"task":{},"nodes":[{"Name":"a"},{"Name":"b","Idle":[]}]})"), Opts());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("nodes.[1].Idle: expected object, got array"), std::string::npos)
       << r.status().message();

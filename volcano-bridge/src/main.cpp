@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
 #if defined(HYPERACCEL_BRIDGE_NEEDS_AVX2)
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("bmi2") || !__builtin_cpu_supports("pclmul")) {
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("bmi2") ||
+      !__builtin_cpu_supports("pclmul")) {
     std::cerr << "this build needs an x86-64-v3 CPU (AVX2, BMI2, PCLMUL); rebuild with "
                  "-DHYPERACCEL_BRIDGE_X86_64_V3=OFF\n";
     return 2;

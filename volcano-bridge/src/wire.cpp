@@ -16,7 +16,8 @@
 
 // The x86-64-v3 build exists to get simdjson's AVX2 kernel for the on-demand parser (compiled
 // into this file); without it simdjson silently uses its portable kernel.
-#if defined(HYPERACCEL_BRIDGE_NEEDS_AVX2) && !SIMDJSON_CAN_ALWAYS_RUN_HASWELL && !SIMDJSON_CAN_ALWAYS_RUN_ICELAKE
+#if defined(HYPERACCEL_BRIDGE_NEEDS_AVX2) && !SIMDJSON_CAN_ALWAYS_RUN_HASWELL && \
+    !SIMDJSON_CAN_ALWAYS_RUN_ICELAKE
 #error "wire.cpp must be compiled with AVX2, BMI, LZCNT and PCLMUL enabled (see CMakeLists.txt)"
 #endif
 
@@ -606,9 +607,9 @@ Result<EvictArgs> ParseEvict(const JsonBuffer& body, const ParseOptions& options
         // rest of the body serves as its padding.
         Task t;
         const size_t capacity = static_cast<size_t>(end - raw.data());
-        Status st = ParseRoot(raw.data(), raw.size(), capacity, options.parsers, [&](od::value& tv, const Path&) {
-          return ReadTask(tv, ep, options, /*with_pod=*/true, &t);
-        });
+        Status st = ParseRoot(
+            raw.data(), raw.size(), capacity, options.parsers,
+            [&](od::value& tv, const Path&) { return ReadTask(tv, ep, options, /*with_pod=*/true, &t); });
         if (!st.ok()) return st;
         t.raw = raw;
         args.evictees.push_back(std::move(t));

@@ -154,7 +154,7 @@ class ParserPool {
 
 struct ParseOptions {
   std::string resource = "hyperaccel.ai/fpga";
-  bool node_tasks = false;  // fill Node::tasks (prioritize needs them for gang locality)
+  bool node_tasks = false;        // fill Node::tasks (prioritize needs them for gang locality)
   ParserPool* parsers = nullptr;  // null: a parser of its own for each call, freed after it
 };
 
