@@ -176,9 +176,10 @@ class Engine {
   // one card graph) and the task's need.
   bool BridgeFits(const bridge::TaskNeed& need, int node) {
     const auto i = static_cast<size_t>(node);
-    const uint64_t key = (free_[i] * 131 + static_cast<uint64_t>(need.cards)) * 4 +
-                         (need.require_linked ? 2U : 0U) + (need.spot ? 1U : 0U);
-    auto [it, fresh] = predicate_memo_.try_emplace(key, false);
+    // The free mask may use all 64 bits (64-card nodes), so it is a key of its own.
+    const uint32_t variant =
+        static_cast<uint32_t>(need.cards) * 4 + (need.require_linked ? 2U : 0U) + (need.spot ? 1U : 0U);
+    auto [it, fresh] = predicate_memo_[variant].try_emplace(free_[i], false);
     if (fresh) it->second = bridge::DecidePredicate(need, node_cards_[i], "").code == bridge::kPass;
     return it->second;
   }
@@ -493,7 +494,7 @@ class Engine {
   std::vector<std::tuple<double, double, int>> order_;  // HyperNode candidates: fill, tie, index
   std::vector<bridge::NodeCards> candidates_;
   std::unordered_map<std::string, double> score_by_node_;
-  std::unordered_map<uint64_t, bool> predicate_memo_;
+  std::unordered_map<uint32_t, std::unordered_map<Mask, bool>> predicate_memo_;  // need -> free -> fits
   std::unordered_map<Mask, placement::Fragmentation> frag_memo_;
   int stranded_ = 0;  // free cards in no free linked pair, over all nodes
   Integrals window_, interval_;
