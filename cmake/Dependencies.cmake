@@ -16,7 +16,7 @@ pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 # Boost.Beast and Asio (header-only in 1.74): the volcano bridge's HTTP server.
 find_package(Boost 1.74 REQUIRED)
 
-# XRT: only libxrt_coreutil (+ libuuid), never a shim (a linked shim pins it; see xrt/README).
+# XRT: only libxrt_coreutil (+ libuuid), never a shim (a linked shim pins it; see docs/discovery.md).
 find_library(XRT_COREUTIL_LIB NAMES xrt_coreutil REQUIRED)
 find_library(UUID_LIB NAMES uuid REQUIRED)
 find_path(XRT_INCLUDE_DIR NAMES xrt/xrt_device.h PATHS /usr/include/xrt REQUIRED)

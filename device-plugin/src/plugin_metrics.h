@@ -1,4 +1,4 @@
-// The plugin's Prometheus families (names documented in device-plugin/README.md).
+// The plugin's Prometheus families (names documented in docs/device-plugin.md).
 #pragma once
 
 #include "hyperaccel/common/metrics.h"

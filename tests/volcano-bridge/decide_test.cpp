@@ -1,4 +1,4 @@
-// Decision rules on plain values (README "Decision rules").
+// Decision rules on plain values (docs/volcano-bridge.md "Decision rules").
 #include "hyperaccel/bridge/decide.h"
 
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 // `hyperaccel-topology-agent show`: the node's cards and link matrix for a human (table, like
-// `nvidia-smi topo -m`) or a program (JSON, schema "hyperaccel.ai/show/v1", documented in the
-// README).
+// `nvidia-smi topo -m`) or a program (JSON, schema "hyperaccel.ai/show/v1", documented in
+// docs/discovery.md).
 #pragma once
 
 #include <string>

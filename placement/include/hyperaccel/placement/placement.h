@@ -42,7 +42,7 @@ struct CardGraph {
 Result<CardGraph> GraphFromInventory(const hw::Inventory& inventory);
 
 // What the chosen set scores on each level of the lexicographic objective. Sets are compared level
-// by level, the first difference decides (placement/README.md has the pictures):
+// by level, the first difference decides (docs/placement.md has the pictures):
 //
 //   (1) components asc      -- linked sets the chosen cards fall into (1 == `connected`); a split
 //                              answer happens only when must_include or the free cards force it

@@ -1,6 +1,6 @@
 // The bridge's decisions, as pure functions of plain values: does a task fit a node (predicate),
 // how good is each node for it (prioritize), which tasks to evict (preemptable / reclaimable).
-// The rules are documented in volcano-bridge/README.md ("Decision rules"); keep the two in step.
+// The rules are documented in docs/volcano-bridge.md ("Decision rules"); keep the two in step.
 #pragma once
 
 #include <cstdint>
