@@ -19,9 +19,9 @@ COPY . .
 # Release preset (-O2, warnings as errors); tests and benchmarks are not part of the image.
 # The bridge is compiled for x86-64-v3 (AVX2) unless -DHYPERACCEL_BRIDGE_X86_64_V3=OFF.
 RUN cmake --preset release -DHYPERACCEL_BUILD_TESTS=OFF -DHYPERACCEL_BUILD_BENCH=OFF \
- && cmake --build --preset release --target hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge \
+ && cmake --build --preset release --target hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge kubectl-hyperaccel \
  && mkdir -p /out \
- && for b in hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge; do \
+ && for b in hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge kubectl-hyperaccel; do \
       strip --strip-unneeded -o /out/$b build-release/bin/$b; \
     done
 
@@ -45,7 +45,8 @@ RUN apt-get update \
       libcurl4 libssl3 ca-certificates \
       libcpp-httplib0.11 \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/hyperaccel-device-plugin /out/hyperaccel-topology-agent /out/hyperaccel-volcano-bridge /usr/bin/
+COPY --from=build /out/hyperaccel-device-plugin /out/hyperaccel-topology-agent /out/hyperaccel-volcano-bridge \
+     /out/kubectl-hyperaccel /usr/bin/
 # Non-root by default (the bridge runs so); the node DaemonSet sets uid 0 without capabilities
 # because the kubelet's sockets are root's (see manifests/base/daemonset.yaml).
 USER 65532:65532

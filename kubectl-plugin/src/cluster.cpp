@@ -517,7 +517,8 @@ std::string FormatPlanTable(const PlanResult& plan) {
       rows.push_back({std::to_string(p.task), p.node, OrDash(p.link_domain), OrDash(p.rack), score,
                       p.linked ? "yes" : "no", cards});
     }
-    out << "\n" << FormatRows(rows);
+    if (!plan.feasible) out << "\nTasks that would fit before the gang fails (Volcano binds none of them: all or nothing):\n";
+    out << (plan.feasible ? "\n" : "") << FormatRows(rows);
     out << "\nWhy (placement's explanation of each chosen node):\n";
     for (const auto& p : plan.placed) out << "  task " << p.task << " on " << p.node << ": " << p.why << "\n";
   }

@@ -48,6 +48,8 @@ KUSTOMIZATIONS["examples"] = os.path.join(MANIFESTS, "examples")
 NAMESPACE = "hyperaccel-system"
 VOLCANO_NAMESPACE = "volcano-system"
 BINARIES = ["hyperaccel-device-plugin", "hyperaccel-topology-agent", "hyperaccel-volcano-bridge"]
+# In the image too, for operators (`kubectl exec ... -- kubectl-hyperaccel topo`); not deployed by itself.
+TOOLS = ["kubectl-hyperaccel"]
 RESOURCE = "hyperaccel.ai/fpga"
 
 # names.h is the source of the names users see; read them from there, not from memory.
@@ -1319,9 +1321,9 @@ class Dockerfile(unittest.TestCase):
         build = " ".join(r for _, r in stages[0]["lines"])
         self.assertIn("scripts/install-deps", build, "the build stage installs what developers and CI have")
         self.assertIn("cmake --preset release", build)
-        for b in BINARIES:
+        for b in BINARIES + TOOLS:
             self.assertIn(b, build)
-        self.assertEqual({os.path.basename(p) for p in dockerfile_installed_binaries()}, set(BINARIES))
+        self.assertEqual({os.path.basename(p) for p in dockerfile_installed_binaries()}, set(BINARIES + TOOLS))
         runtime = " ".join(r for _, r in stages[-1]["lines"])
         self.assertIn("USER", [i for i, _ in stages[-1]["lines"]])
         self.assertNotIn("install-deps", runtime)
@@ -1356,7 +1358,7 @@ class Dockerfile(unittest.TestCase):
             self.skipTest("ldd/dpkg not available")
         allowed = installed_depends_closure(runtime_packages() + ["libc6", "libgcc-s1", "libstdc++6"])
         libs = {}
-        for b in BINARIES:
+        for b in BINARIES + TOOLS:
             out = subprocess.run(["ldd", need_binary(self, b)], capture_output=True, text=True).stdout
             for line in out.splitlines():
                 m = re.match(r"\s*(\S+)\s*=>\s*(\S+)", line)
