@@ -4,6 +4,7 @@
 
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/placement/names.h"
+#include "hyperaccel/placement/placement.h"
 
 namespace hyperaccel::agent {
 namespace {
@@ -100,7 +101,12 @@ AgentMetrics::AgentMetrics(metrics::Registry& r)
       last_success(r.AddGauge("hyperaccel_agent_last_success_timestamp_seconds",
                               "Unix time of the last successful node reconcile")),
       cards_allocated(
-          r.AddGauge("hyperaccel_agent_cards_allocated", "Cards the kubelet reports as allocated")) {}
+          r.AddGauge("hyperaccel_agent_cards_allocated", "Cards the kubelet reports as allocated")),
+      cards_free(r.AddGauge("hyperaccel_agent_cards_free", "Healthy cards not allocated")),
+      largest_free_linked(r.AddGauge("hyperaccel_agent_largest_free_linked_cards",
+                                     "Cards in the largest set of free cards linked to each other")),
+      cards_stranded(r.AddGauge("hyperaccel_agent_cards_stranded",
+                                "Free cards with no free linked neighbour (usable by 1-card pods only)")) {}
 
 std::map<std::string, std::string> LabelsOf(const Json& object) {
   std::map<std::string, std::string> out;
@@ -171,6 +177,16 @@ Result<bool> NodePublisher::Reconcile(const hw::Inventory& inventory, const std:
   if (metrics_) {
     metrics_->reconciles.Inc({wrote ? "ok" : "unchanged"});
     metrics_->cards_allocated.Set(static_cast<double>(allocated.size()));
+    if (auto graph = placement::GraphFromInventory(inventory); graph.ok()) {
+      placement::Mask free = graph->HealthyMask();
+      for (int i = 0; i < graph->size(); ++i) {
+        if (allocated.count(graph->ids[static_cast<size_t>(i)]) != 0) free &= ~(placement::Mask{1} << i);
+      }
+      const placement::Fragmentation f = placement::NodeFragmentation(*graph, free);
+      metrics_->cards_free.Set(f.free_cards);
+      metrics_->largest_free_linked.Set(f.largest_free_linked);
+      metrics_->cards_stranded.Set(f.stranded_cards);
+    }
     metrics_->last_success.Set(static_cast<double>(
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
             .count()));

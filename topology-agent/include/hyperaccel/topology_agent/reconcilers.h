@@ -37,6 +37,10 @@ struct AgentMetrics {
   metrics::Gauge& leader;              // 1 while holding the Lease
   metrics::Gauge& last_success;        // unix time of the last successful node reconcile
   metrics::Gauge& cards_allocated;
+  // Fragmentation of this node (placement::NodeFragmentation over healthy, unallocated cards).
+  metrics::Gauge& cards_free;
+  metrics::Gauge& largest_free_linked;
+  metrics::Gauge& cards_stranded;
 };
 
 // Labels of a Node object (empty map when none).
