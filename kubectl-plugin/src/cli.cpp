@@ -36,34 +36,44 @@ Result<std::unique_ptr<kube::Client>> Connect(const Options& o, const Kubeconfig
 
 }  // namespace
 
-int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err, const KubeconfigEnv& env) {
+int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+        const KubeconfigEnv& env) {
   CLI::App app{"kubectl hyperaccel: HyperAccel FPGA cards, links and gang placement across the cluster",
                "kubectl-hyperaccel"};
   app.require_subcommand(1);
   app.fallthrough();  // global options after the command too: `kubectl hyperaccel topo -o json`
   Options o;
   app.option_defaults()->group("Cluster access");
-  app.add_option("--kubeconfig", o.kubeconfig.kubeconfig,
-                 "kubeconfig file (default: $KUBECONFIG, merged as kubectl does, then ~/.kube/config, then in-cluster)");
+  app.add_option(
+      "--kubeconfig", o.kubeconfig.kubeconfig,
+      "kubeconfig file (default: $KUBECONFIG, merged as kubectl does, then ~/.kube/config, then in-cluster)");
   app.add_option("--context", o.kubeconfig.context, "kubeconfig context (default: current-context)");
   app.add_option("--request-timeout", o.request_timeout_s, "Seconds to wait for the API server")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
   app.option_defaults()->group("Output");
-  app.add_option("-o,--output", o.output, "table or json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
+  app.add_option("-o,--output", o.output, "table or json")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
   app.add_option("--resource", o.resource, "Extended resource that counts cards")->capture_default_str();
 
-  auto* topo = app.add_subcommand("topo", "Link domains, racks, IDCs and nodes: total / free / unhealthy cards, "
-                                          "largest free linked set, stranded cards");
-  auto* plan = app.add_subcommand("plan", "Where a gang of --tasks pods x --cards cards would go now, decided by "
-                                          "the Volcano bridge's own predicate and prioritize; or why it cannot run");
+  auto* topo = app.add_subcommand("topo",
+                                  "Link domains, racks, IDCs and nodes: total / free / unhealthy cards, "
+                                  "largest free linked set, stranded cards");
+  auto* plan = app.add_subcommand("plan",
+                                  "Where a gang of --tasks pods x --cards cards would go now, decided by "
+                                  "the Volcano bridge's own predicate and prioritize; or why it cannot run");
   plan->option_defaults()->group("Gang");
-  plan->add_option("--tasks", o.plan.tasks, "Pods in the gang")->check(CLI::Range(1, 100000))->capture_default_str();
+  plan->add_option("--tasks", o.plan.tasks, "Pods in the gang")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   plan->add_option("--cards", o.plan.cards, "Cards per pod")->check(CLI::Range(1, 64))->capture_default_str();
-  plan->add_flag("--require-linked", o.plan.require_linked,
-                 "Each pod must get a linked set of cards (annotation hyperaccel.ai/require-linked: \"true\")");
+  plan->add_flag(
+      "--require-linked", o.plan.require_linked,
+      "Each pod must get a linked set of cards (annotation hyperaccel.ai/require-linked: \"true\")");
   plan->add_flag("--spot", o.plan.spot, "The pods are preemptable (volcano.sh/preemptable: \"true\")");
-  auto* cards = app.add_subcommand("cards", "One node's cards and links as its topology agent published them");
+  auto* cards =
+      app.add_subcommand("cards", "One node's cards and links as its topology agent published them");
   cards->add_option("NODE", o.node, "Node name")->required();
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());

@@ -141,7 +141,8 @@ void AddNode(Totals& t, const NodeView& n) {
   for (const auto& c : n.topology->cards) t.allocated += c.allocated ? 1 : 0;
   auto graph = placement::GraphFromTopology(*n.topology);
   if (graph.ok()) {
-    t.stranded += placement::NodeFragmentation(*graph, placement::FreeMask(*graph, *n.topology)).stranded_cards;
+    t.stranded +=
+        placement::NodeFragmentation(*graph, placement::FreeMask(*graph, *n.topology)).stranded_cards;
   }
 }
 
@@ -208,8 +209,8 @@ std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<st
   return a;
 }
 
-const std::vector<std::string> kTotalsHeader = {"NODES", "CARDS", "FREE", "ALLOCATED", "UNHEALTHY", "LARGEST-FREE-LINKED",
-                                                "STRANDED"};
+const std::vector<std::string> kTotalsHeader = {
+    "NODES", "CARDS", "FREE", "ALLOCATED", "UNHEALTHY", "LARGEST-FREE-LINKED", "STRANDED"};
 
 }  // namespace
 
@@ -219,14 +220,14 @@ int NodeView::Cards() const { return topology ? static_cast<int>(topology->cards
 
 int NodeView::Free() const {
   if (!topology) return 0;
-  return static_cast<int>(
-      std::count_if(topology->cards.begin(), topology->cards.end(), [](const auto& c) { return c.healthy && !c.allocated; }));
+  return static_cast<int>(std::count_if(topology->cards.begin(), topology->cards.end(),
+                                        [](const auto& c) { return c.healthy && !c.allocated; }));
 }
 
 int NodeView::Unhealthy() const {
   if (!topology) return 0;
-  return static_cast<int>(
-      std::count_if(topology->cards.begin(), topology->cards.end(), [](const auto& c) { return !c.healthy; }));
+  return static_cast<int>(std::count_if(topology->cards.begin(), topology->cards.end(),
+                                        [](const auto& c) { return !c.healthy; }));
 }
 
 Result<NodeView> NodeFromObject(const Json& node, const std::string& resource) {
@@ -312,37 +313,43 @@ TopoReport BuildTopo(const std::vector<NodeView>& nodes) {
 }
 
 std::string FormatTopoTable(const TopoReport& report) {
-  if (report.nodes.empty()) return "No node carries FPGA labels, a topology annotation or allocatable cards.\n";
+  if (report.nodes.empty())
+    return "No node carries FPGA labels, a topology annotation or allocatable cards.\n";
   std::ostringstream out;
   std::vector<std::vector<std::string>> rows = {Concat({"LINK-DOMAIN", "RACK", "IDC"}, kTotalsHeader)};
-  for (const auto& t : report.domains) rows.push_back(Concat({t.name.empty() ? "(none)" : t.name, OrDash(t.rack), OrDash(t.idc)}, TotalsRow(t)));
+  for (const auto& t : report.domains)
+    rows.push_back(Concat({t.name.empty() ? "(none)" : t.name, OrDash(t.rack), OrDash(t.idc)}, TotalsRow(t)));
   out << FormatRows(rows) << "\n";
   rows = {Concat({"RACK", "IDC"}, kTotalsHeader)};
-  for (const auto& t : report.racks) rows.push_back(Concat({t.name.empty() ? "(none)" : t.name, OrDash(t.idc)}, TotalsRow(t)));
+  for (const auto& t : report.racks)
+    rows.push_back(Concat({t.name.empty() ? "(none)" : t.name, OrDash(t.idc)}, TotalsRow(t)));
   out << FormatRows(rows) << "\n";
   rows = {Concat({"IDC"}, kTotalsHeader)};
-  for (const auto& t : report.idcs) rows.push_back(Concat({t.name.empty() ? "(none)" : t.name}, TotalsRow(t)));
+  for (const auto& t : report.idcs)
+    rows.push_back(Concat({t.name.empty() ? "(none)" : t.name}, TotalsRow(t)));
   out << FormatRows(rows) << "\n";
-  rows = {{"NODE", "LINK-DOMAIN", "TOPOLOGY", "CARDS", "FREE", "ALLOCATED", "UNHEALTHY", "LARGEST-FREE-LINKED", "STRANDED"}};
+  rows = {{"NODE", "LINK-DOMAIN", "TOPOLOGY", "CARDS", "FREE", "ALLOCATED", "UNHEALTHY",
+           "LARGEST-FREE-LINKED", "STRANDED"}};
   std::vector<std::string> notes;
   for (const auto& t : report.nodes) {
     if (t.without_annotation > 0) {
       rows.push_back({t.name, OrDash(t.link_domain), OrDash(t.topology), "?", "?", "?", "?", "?", "?"});
       continue;
     }
-    rows.push_back({t.name, OrDash(t.link_domain), OrDash(t.topology), std::to_string(t.cards), std::to_string(t.free),
-                    std::to_string(t.allocated), std::to_string(t.unhealthy), std::to_string(t.largest_free_linked),
-                    std::to_string(t.stranded)});
+    rows.push_back({t.name, OrDash(t.link_domain), OrDash(t.topology), std::to_string(t.cards),
+                    std::to_string(t.free), std::to_string(t.allocated), std::to_string(t.unhealthy),
+                    std::to_string(t.largest_free_linked), std::to_string(t.stranded)});
   }
   out << FormatRows(rows);
   const Totals& c = report.cluster;
   out << "\n"
-      << c.cards << " cards on " << c.nodes << " nodes: " << c.free << " free, " << c.allocated << " allocated, "
-      << c.unhealthy << " unhealthy; largest free linked set " << c.largest_free_linked << "; " << c.stranded
-      << " free cards stranded\n";
+      << c.cards << " cards on " << c.nodes << " nodes: " << c.free << " free, " << c.allocated
+      << " allocated, " << c.unhealthy << " unhealthy; largest free linked set " << c.largest_free_linked
+      << "; " << c.stranded << " free cards stranded\n";
   if (c.without_annotation > 0) {
     out << c.without_annotation
-        << " node(s) shown with ? carry no valid hyperaccel.ai/topology annotation (is the topology agent running "
+        << " node(s) shown with ? carry no valid hyperaccel.ai/topology annotation (is the topology agent "
+           "running "
            "there?); their cards are not counted\n";
   }
   return out.str();
@@ -380,14 +387,16 @@ Result<PlanResult> Plan(const std::vector<NodeView>& nodes, const PlanRequest& r
   std::vector<std::string> considered;
   for (const auto& n : nodes) {
     if (n.unschedulable) {
-      plan.nodes.push_back({n.name, bridge::kUnschedulableForever, "not considered: cordoned (spec.unschedulable)"});
+      plan.nodes.push_back(
+          {n.name, bridge::kUnschedulableForever, "not considered: cordoned (spec.unschedulable)"});
       continue;
     }
     if (!n.topology) {
-      plan.nodes.push_back({n.name, bridge::kUnschedulableForever,
-                            n.topology_error.empty()
-                                ? "not considered: no hyperaccel.ai/topology annotation, free cards unknown"
-                                : "not considered: invalid hyperaccel.ai/topology annotation: " + n.topology_error});
+      plan.nodes.push_back(
+          {n.name, bridge::kUnschedulableForever,
+           n.topology_error.empty()
+               ? "not considered: no hyperaccel.ai/topology annotation, free cards unknown"
+               : "not considered: invalid hyperaccel.ai/topology annotation: " + n.topology_error});
       continue;
     }
     bridge::Node wn;
@@ -465,8 +474,8 @@ Result<PlanResult> Plan(const std::vector<NodeView>& nodes, const PlanRequest& r
         best_score = s.score;
       }
     }
-    const auto chosen =
-        std::find_if(fitting.begin(), fitting.end(), [&](const bridge::NodeCards& c) { return c.name == best; });
+    const auto chosen = std::find_if(fitting.begin(), fitting.end(),
+                                     [&](const bridge::NodeCards& c) { return c.name == best; });
     PlannedTask p;
     p.task = i + 1;
     p.node = chosen->name;
@@ -476,7 +485,8 @@ Result<PlanResult> Plan(const std::vector<NodeView>& nodes, const PlanRequest& r
     p.score = std::max(0.0, best_score);
     const placement::Mask predicted = bridge::PredictCards(need, *chosen);
     const placement::CardGraph& graph = chosen->topology->graph;
-    for (int idx : placement::LinkOrder(graph, predicted)) p.cards.push_back(graph.ids[static_cast<size_t>(idx)]);
+    for (int idx : placement::LinkOrder(graph, predicted))
+      p.cards.push_back(graph.ids[static_cast<size_t>(idx)]);
     const placement::NodeFit fit =
         placement::ScoreNode(graph, chosen->free, {need.cards, need.require_linked, need.spot});
     p.linked = fit.fits_linked;
@@ -494,9 +504,11 @@ Result<PlanResult> Plan(const std::vector<NodeView>& nodes, const PlanRequest& r
       std::all_of(plan.placed.begin(), plan.placed.end(), [](const PlannedTask& p) { return p.linked; });
   std::ostringstream s;
   s << request.tasks << " task(s) x " << request.cards << " card(s) fit now: "
-    << (request.cards == 1 ? "single cards" : all_linked ? "every task on linked cards" : "some tasks on unlinked cards")
-    << ", " << plan.domains_used << " link domain(s)" << (domains.count("") != 0U ? " (incl. nodes without one)" : "")
-    << ", " << plan.racks_used << " rack(s)";
+    << (request.cards == 1 ? "single cards"
+        : all_linked       ? "every task on linked cards"
+                           : "some tasks on unlinked cards")
+    << ", " << plan.domains_used << " link domain(s)"
+    << (domains.count("") != 0U ? " (incl. nodes without one)" : "") << ", " << plan.racks_used << " rack(s)";
   plan.summary = s.str();
   return plan;
 }
@@ -508,7 +520,8 @@ std::string FormatPlanTable(const PlanResult& plan) {
       << (r.require_linked ? ", require-linked" : "") << (r.spot ? ", spot" : "") << "\n"
       << plan.summary << "\n";
   if (!plan.placed.empty()) {
-    std::vector<std::vector<std::string>> rows = {{"TASK", "NODE", "LINK-DOMAIN", "RACK", "SCORE", "LINKED", "CARDS (link order)"}};
+    std::vector<std::vector<std::string>> rows = {
+        {"TASK", "NODE", "LINK-DOMAIN", "RACK", "SCORE", "LINKED", "CARDS (link order)"}};
     for (const auto& p : plan.placed) {
       char score[16];
       std::snprintf(score, sizeof score, "%.0f", p.score);
@@ -517,7 +530,8 @@ std::string FormatPlanTable(const PlanResult& plan) {
       rows.push_back({std::to_string(p.task), p.node, OrDash(p.link_domain), OrDash(p.rack), score,
                       p.linked ? "yes" : "no", cards});
     }
-    if (!plan.feasible) out << "\nTasks that would fit before the gang fails (Volcano binds none of them: all or nothing):\n";
+    if (!plan.feasible)
+      out << "\nTasks that would fit before the gang fails (Volcano binds none of them: all or nothing):\n";
     out << (plan.feasible ? "\n" : "") << FormatRows(rows);
     out << "\nWhy (placement's explanation of each chosen node):\n";
     for (const auto& p : plan.placed) out << "  task " << p.task << " on " << p.node << ": " << p.why << "\n";
@@ -526,9 +540,9 @@ std::string FormatPlanTable(const PlanResult& plan) {
     std::vector<std::vector<std::string>> rows = {{"NODE", "VERDICT", "REASON"}};
     for (const auto& v : plan.nodes) {
       rows.push_back({v.node,
-                      v.code == bridge::kPass                ? "fits"
-                      : v.code == bridge::kUnschedulable     ? "full (evictions could help)"
-                                                             : "never fits",
+                      v.code == bridge::kPass            ? "fits"
+                      : v.code == bridge::kUnschedulable ? "full (evictions could help)"
+                                                         : "never fits",
                       OrDash(v.reason)});
     }
     out << "\n" << FormatRows(rows);
@@ -562,7 +576,8 @@ Json PlanJson(const PlanResult& plan) {
   }
   j["placements"] = std::move(placed);
   Json nodes = Json::array();
-  for (const auto& v : plan.nodes) nodes.push_back({{"node", v.node}, {"code", v.code}, {"reason", v.reason}});
+  for (const auto& v : plan.nodes)
+    nodes.push_back({{"node", v.node}, {"code", v.code}, {"reason", v.reason}});
   j["nodes"] = std::move(nodes);
   return j;
 }
@@ -571,16 +586,17 @@ Json PlanJson(const PlanResult& plan) {
 
 std::string FormatCardsTable(const NodeView& node) {
   std::ostringstream out;
-  out << "Node " << node.name << "   link domain: " << OrDash(node.link_domain) << "   rack: " << OrDash(node.rack)
-      << "   idc: " << OrDash(node.idc) << "\n"
+  out << "Node " << node.name << "   link domain: " << OrDash(node.link_domain)
+      << "   rack: " << OrDash(node.rack) << "   idc: " << OrDash(node.idc) << "\n"
       << "Product: " << OrDash(Label(node.labels, names::kLabelProduct))
       << "   shell: " << OrDash(Label(node.labels, names::kLabelShell))
       << "   XRT: " << OrDash(Label(node.labels, names::kLabelXrtVersion))
       << "   link topology: " << OrDash(Label(node.labels, names::kLabelLinkTopology))
       << (node.unschedulable ? "   (cordoned)" : "") << "\n\n";
   if (!node.topology) {
-    out << (node.topology_error.empty() ? "No hyperaccel.ai/topology annotation (is the topology agent running on this node?)."
-                                        : "Invalid hyperaccel.ai/topology annotation: " + node.topology_error)
+    out << (node.topology_error.empty()
+                ? "No hyperaccel.ai/topology annotation (is the topology agent running on this node?)."
+                : "Invalid hyperaccel.ai/topology annotation: " + node.topology_error)
         << "\n";
     if (node.allocatable) out << "Allocatable cards: " << *node.allocatable << "\n";
     return out.str();
@@ -590,7 +606,8 @@ std::string FormatCardsTable(const NodeView& node) {
     out << "No Alveo cards published.\n";
     return out.str();
   }
-  std::vector<std::vector<std::string>> rows = {{"CARD", "ID", "SERIAL", "HEALTH", "STATE", "NUMA", "SWITCH"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"CARD", "ID", "SERIAL", "HEALTH", "STATE", "NUMA", "SWITCH"}};
   std::map<std::string, size_t> index_of_serial;
   for (size_t i = 0; i < topo.cards.size(); ++i) {
     const auto& c = topo.cards[i];
@@ -640,8 +657,8 @@ std::string FormatCardsTable(const NodeView& node) {
       const hw::PortRef& far = a_local ? l->b : l->a;
       auto it = index_of_serial.find(local.serial);
       const std::string name = it == index_of_serial.end() ? local.serial : "C" + std::to_string(it->second);
-      out << "  " << name << " port " << local.port << " -> " << far.node << "/" << far.serial << " port " << far.port
-          << "  " << hw::LinkStateName(l->state) << "\n";
+      out << "  " << name << " port " << local.port << " -> " << far.node << "/" << far.serial << " port "
+          << far.port << "  " << hw::LinkStateName(l->state) << "\n";
     }
   }
   const int healthy = node.Cards() - node.Unhealthy();
@@ -652,8 +669,9 @@ std::string FormatCardsTable(const NodeView& node) {
     largest = placement::NodeFragmentation(*graph, placement::FreeMask(*graph, topo)).largest_free_linked;
   }
   out << "\n"
-      << healthy << "/" << n << " cards healthy, " << allocated << " allocated, " << node.Free() << " free (largest free linked set "
-      << largest << "), " << up << "/" << topo.links.size() << " links up\n";
+      << healthy << "/" << n << " cards healthy, " << allocated << " allocated, " << node.Free()
+      << " free (largest free linked set " << largest << "), " << up << "/" << topo.links.size()
+      << " links up\n";
   return out.str();
 }
 

@@ -167,8 +167,9 @@ Result<kube::ClusterConfig> ResolveKubeconfig(const KubeconfigFlags& flags, cons
   if (files.empty()) {
     auto in_cluster = env.in_cluster ? env.in_cluster() : kube::InClusterConfig();
     if (in_cluster.ok()) return in_cluster;
-    return NotFound("no kubeconfig: --kubeconfig not given, $KUBECONFIG names no existing file, no ~/.kube/config, "
-                    "and not running in a cluster");
+    return NotFound(
+        "no kubeconfig: --kubeconfig not given, $KUBECONFIG names no existing file, no ~/.kube/config, "
+        "and not running in a cluster");
   }
   auto merged = MergeKubeconfigs(files);
   if (!merged.ok()) return merged.status();
@@ -177,7 +178,8 @@ Result<kube::ClusterConfig> ResolveKubeconfig(const KubeconfigFlags& flags, cons
   if (auto st = CheckNames(*merged, flags.context); !st.ok()) return st.WithContext(where_names);
   auto config = kube::ParseKubeconfig(*merged, "", flags.context);
   if (!config.ok()) {
-    std::string where = files.size() == 1 ? files.front() : "$KUBECONFIG (" + std::to_string(files.size()) + " files)";
+    std::string where =
+        files.size() == 1 ? files.front() : "$KUBECONFIG (" + std::to_string(files.size()) + " files)";
     return config.status().WithContext(where);
   }
   return config;

@@ -30,7 +30,9 @@ constexpr const char* kToken = "kubectl-test-token";
 constexpr const char* kRackLabel = "topology.hyperaccel.ai/rack";
 constexpr const char* kZoneLabel = "topology.kubernetes.io/zone";
 
-std::string Serial(const std::string& node, int i) { return "XFL1" + node.substr(node.size() - 2) + "C" + std::to_string(i); }
+std::string Serial(const std::string& node, int i) {
+  return "XFL1" + node.substr(node.size() - 2) + "C" + std::to_string(i);
+}
 
 std::string CardId(int i) {
   char id[32];
@@ -119,15 +121,15 @@ class KubectlPluginTest : public ::testing::Test {
     // Inventories as discovery reports them (cross-node links seen from both ends: node 01
     // observes its end of 01/C7 -> 02/C0 up, node 02 does not observe it).
     hw::Inventory n1 = Node8("lpu-node-01", false);
-    n1.links.push_back(MakeLink({"", Serial("lpu-node-01", 7), 1}, {"lpu-node-02", Serial("lpu-node-02", 0), 0},
-                                hw::LinkState::kUp));
-    n1.links.push_back(MakeLink({"lpu-node-02", Serial("lpu-node-02", 7), 1}, {"", Serial("lpu-node-01", 0), 0},
-                                hw::LinkState::kUp));
+    n1.links.push_back(MakeLink({"", Serial("lpu-node-01", 7), 1},
+                                {"lpu-node-02", Serial("lpu-node-02", 0), 0}, hw::LinkState::kUp));
+    n1.links.push_back(MakeLink({"lpu-node-02", Serial("lpu-node-02", 7), 1},
+                                {"", Serial("lpu-node-01", 0), 0}, hw::LinkState::kUp));
     hw::Inventory n2 = Node8("lpu-node-02", false);
-    n2.links.push_back(MakeLink({"lpu-node-01", Serial("lpu-node-01", 7), 1}, {"", Serial("lpu-node-02", 0), 0},
-                                hw::LinkState::kUnknown));
-    n2.links.push_back(MakeLink({"", Serial("lpu-node-02", 7), 1}, {"lpu-node-01", Serial("lpu-node-01", 0), 0},
-                                hw::LinkState::kUp));
+    n2.links.push_back(MakeLink({"lpu-node-01", Serial("lpu-node-01", 7), 1},
+                                {"", Serial("lpu-node-02", 0), 0}, hw::LinkState::kUnknown));
+    n2.links.push_back(MakeLink({"", Serial("lpu-node-02", 7), 1},
+                                {"lpu-node-01", Serial("lpu-node-01", 0), 0}, hw::LinkState::kUp));
     Publish(*domains.value(), n1, {CardId(0), CardId(1)});
     Publish(*domains.value(), n2, {});
     Publish(*domains.value(), Node8("lpu-node-03", true), {CardId(0), CardId(2)});
@@ -160,7 +162,8 @@ class KubectlPluginTest : public ::testing::Test {
   }
 
   // Labels and annotation written by the agent's publisher, through the REST client.
-  void Publish(const agent::LinkDomains& domains, const hw::Inventory& inv, const std::set<std::string>& allocated) {
+  void Publish(const agent::LinkDomains& domains, const hw::Inventory& inv,
+               const std::set<std::string>& allocated) {
     kube::ClusterConfig config;
     config.server = emu_.url();
     config.token = kToken;
@@ -178,8 +181,8 @@ class KubectlPluginTest : public ::testing::Test {
                               const std::string& current = "emu", const std::string& context = "emu",
                               const std::string& cluster = "emu") {
     std::ofstream(path) << "apiVersion: v1\nkind: Config\n"
-                        << (current.empty() ? "" : "current-context: " + current + "\n") << "clusters:\n- name: "
-                        << cluster << "\n  cluster: {server: \"" << server << "\"}\n"
+                        << (current.empty() ? "" : "current-context: " + current + "\n")
+                        << "clusters:\n- name: " << cluster << "\n  cluster: {server: \"" << server << "\"}\n"
                         << "users:\n- name: " << context << "-user\n  user: {" << auth << "}\n"
                         << "contexts:\n- name: " << context << "\n  context: {cluster: " << cluster
                         << ", user: " << context << "-user}\n";
@@ -261,7 +264,8 @@ TEST_F(KubectlPluginTest, TopoCountsDomainsRacksIdcsAndNodes) {
   EXPECT_EQ(n4["linkTopology"], "ring");
   // Three link domains (one per cabled set) plus "" for the node without an agent.
   EXPECT_EQ(topo["linkDomains"].size(), 4U);
-  EXPECT_NE(Named(topo["nodes"], "lpu-node-03")["linkDomain"], Named(topo["nodes"], "lpu-node-04")["linkDomain"]);
+  EXPECT_NE(Named(topo["nodes"], "lpu-node-03")["linkDomain"],
+            Named(topo["nodes"], "lpu-node-04")["linkDomain"]);
 
   // Racks and IDCs.
   const json& r07 = Named(topo["racks"], "seoul-1.r07");
@@ -293,7 +297,8 @@ TEST_F(KubectlPluginTest, TopoTableNamesEveryTierAndFlagsNodesWithoutAgent) {
   EXPECT_NE(out.find("32 cards on 5 nodes: 27 free, 4 allocated, 1 unhealthy; largest free linked set 14"),
             std::string::npos)
       << out;
-  EXPECT_NE(out.find("1 node(s) shown with ? carry no valid hyperaccel.ai/topology annotation"), std::string::npos)
+  EXPECT_NE(out.find("1 node(s) shown with ? carry no valid hyperaccel.ai/topology annotation"),
+            std::string::npos)
       << out;
 }
 
@@ -328,7 +333,8 @@ TEST_F(KubectlPluginTest, PlanKeepsTheGangInOneDomainFirstAndGivesLinkedCards) {
     ASSERT_EQ(cards.size(), 4U);
     const std::string node = p["node"];
     EXPECT_TRUE(Contiguous(cards, node == "lpu-node-03" || node == "lpu-node-04")) << p.dump();
-    for (const auto& c : cards) EXPECT_TRUE(taken[node].insert(c).second) << "card given twice: " << node << " " << c;
+    for (const auto& c : cards)
+      EXPECT_TRUE(taken[node].insert(c).second) << "card given twice: " << node << " " << c;
     if (p["linkDomain"] == domain_a) ++in_a;
   }
   for (int i = 0; i < 3; ++i) EXPECT_EQ(plan["placements"][i]["linkDomain"], domain_a) << plan.dump(2);
@@ -346,7 +352,8 @@ TEST_F(KubectlPluginTest, PlanKeepsTheGangInOneDomainFirstAndGivesLinkedCards) {
   for (const auto& v : plan["nodes"]) {
     if (v["node"] == "lpu-node-05") {
       saw5 = true;
-      EXPECT_NE(v["reason"].get<std::string>().find("no hyperaccel.ai/topology annotation"), std::string::npos);
+      EXPECT_NE(v["reason"].get<std::string>().find("no hyperaccel.ai/topology annotation"),
+                std::string::npos);
     }
   }
   EXPECT_TRUE(saw5);
@@ -362,7 +369,8 @@ TEST_F(KubectlPluginTest, PlanSaysWhyAGangCannotRun) {
   for (const auto& v : plan["nodes"]) by_node[v["node"]] = v;
   // Node 01: 8 healthy cards, 6 free: evictions could help (code 2).
   EXPECT_EQ(by_node["lpu-node-01"]["code"], 2) << plan.dump(2);
-  EXPECT_NE(by_node["lpu-node-01"]["reason"].get<std::string>().find("8 requested, 6 free on lpu-node-01"), std::string::npos);
+  EXPECT_NE(by_node["lpu-node-01"]["reason"].get<std::string>().find("8 requested, 6 free on lpu-node-01"),
+            std::string::npos);
   // Node 02 took the first task; now it has no cards left.
   EXPECT_EQ(by_node["lpu-node-02"]["code"], 2);
   // Node 04 has only 7 healthy cards: never (code 3).
@@ -428,7 +436,8 @@ TEST_F(KubectlPluginTest, InvalidAnnotationIsReportedNotFatal) {
   for (const auto& v : plan["nodes"]) {
     if (v["node"] == "lpu-node-05") {
       saw = true;
-      EXPECT_NE(v["reason"].get<std::string>().find("invalid hyperaccel.ai/topology annotation"), std::string::npos);
+      EXPECT_NE(v["reason"].get<std::string>().find("invalid hyperaccel.ai/topology annotation"),
+                std::string::npos);
     }
   }
   EXPECT_TRUE(saw) << plan.dump(2);
@@ -513,7 +522,8 @@ TEST(NodeViews, MalformedNodeListsAreErrors) {
   EXPECT_FALSE(NodesFromList(json::parse("{}"), "hyperaccel.ai/fpga").ok());
   EXPECT_FALSE(NodesFromList(json::parse(R"({"items":[{"metadata":{}}]})"), "hyperaccel.ai/fpga").ok());
   auto ok = NodesFromList(
-      json::parse(R"({"items":[{"metadata":{"name":"n"},"status":{"allocatable":{"hyperaccel.ai/fpga":"4"}}}]})"),
+      json::parse(
+          R"({"items":[{"metadata":{"name":"n"},"status":{"allocatable":{"hyperaccel.ai/fpga":"4"}}}]})"),
       "hyperaccel.ai/fpga");
   ASSERT_TRUE(ok.ok());
   ASSERT_EQ(ok->size(), 1U);

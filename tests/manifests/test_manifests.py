@@ -1248,6 +1248,70 @@ class Rbac(unittest.TestCase):
 
 
 # ---------------------------------------------------------------------------------------------
+# Monitoring (optional component)
+
+class Monitoring(unittest.TestCase):
+    """manifests/monitoring is a Kustomize Component that any overlay can add.
+
+    Rendered here on top of each overlay from a copy of manifests/ (kustomize refuses absolute
+    paths). That the dashboard and alerts use only exported metrics is checked against the real
+    binaries by tests/monitoring (ctest monitoring_test).
+    """
+
+    def setUp(self):
+        need_kubectl(self)
+
+    def render_with_component(self, overlay):
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(MANIFESTS, os.path.join(tmp, "manifests"))
+            os.makedirs(os.path.join(tmp, "check"))
+            with open(os.path.join(tmp, "check", "kustomization.yaml"), "w", encoding="utf-8") as f:
+                f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                        f"resources:\n- ../manifests/overlays/{overlay}\ncomponents:\n- ../manifests/monitoring\n")
+            proc = subprocess.run([KUBECTL, "kustomize", os.path.join(tmp, "check")], capture_output=True, text=True,
+                                  timeout=120)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+    def test_component_adds_monitors_rules_and_dashboard(self):
+        for overlay in OVERLAYS:
+            with self.subTest(overlay=overlay):
+                objs = self.render_with_component(overlay)
+                base = render(f"overlays/{overlay}")
+                self.assertFalse(find(base, "PodMonitor"), "monitoring must stay optional")
+                self.assertEqual(len(objs), len(base) + 4, "component adds 2 PodMonitors, a rule, a ConfigMap")
+                rule = one(self, objs, "PrometheusRule", "hyperaccel")
+                self.assertEqual(rule["metadata"]["namespace"], NAMESPACE)
+                cm = one(self, objs, "ConfigMap", "hyperaccel-grafana-dashboard")
+                self.assertEqual(cm["metadata"]["namespace"], NAMESPACE)
+                self.assertEqual(cm["metadata"]["labels"].get("grafana_dashboard"), "1")
+                dash = json.loads(cm["data"]["hyperaccel.json"])
+                self.assertEqual(dash["uid"], "hyperaccel-overview")
+
+    def test_pod_monitors_select_our_pods_and_named_ports(self):
+        objs = self.render_with_component("labels")
+        workloads = {"hyperaccel-node": one(self, objs, "DaemonSet", "hyperaccel-node"),
+                     "hyperaccel-volcano-bridge": one(self, objs, "Deployment", "hyperaccel-volcano-bridge")}
+        expected_ports = {"hyperaccel-node": {"dp-metrics", "agent-admin"}, "hyperaccel-volcano-bridge": {"http"}}
+        for name, workload in workloads.items():
+            with self.subTest(monitor=name):
+                pm = one(self, objs, "PodMonitor", name)
+                self.assertEqual(pm["metadata"]["namespace"], workload["metadata"]["namespace"])
+                pod_labels = workload["spec"]["template"]["metadata"]["labels"]
+                for k, v in pm["spec"]["selector"]["matchLabels"].items():
+                    self.assertEqual(pod_labels.get(k), v, f"selector {k}={v} does not match the pods")
+                ports = {p["name"]: p["containerPort"] for c in pod_spec(workload)["containers"]
+                         for p in c.get("ports", [])}
+                got = {e["port"] for e in pm["spec"]["podMetricsEndpoints"]}
+                self.assertEqual(got, expected_ports[name])
+                for e in pm["spec"]["podMetricsEndpoints"]:
+                    self.assertIn(e["port"], ports, f"{e['port']} is not a named port of {name}")
+                    self.assertEqual(e["path"], "/metrics")
+                    self.assertIn({"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"},
+                                  e.get("relabelings", []), "dashboard and alerts group by `node`")
+
+
+# ---------------------------------------------------------------------------------------------
 # Dockerfile
 
 DOCKERFILE = os.path.join(SOURCE, "Dockerfile")

@@ -25,6 +25,7 @@ inline constexpr int kExitUsage = 2;
 inline constexpr int kExitApi = 3;
 
 // `args` without the program name.
-int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err, const KubeconfigEnv& env = {});
+int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+        const KubeconfigEnv& env = {});
 
 }  // namespace hyperaccel::kubectl

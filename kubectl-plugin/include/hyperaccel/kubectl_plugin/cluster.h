@@ -19,9 +19,9 @@ using Json = nlohmann::json;
 // One Node.
 struct NodeView {
   std::string name;
-  std::map<std::string, std::string> labels;  // every label of the Node
-  std::string link_domain, rack, idc;         // tier labels ("" when absent)
-  std::string annotation;                     // hyperaccel.ai/topology text ("" when absent)
+  std::map<std::string, std::string> labels;        // every label of the Node
+  std::string link_domain, rack, idc;               // tier labels ("" when absent)
+  std::string annotation;                           // hyperaccel.ai/topology text ("" when absent)
   std::optional<placement::NodeTopology> topology;  // decoded annotation
   std::string topology_error;                       // why the annotation could not be decoded
   std::optional<int> allocatable;                   // status.allocatable[resource]
@@ -51,8 +51,8 @@ struct Totals {
   // Largest set of free healthy cards connected by links: inside a node over links that are up;
   // across nodes over links that at least one end reports up and neither reports down or mismatch.
   int largest_free_linked = 0;
-  int stranded = 0;             // free cards in no free linked set of 2 or more (1-card pods only)
-  int without_annotation = 0;   // nodes judged by counts only (no or invalid annotation)
+  int stranded = 0;                    // free cards in no free linked set of 2 or more (1-card pods only)
+  int without_annotation = 0;          // nodes judged by counts only (no or invalid annotation)
   std::string link_domain, rack, idc;  // for a domain: its rack and IDC ("mixed" when nodes disagree)
   std::string topology;                // for a node: the link.topology label
 };

@@ -26,7 +26,7 @@ struct KubeconfigFlags {
 
 // Environment and file-system access, injectable for tests.
 struct KubeconfigEnv {
-  std::function<std::string(const char*)> getenv;  // null = std::getenv
+  std::function<std::string(const char*)> getenv;           // null = std::getenv
   std::function<Result<kube::ClusterConfig>()> in_cluster;  // null = kube::InClusterConfig()
 };
 
