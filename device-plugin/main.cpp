@@ -27,10 +27,12 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-address", metrics_address,
                  "host:port for /metrics and /healthz; \"off\" = no endpoint")
       ->envname(hyperaccel::cli::EnvName("HYPERACCEL_", "metrics-address"))
+      ->group(hyperaccel::cli::kGroupEndpoints)
       ->capture_default_str();
   int rescan_ms = 5000;
   app.add_option("--rescan-ms", rescan_ms, "Milliseconds between hardware rescans")
       ->envname(hyperaccel::cli::EnvName("HYPERACCEL_", "rescan-ms"))
+      ->group(hyperaccel::cli::kGroupDiscovery)
       ->check(CLI::Range(100, 3600000))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <iostream>
 #include <sstream>
@@ -85,9 +86,51 @@ std::string EnvName(const std::string& prefix, const std::string& flag) {
   return out;
 }
 
+std::string GroupedFormatter::make_help(const CLI::App* app, std::string name,
+                                        CLI::AppFormatMode mode) const {
+  if (mode == CLI::AppFormatMode::Sub) return make_expanded(app);
+  // The binary's own groups in order of first use, then the shared ones in their fixed order.
+  const std::vector<std::string> shared = {kGroupDiscovery, kGroupKubernetes, kGroupEndpoints, kGroupCommon};
+  std::vector<std::string> order;
+  for (const auto& g : app->get_groups()) {
+    if (std::find(shared.begin(), shared.end(), g) == shared.end()) order.push_back(g);
+  }
+  order.insert(order.end(), shared.begin(), shared.end());
+  std::stringstream groups;
+  bool first = true;
+  for (const auto& g : order) {
+    std::vector<const CLI::Option*> opts = app->get_options(
+        [&](const CLI::Option* opt) { return opt->get_group() == g && opt->nonpositional(); });
+    if (g.empty() || opts.empty()) continue;
+    if (!first) groups << "\n";
+    groups << make_group(g, false, opts);
+    first = false;
+  }
+  std::stringstream out;
+  if (app->get_name().empty() && app->get_parent() != nullptr && app->get_group() != "Subcommands") {
+    out << app->get_group() << ':';
+  }
+  out << make_description(app) << make_usage(app, std::move(name)) << make_positionals(app) << groups.str()
+      << make_subcommands(app, mode) << '\n'
+      << make_footer(app);
+  return out.str();
+}
+
+void UseGroupedHelp(CLI::App& app) { app.formatter(std::make_shared<GroupedFormatter>()); }
+
+FlagGroup::FlagGroup(CLI::App& app, const std::string& group)
+    : app_(app), previous_(app.option_defaults()->get_group()) {
+  app_.option_defaults()->group(group);
+}
+
+FlagGroup::~FlagGroup() { app_.option_defaults()->group(previous_); }
+
 void AddCommonFlags(CLI::App& app, CommonFlags& flags, const std::string& env_prefix) {
+  UseGroupedHelp(app);
+  FlagGroup group(app, kGroupCommon);
   app.config_formatter(std::make_shared<YamlConfig>());
   app.set_config("--config", "", "YAML config file: keys are long flag names (flag > env > file)")
+      ->group(kGroupCommon)
       ->envname(EnvName(env_prefix, "config"));
   app.add_option("--log-level", flags.log_level, "debug, info, warn or error")
       ->envname(EnvName(env_prefix, "log-level"))

@@ -13,6 +13,7 @@ std::string Env(const std::string& flag) { return cli::EnvName(kEnvPrefix, flag)
 }  // namespace
 
 void AddPluginFlags(CLI::App& app, PluginOptions& o) {
+  const cli::FlagGroup group(app, "Device plugin");
   app.add_option("--kubelet-dir", o.kubelet_dir, "Directory with kubelet.sock; our socket goes there too")
       ->envname(Env("kubelet-dir"))
       ->capture_default_str();

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <thread>
 
+#include "hyperaccel/common/cli.h"
 #include "hyperaccel/kubectl_plugin/cluster.h"
 #include "hyperaccel/kubectl_plugin/kube.h"
 #include "hyperaccel/placement/names.h"
@@ -40,10 +41,11 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         const KubeconfigEnv& env) {
   CLI::App app{"kubectl hyperaccel: HyperAccel FPGA cards, links and gang placement across the cluster",
                "kubectl-hyperaccel"};
+  cli::UseGroupedHelp(app);
   app.require_subcommand(1);
   app.fallthrough();  // global options after the command too: `kubectl hyperaccel topo -o json`
   Options o;
-  app.option_defaults()->group("Cluster access");
+  app.option_defaults()->group(cli::kGroupKubernetes);
   app.add_option(
       "--kubeconfig", o.kubeconfig.kubeconfig,
       "kubeconfig file (default: $KUBECONFIG, merged as kubectl does, then ~/.kube/config, then in-cluster)");

@@ -44,9 +44,11 @@ int64_t NowMs() {
 }  // namespace
 
 void AddAgentFlags(CLI::App& app, AgentOptions& o) {
+  const cli::FlagGroup group(app, "Topology agent");
   auto env = [](const char* flag) { return cli::EnvName("HYPERACCEL_", flag); };
   app.add_option("--kubeconfig", o.kubeconfig, "kubeconfig file (default: in-cluster, then $KUBECONFIG)")
-      ->envname(env("kubeconfig"));
+      ->envname(env("kubeconfig"))
+      ->group(cli::kGroupKubernetes);
   app.add_option("--hypernodes", o.hypernodes,
                  "labels: publish tier labels for Volcano's label discovery; direct: the Lease holder writes "
                  "HyperNodes")
@@ -71,6 +73,7 @@ void AddAgentFlags(CLI::App& app, AgentOptions& o) {
       ->capture_default_str();
   app.add_option("--request-timeout", o.request_timeout_s, "API request timeout in seconds")
       ->envname(env("request-timeout"))
+      ->group(cli::kGroupKubernetes)
       ->capture_default_str();
   app.add_option("--rack-label", o.tiers.rack_label, "Node label holding the rack (tier 2)")
       ->envname(env("rack-label"));
@@ -101,6 +104,7 @@ void AddAgentFlags(CLI::App& app, AgentOptions& o) {
       ->envname(env("identity"));
   app.add_option("--admin-address", o.admin_address, "host:port for /metrics and /healthz (empty: off)")
       ->envname(env("admin-address"))
+      ->group(cli::kGroupEndpoints)
       ->capture_default_str();
   app.add_flag("--once", o.once, "reconcile once against the API server and exit (0 on success)")
       ->envname(env("once"));

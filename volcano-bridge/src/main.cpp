@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   bridge::ServerOptions server;
   bridge::BridgeOptions bridge_options;
   bridge_options.resource = names::kDefaultResource;
+  const cli::FlagGroup group(app, "Volcano bridge");
   app.add_option("--listen", server.listen, "host:port to serve on")
       ->envname(cli::EnvName(env, "listen"))
       ->capture_default_str();

@@ -42,6 +42,7 @@ std::string EmulatedSerial(const std::string& node, size_t index) {
 }  // namespace
 
 void AddDiscoveryFlags(CLI::App& app, DiscoveryOptions& o) {
+  const cli::FlagGroup group(app, cli::kGroupDiscovery);
   const std::string env = "HYPERACCEL_";
   app.add_option("--sysfs-root", o.sysfs_root, "sysfs mount to scan (XRT is probed only when this is /sys)")
       ->envname(cli::EnvName(env, "sysfs-root"))

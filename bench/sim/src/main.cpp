@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   Flags f;
   cli::CommonFlags common;
   cli::AddCommonFlags(app, common, "HYPERACCEL_SIM_");
+  const cli::FlagGroup group(app, "Simulation");
   auto* trace = app.add_option("--trace", f.trace,
                                "Trace CSV (job_id,arrival_s,duration_s,tasks,cards_per_task,"
                                "priority,preemptable)")

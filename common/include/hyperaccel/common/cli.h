@@ -4,7 +4,9 @@
 //  - the config file (--config FILE) is a YAML mapping whose keys are the long flag names without
 //    dashes ("kubelet-dir: /var/lib/kubelet/device-plugins"); nested mappings give dotted names and
 //    sequences give multi-value options;
-//  - --log-level and --log-format are always there.
+//  - --log-level and --log-format are always there;
+//  - --help lists options in groups, in the same order in every binary: help, the binary's own
+//    groups (in the order they are first used), then the shared groups below in this order.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -21,12 +23,41 @@ class YamlConfig : public CLI::Config {
   std::vector<CLI::ConfigItem> from_config(std::istream& input) const override;
 };
 
+// Shared option groups, listed after the binary's own groups, in this order.
+inline constexpr const char* kGroupDiscovery = "Discovery";               // finding cards and links (xrt/)
+inline constexpr const char* kGroupKubernetes = "Kubernetes API";         // kubeconfig, API timeouts
+inline constexpr const char* kGroupEndpoints = "Metrics and health";      // /metrics, /healthz, /readyz
+inline constexpr const char* kGroupCommon = "Configuration and logging";  // --config, --log-*
+
+// CLI11 help formatter that prints option groups in the order above.
+class GroupedFormatter : public CLI::Formatter {
+ public:
+  std::string make_help(const CLI::App* app, std::string name, CLI::AppFormatMode mode) const override;
+};
+
+// Installs GroupedFormatter on `app` (subcommands created afterwards inherit it).
+void UseGroupedHelp(CLI::App& app);
+
+// While it lives, options added to `app` go to `group`.
+class FlagGroup {
+ public:
+  FlagGroup(CLI::App& app, const std::string& group);
+  ~FlagGroup();
+  FlagGroup(const FlagGroup&) = delete;
+  FlagGroup& operator=(const FlagGroup&) = delete;
+
+ private:
+  CLI::App& app_;
+  std::string previous_;
+};
+
 struct CommonFlags {
   std::string log_level = "info";
   std::string log_format = "text";  // text | json
 };
 
-// Installs the YAML config reader and the --config, --log-level and --log-format options.
+// Installs the YAML config reader, the grouped help, and the --config, --log-level and
+// --log-format options (group kGroupCommon).
 // `env_prefix` is prepended to upper-cased flag names for environment variables (for example
 // "HYPERACCEL_" gives HYPERACCEL_LOG_LEVEL).
 void AddCommonFlags(CLI::App& app, CommonFlags& flags, const std::string& env_prefix);
