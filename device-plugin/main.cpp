@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
       ->envname(hyperaccel::cli::EnvName("HYPERACCEL_", "rescan-ms"))
       ->check(CLI::Range(100, 3600000))
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = hyperaccel::cli::Parse(app, argc, argv); rc >= 0) return rc;
   if (!hyperaccel::cli::ApplyCommonFlags(common, "device-plugin")) return 2;
   if (metrics_address == "off") metrics_address.clear();
   options.sysfs_root = discovery_options.sysfs_root;
