@@ -213,6 +213,13 @@ TEST_F(PluginTest, PreferredAllocationKeepsRingArcsAroundBusyCards) {
   std::sort(sorted.begin(), sorted.end());
   EXPECT_EQ(sorted, (std::vector<std::string>{CardId(2), CardId(3), CardId(4)}));
 
+  // A must-include card that is not available (card 5 is busy) is an error the kubelet sees,
+  // never an answer holding a card it cannot give.
+  auto bad = sim_->GetPreferredAllocation(kRes, {CardId(2), CardId(3), CardId(4)}, {CardId(5)}, 2);
+  ASSERT_FALSE(bad.ok()) << "answered " << (*bad)[0] << "," << (*bad)[1];
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << bad.status().ToString();
+  EXPECT_NE(bad.status().message().find(CardId(5)), std::string::npos) << bad.status().ToString();
+
   // Through admission: two pods of 4 on an 8-ring get two disjoint arcs.
   auto a = sim_->AdmitContainer(Request("a", 4));
   ASSERT_TRUE(a.ok());
@@ -369,6 +376,18 @@ TEST_F(PluginTest, PreStartHookRunsWithTheDeviceIds) {
   in >> a >> b;
   EXPECT_EQ(a, CardId(1));
   EXPECT_EQ(b, CardId(2));
+}
+
+TEST_F(PluginTest, PreStartHookThatUsesTheArgumentsGetsEachIdOnce) {
+  const std::string out = root_ + "/prestart.out";
+  options_.prestart_command = "printf '%s\\n' \"$@\" >" + out;  // the form the documentation shows
+  StartBoth(4);
+  Status st = sim_->PreStartContainer(kRes, {CardId(1), CardId(2)});
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  std::ifstream in(out);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  EXPECT_EQ(lines, (std::vector<std::string>{CardId(1), CardId(2)}));
 }
 
 TEST_F(PluginTest, PreStartHookFailureAndTimeoutAreErrors) {
