@@ -53,7 +53,8 @@ int main(int argc, char** argv) {
   }
   dp::DiscoverySource source(std::move(discovery).value(), std::chrono::milliseconds(rescan_ms));
   dp::Plugin plugin(options, &source, &registry);
-  hyperaccel::AdminServer admin(&registry, [&plugin] { return plugin.Health(); });
+  hyperaccel::AdminServer admin(
+      &registry, [&plugin] { return plugin.Health(); }, [&plugin] { return plugin.Ready(); });
   if (auto st = admin.Start(metrics_address); !st.ok()) {
     HA_LOG(kError, "cannot serve metrics").kv("address", metrics_address).kv("error", st.message());
     return 1;
