@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
       ->group(hyperaccel::cli::kGroupDiscovery)
       ->check(CLI::Range(100, 3600000))
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = hyperaccel::cli::Parse(app, argc, argv); rc >= 0) return rc;
   if (!hyperaccel::cli::ApplyCommonFlags(common, "device-plugin")) return 2;
   if (metrics_address == "off") metrics_address.clear();
   options.sysfs_root = discovery_options.sysfs_root;
@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
   }
   dp::DiscoverySource source(std::move(discovery).value(), std::chrono::milliseconds(rescan_ms));
   dp::Plugin plugin(options, &source, &registry);
-  hyperaccel::AdminServer admin(&registry, [&plugin] { return plugin.Health(); });
+  hyperaccel::AdminServer admin(
+      &registry, [&plugin] { return plugin.Health(); }, [&plugin] { return plugin.Ready(); });
   if (auto st = admin.Start(metrics_address); !st.ok()) {
     HA_LOG(kError, "cannot serve metrics").kv("address", metrics_address).kv("error", st.message());
     return 1;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 
@@ -39,7 +40,92 @@ void Flatten(const YAML::Node& node, std::vector<std::string>& parents, std::vec
   }
 }
 
+// The option with the long name `name` in `app` or any of its subcommands.
+const CLI::Option* FindLongOption(const CLI::App& app, const std::string& name) {
+  for (const CLI::Option* opt : app.get_options()) {
+    if (opt->check_lname(name)) return opt;
+  }
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    if (const CLI::Option* opt = FindLongOption(*sub, name)) return opt;
+  }
+  return nullptr;
+}
+
+bool TakesValue(const CLI::Option& opt) { return opt.get_items_expected_max() > 0; }
+
+// True when `args` (up to a `--`) name `opt` by any of its long or short names.
+bool GivenOnCommandLine(const CLI::Option& opt, const std::vector<std::string>& args) {
+  for (const std::string& arg : args) {
+    if (arg == "--") break;
+    for (const std::string& name : opt.get_lnames()) {
+      const std::string flag = "--" + name;
+      if (arg == flag || arg.rfind(flag + "=", 0) == 0) return true;
+    }
+    for (const std::string& name : opt.get_snames()) {
+      if (arg.size() >= 2 && arg[0] == '-' && arg[1] != '-' && arg.compare(1, name.size(), name) == 0)
+        return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
+
+std::vector<std::string> NormalizeArgs(const CLI::App& app, std::vector<std::string> args,
+                                       const std::function<const char*(const char*)>& getenv) {
+  std::vector<std::string> out;
+  for (const CLI::Option* opt : app.get_options()) {
+    if (opt->get_envname().empty() || opt->get_lnames().empty()) continue;
+    const char* value = getenv(opt->get_envname().c_str());
+    if (value == nullptr || GivenOnCommandLine(*opt, args)) continue;
+    const std::string flag = "--" + opt->get_lnames().front();
+    if (!TakesValue(*opt)) {
+      if (*value != '\0') out.push_back(flag + "=" + value);
+    } else if (*value == '\0') {
+      out.push_back(flag);
+      out.emplace_back();
+    } else {
+      out.push_back(flag + "=" + value);
+    }
+  }
+  bool positional_only = false;
+  for (std::string& arg : args) {
+    if (positional_only || arg == "--") {
+      positional_only = true;
+      out.push_back(std::move(arg));
+      continue;
+    }
+    if (arg.size() > 3 && arg.compare(0, 2, "--") == 0 && arg.back() == '=' &&
+        arg.find('=') == arg.size() - 1) {
+      const std::string name = arg.substr(2, arg.size() - 3);
+      const CLI::Option* opt = FindLongOption(app, name);
+      if (opt != nullptr && TakesValue(*opt)) {
+        out.push_back("--" + name);
+        out.emplace_back();
+        continue;
+      }
+    }
+    out.push_back(std::move(arg));
+  }
+  return out;
+}
+
+int Parse(CLI::App& app, int argc, const char* const* argv) {
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+  args = NormalizeArgs(app, std::move(args), [](const char* name) {
+    return std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read once, before any thread starts
+  });
+  if (argc > 0 && app.get_name().empty()) app.name(argv[0]);
+  // CLI11 takes the arguments in reverse order.
+  std::reverse(args.begin(), args.end());
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return -1;
+}
 
 std::string YamlConfig::to_config(const CLI::App* app, bool default_also, bool /*write_description*/,
                                   std::string /*prefix*/) const {

@@ -10,6 +10,8 @@
 namespace hyperaccel::shutdown {
 namespace {
 
+constexpr int kShutdownSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+
 std::atomic<bool> g_requested{false};
 int g_pipe[2] = {-1, -1};  // self-pipe: a byte is written on request, never read
 
@@ -40,8 +42,9 @@ void InstallSignalHandlers() {
   struct sigaction sa {};
   sa.sa_handler = OnSignal;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
+  // SIGHUP and SIGQUIT would otherwise end the process without cleanup (sockets left behind,
+  // streams cut): every one of them asks for the same graceful shutdown.
+  for (const int sig : kShutdownSignals) sigaction(sig, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 }
 

@@ -99,10 +99,21 @@ Result<std::vector<std::string>> PreferredAllocation(const ResourceView& view,
                                                      std::string* fallback_reason) {
   if (size < 1)
     return InvalidArgument("GetPreferredAllocation: allocation_size " + std::to_string(size) + " < 1");
+  // The kubelet lists every must-include ID among the available ones (they are already chosen
+  // for this container); one that is not available cannot be handed out, so the request is wrong.
+  const std::set<std::string> available_set(available.begin(), available.end());
   std::vector<std::string> pool;
   std::set<std::string> seen;
   for (const std::string& id : must_include) {
+    if (available_set.count(id) == 0) {
+      return InvalidArgument("GetPreferredAllocation: must-include device '" + id +
+                             "' is not among the available devices");
+    }
     if (seen.insert(id).second) pool.push_back(id);
+  }
+  if (static_cast<int>(pool.size()) > size) {
+    return InvalidArgument("GetPreferredAllocation: " + std::to_string(pool.size()) +
+                           " must-include devices for an allocation of " + std::to_string(size));
   }
   for (const std::string& id : available) {
     if (seen.insert(id).second) pool.push_back(id);
@@ -113,7 +124,6 @@ Result<std::vector<std::string>> PreferredAllocation(const ResourceView& view,
   }
   std::string why;
   if (view.graph_error.empty()) {
-    // Placement sees `available` plus anything only listed in must_include.
     std::vector<std::string> avail(pool.begin(), pool.end());
     std::vector<std::string> must(must_include.begin(), must_include.end());
     std::sort(must.begin(), must.end());

@@ -12,6 +12,7 @@
 
 #include "dir_watcher.h"
 #include "hyperaccel/common/log.h"
+#include "instance_lock.h"
 #include "plugin_metrics.h"
 #include "service.h"
 
@@ -24,7 +25,8 @@ std::string JoinPath(const std::string& dir, const std::string& name) {
   return (std::filesystem::path(dir) / name).string();
 }
 
-// Removes a socket file left behind by an earlier run; refuses to remove anything else.
+// Removes a socket file left behind by an earlier run (or by an instance that handed the socket
+// over to us); refuses to remove anything else. Called only while holding the socket's lock.
 Status RemoveStaleSocket(const std::string& path) {
   FileId id = StatFile(path);
   if (!id.exists) return Status::Ok();
@@ -47,7 +49,9 @@ struct Plugin::Impl {
     std::unique_ptr<DevicePluginService> service;
     std::unique_ptr<grpc::Server> server;
     FileId own_id;
-    FileId kubelet_id;  // kubelet.sock at the last successful Register
+    FileId kubelet_id;                   // kubelet.sock at the last successful Register
+    std::unique_ptr<InstanceLock> lock;  // control thread only (and Stop, after it ended)
+    bool standby = false;                // another instance owns the socket; we wait
     bool serving = false;
     bool registered = false;
     int registrations = 0;
@@ -319,6 +323,7 @@ struct Plugin::Impl {
     const FileId kubelet = StatFile(kubelet_socket);
     for (Endpoint* ep : list) {
       Endpoint& e = *ep;
+      if (!EnsureOwnership(e, now, &next)) continue;
       if (e.serving && !(StatFile(e.socket_path) == e.own_id)) {
         HA_LOG(kWarn, "our socket was removed; serving again").kv("socket", e.socket_path);
         StopServing(e, false);
@@ -394,6 +399,82 @@ struct Plugin::Impl {
       next = std::min(next, e.registered_at + options.stream_grace);
     }
     return next;
+  }
+
+  // One instance per socket (see InstanceLock): true when this instance owns the endpoint's
+  // socket and may serve it. Otherwise the endpoint waits in standby, touching nothing, and the
+  // next check is due within `standby_poll`.
+  bool EnsureOwnership(Endpoint& e, Clock::time_point now, Clock::time_point* next) {
+    if (!e.lock) e.lock = std::make_unique<InstanceLock>(e.socket_path);
+    if (e.lock->held()) {
+      if (e.lock->StillOnDisk()) return true;
+      // An older kubelet deletes every file of the directory when it starts, our lock file too:
+      // lock a fresh one, unless a waiting instance was quicker.
+      HA_LOG(kInfo, "lock file deleted; locking it again").kv("lock", e.lock->lock_path());
+      e.lock->Release();
+    }
+    Status st = e.lock->TryAcquire();
+    if (st.ok()) {
+      if (e.standby) {
+        HA_LOG(kInfo, "the other instance is gone; taking over the socket")
+            .kv("resource", e.resource)
+            .kv("socket", e.socket_path);
+        e.lock->ClearStandby();
+        std::lock_guard lock(mu);
+        e.standby = false;
+        e.last_error.clear();
+      }
+      metrics.standby.Set({e.resource}, 0);
+      return true;
+    }
+    if (e.serving) {
+      HA_LOG(kWarn, "another instance took the socket over; standing by")
+          .kv("resource", e.resource)
+          .kv("socket", e.socket_path);
+      StopServing(e, false);
+    }
+    if (!e.standby) {
+      e.lock->MarkStandby();
+      HA_LOG(kWarn, "another instance serves this socket; waiting for it to exit (one instance per socket)")
+          .kv("resource", e.resource)
+          .kv("socket", e.socket_path)
+          .kv("lock", e.lock->lock_path())
+          .kv("detail", st.message());
+      std::lock_guard lock(mu);
+      e.standby = true;
+      e.last_error = "standby: another instance serves " + e.socket_path;
+    }
+    metrics.standby.Set({e.resource}, 1);
+    StateChanged();
+    *next = std::min(*next, now + options.standby_poll);
+    return false;
+  }
+
+  // Stop() of an instance whose successor waits: let it take the socket while we still answer
+  // the kubelet, so no Allocate meets a closed socket. Ends when the kubelet moved to the new
+  // instance (our socket file replaced and our ListAndWatch stream ended) or after
+  // `handover_timeout`.
+  void HandOver(Endpoint& e) {
+    HA_LOG(kInfo, "handing the socket over to the waiting instance")
+        .kv("resource", e.resource)
+        .kv("socket", e.socket_path);
+    e.lock->Release();
+    const auto deadline = Clock::now() + options.handover_timeout;
+    bool moved = false;
+    while (Clock::now() < deadline) {
+      moved = !(StatFile(e.socket_path) == e.own_id) && e.open_streams.load() == 0;
+      if (moved) break;
+      std::unique_lock lock(state_mu);
+      state_cv.wait_for(lock, std::chrono::milliseconds(20));
+    }
+    if (moved) {
+      HA_LOG(kInfo, "handed over").kv("resource", e.resource);
+    } else {
+      HA_LOG(kWarn, "the waiting instance did not take over in time; stopping anyway")
+          .kv("resource", e.resource)
+          .kv("timeout_ms", options.handover_timeout.count());
+    }
+    StopServing(e, true);  // removes the socket only if it is still ours
   }
 
   void Backoff(Endpoint& e, const std::string& error, const char* what) {
@@ -484,7 +565,18 @@ void Plugin::Stop() {
     std::lock_guard lock(d.mu);
     for (auto& [name, e] : d.endpoints) list.push_back(e.get());
   }
-  for (auto* e : list) d.StopServing(*e, true);
+  for (auto* e : list) {
+    if (e->serving && e->lock && e->lock->held() && e->lock->StandbyWaiting()) {
+      d.HandOver(*e);
+    } else {
+      d.StopServing(*e, true);
+    }
+    if (e->lock) {
+      e->lock->ClearStandby();
+      e->lock->Release();
+    }
+    d.metrics.standby.Set({e->resource}, 0);
+  }
   HA_LOG(kInfo, "stopped");
 }
 
@@ -495,12 +587,23 @@ Status Plugin::Health() const {
     return d.have_inventory ? Status::Ok() : Unavailable("waiting for the first inventory");
   }
   for (const auto& [name, e] : d.endpoints) {
+    if (e->standby) continue;  // alive and waiting by design; Ready() says not ready
     if (!e->serving) return Unavailable(name + ": not serving on " + e->socket_path + ": " + e->last_error);
     if (!e->registered) {
       return Unavailable(name + ": not registered with the kubelet" +
                          (e->last_error.empty() ? std::string() : ": " + e->last_error));
     }
     if (e->open_streams.load() == 0) return Unavailable(name + ": the kubelet holds no ListAndWatch stream");
+  }
+  return Status::Ok();
+}
+
+Status Plugin::Ready() const {
+  if (Status st = Health(); !st.ok()) return st;
+  const Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  for (const auto& [name, e] : d.endpoints) {
+    if (e->standby) return Unavailable(name + ": " + e->last_error + "; waiting for it to exit");
   }
   return Status::Ok();
 }
@@ -514,6 +617,7 @@ std::vector<EndpointStatus> Plugin::Endpoints() const {
     s.resource_name = name;
     s.socket_path = e->socket_path;
     s.serving = e->serving;
+    s.standby = e->standby;
     s.registered = e->registered;
     s.open_streams = e->open_streams.load();
     s.registrations = e->registrations;

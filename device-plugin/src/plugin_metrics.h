@@ -33,7 +33,10 @@ struct PluginMetrics {
                                        "1 when the card is advertised Healthy, 0 when Unhealthy",
                                        {"resource", "device", "serial"})),
         cdi_writes(registry.AddCounter("hyperaccel_device_plugin_cdi_spec_writes_total",
-                                       "CDI spec file writes, by result", {"result"})) {}
+                                       "CDI spec file writes, by result", {"result"})),
+        standby(registry.AddGauge("hyperaccel_device_plugin_standby",
+                                  "1 while another instance serves the resource's socket and this one waits",
+                                  {"resource"})) {}
 
   metrics::Counter& registrations;
   metrics::Gauge& registered;
@@ -46,6 +49,7 @@ struct PluginMetrics {
   metrics::Counter& prestart;
   metrics::Gauge& card_healthy;
   metrics::Counter& cdi_writes;
+  metrics::Gauge& standby;
 };
 
 }  // namespace hyperaccel::device_plugin

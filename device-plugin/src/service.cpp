@@ -372,9 +372,23 @@ void DevicePluginService::JoinHooks() {
   }
 }
 
+bool ReferencesArguments(const std::string& command) {
+  for (size_t i = command.find('$'); i != std::string::npos; i = command.find('$', i + 1)) {
+    size_t next = i + 1;
+    if (next < command.size() && command[next] == '{') ++next;
+    if (next >= command.size()) break;
+    const char c = command[next];
+    if (c == '@' || c == '*' || (c >= '1' && c <= '9')) return true;
+  }
+  return false;
+}
+
 Status RunHook(const std::string& command, const std::vector<std::string>& ids,
                std::chrono::milliseconds timeout) {
-  std::vector<std::string> args = {"/bin/sh", "-c", command + " \"$@\"", "hyperaccel-prestart"};
+  // The IDs are the shell's positional parameters. A command that uses them itself ("$@", $1)
+  // gets them once, where it put them; any other command gets them appended as arguments.
+  const std::string script = ReferencesArguments(command) ? command : command + " \"$@\"";
+  std::vector<std::string> args = {"/bin/sh", "-c", script, "hyperaccel-prestart"};
   args.insert(args.end(), ids.begin(), ids.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());

@@ -88,7 +88,12 @@ class DevicePluginService final : public v1beta1::DevicePlugin::CallbackService 
 // Converts a view into the kubelet's device list (topology only for a known NUMA node).
 v1beta1::ListAndWatchResponse ToListAndWatch(const ResourceView& view);
 
-// Runs `command` through /bin/sh with `ids` as "$@", killing it after `timeout`.
+// True when a shell command uses its positional parameters ($@, $*, $1..$9, ${@}, ...).
+bool ReferencesArguments(const std::string& command);
+
+// Runs `command` through /bin/sh with `ids` as its positional parameters, killing it after
+// `timeout`. A command that does not use them (see ReferencesArguments) gets "$@" appended, so
+// `reset-card` and `reset-card "$@"` both receive every ID exactly once.
 Status RunHook(const std::string& command, const std::vector<std::string>& ids,
                std::chrono::milliseconds timeout);
 

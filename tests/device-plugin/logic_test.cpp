@@ -262,6 +262,27 @@ TEST(Preferred, HonoursMustIncludeAndTheExactSize) {
   EXPECT_FALSE(PreferredAllocation(*view, avail, must, 0).ok());
 }
 
+TEST(Preferred, RejectsAMustIncludeIdThatIsNotAvailable) {
+  auto view = ViewOf(RingInventory(8));
+  std::vector<std::string> avail = {CardId(2), CardId(3), CardId(4)};
+  std::vector<std::string> must = {CardId(6)};  // busy: not in the available set
+  auto got = PreferredAllocation(*view, avail, must, 2);
+  ASSERT_FALSE(got.ok()) << "answered with a card the kubelet cannot give: " << (*got)[0];
+  EXPECT_EQ(got.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(got.status().message().find(CardId(6)), std::string::npos) << got.status().message();
+  std::vector<std::string> unknown = {"0000:ee:00.1"};
+  EXPECT_FALSE(PreferredAllocation(*view, avail, unknown, 2).ok());
+}
+
+TEST(Preferred, RejectsMoreMustIncludeIdsThanTheSize) {
+  auto view = ViewOf(RingInventory(8));
+  std::vector<std::string> avail = {CardId(2), CardId(3), CardId(4)};
+  std::vector<std::string> must = {CardId(2), CardId(3)};
+  auto got = PreferredAllocation(*view, avail, must, 1);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(Preferred, FallsBackWhenPlacementCannotAnswer) {
   auto view = ViewOf(RingInventory(4));
   std::vector<std::string> avail = {CardId(0), "0000:ee:00.1", CardId(1)};

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -213,6 +214,13 @@ TEST_F(PluginTest, PreferredAllocationKeepsRingArcsAroundBusyCards) {
   std::sort(sorted.begin(), sorted.end());
   EXPECT_EQ(sorted, (std::vector<std::string>{CardId(2), CardId(3), CardId(4)}));
 
+  // A must-include card that is not available (card 5 is busy) is an error the kubelet sees,
+  // never an answer holding a card it cannot give.
+  auto bad = sim_->GetPreferredAllocation(kRes, {CardId(2), CardId(3), CardId(4)}, {CardId(5)}, 2);
+  ASSERT_FALSE(bad.ok()) << "answered " << (*bad)[0] << "," << (*bad)[1];
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << bad.status().ToString();
+  EXPECT_NE(bad.status().message().find(CardId(5)), std::string::npos) << bad.status().ToString();
+
   // Through admission: two pods of 4 on an 8-ring get two disjoint arcs.
   auto a = sim_->AdmitContainer(Request("a", 4));
   ASSERT_TRUE(a.ok());
@@ -357,6 +365,92 @@ TEST_F(PluginTest, StopEndsTheStreamAndRemovesTheSocket) {
   EXPECT_EQ(Healthy(sim_->Devices(kRes)), 0u) << "the kubelet marks devices of a gone plugin unhealthy";
 }
 
+// Two instances on one kubelet directory (a rolling update, a mis-set DaemonSet): the second
+// waits without touching the live socket, and when the first stops it hands the socket over
+// while still answering, so no Allocate fails.
+TEST_F(PluginTest, SecondInstanceWaitsThenTakesOverWithoutAFailedAllocate) {
+  StartBoth(4);
+  struct stat before {};
+  ASSERT_EQ(::stat(SocketPath().c_str(), &before), 0);
+
+  ManualDeviceSource source2;
+  source2.Publish(RingInventory(4, true, 7));
+  metrics::Registry registry2;
+  Plugin second(options_, &source2, &registry2);
+  ASSERT_TRUE(second.Start().ok());
+  // Long enough for several standby checks and reconcile passes.
+  std::this_thread::sleep_for(1s);
+  ASSERT_EQ(second.Endpoints().size(), 1u);
+  EXPECT_TRUE(second.Endpoints()[0].standby);
+  EXPECT_FALSE(second.Endpoints()[0].serving);
+  EXPECT_TRUE(second.Health().ok()) << second.Health().ToString();  // alive: no liveness restart
+  EXPECT_FALSE(second.Ready().ok());
+  EXPECT_NE(second.Ready().message().find("standby"), std::string::npos) << second.Ready().ToString();
+  EXPECT_NE(registry2.Render().find("hyperaccel_device_plugin_standby{resource=\"hyperaccel.ai/fpga\"} 1"),
+            std::string::npos);
+  struct stat during {};
+  ASSERT_EQ(::stat(SocketPath().c_str(), &during), 0);
+  EXPECT_EQ(during.st_ino, before.st_ino) << "the waiting instance replaced the live socket";
+  EXPECT_EQ(sim_->Plugin(kRes)->registrations, 1) << "the instances fight over the socket";
+  EXPECT_TRUE(plugin_->Health().ok()) << plugin_->Health().ToString();
+
+  // Allocate continuously through the hand-over.
+  std::atomic<bool> done{false};
+  std::atomic<int> ok{0};
+  std::vector<std::string> failures;
+  std::thread kubelet([&] {
+    while (!done.load()) {
+      auto r = sim_->Allocate(kRes, {CardId(1)});
+      if (r.ok()) {
+        ok.fetch_add(1);
+      } else {
+        failures.push_back(r.status().ToString());
+      }
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  std::this_thread::sleep_for(100ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread stopper([&] { plugin_->Stop(); });
+  const bool registered = sim_->WaitForRegistrations(kRes, 2, 5s);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  stopper.join();
+  std::this_thread::sleep_for(200ms);
+  done.store(true);
+  kubelet.join();
+
+  ASSERT_TRUE(registered);
+  // ~1 s is the goal; the bound leaves room for a loaded machine.
+  EXPECT_LT(took, 2s) << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failed Allocate calls, first: " << failures.front();
+  EXPECT_GT(ok.load(), 10);
+  ASSERT_TRUE(second.WaitHealthy(5s)) << second.Health().ToString();
+  EXPECT_FALSE(second.Endpoints()[0].standby);
+  EXPECT_TRUE(second.Ready().ok()) << second.Ready().ToString();
+  EXPECT_TRUE(fs::exists(SocketPath())) << "the old instance removed its successor's socket";
+  EXPECT_TRUE(sim_->WaitForDevices(
+      kRes, [](auto& d) { return Healthy(d) == 4; }, 2s));
+  second.Stop();
+  EXPECT_FALSE(fs::exists(SocketPath()));
+}
+
+// A crash leaves the socket file and an unlocked lock file: the next instance takes over at once.
+TEST_F(PluginTest, StaleSocketAndLockFileOfACrashedInstanceAreTakenOver) {
+  fs::create_directories(dir_);
+  std::ofstream(SocketPath() + ".lock") << "";
+  {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", SocketPath().c_str());
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ::close(fd);  // no listener any more, the file stays
+  }
+  StartBoth(2);
+  EXPECT_FALSE(plugin_->Endpoints()[0].standby);
+  EXPECT_TRUE(plugin_->Ready().ok()) << plugin_->Ready().ToString();
+}
+
 TEST_F(PluginTest, PreStartHookRunsWithTheDeviceIds) {
   const std::string out = root_ + "/prestart.out";
   options_.prestart_command = "printf '%s\\n' >" + out;
@@ -369,6 +463,18 @@ TEST_F(PluginTest, PreStartHookRunsWithTheDeviceIds) {
   in >> a >> b;
   EXPECT_EQ(a, CardId(1));
   EXPECT_EQ(b, CardId(2));
+}
+
+TEST_F(PluginTest, PreStartHookThatUsesTheArgumentsGetsEachIdOnce) {
+  const std::string out = root_ + "/prestart.out";
+  options_.prestart_command = "printf '%s\\n' \"$@\" >" + out;  // the form the documentation shows
+  StartBoth(4);
+  Status st = sim_->PreStartContainer(kRes, {CardId(1), CardId(2)});
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  std::ifstream in(out);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  EXPECT_EQ(lines, (std::vector<std::string>{CardId(1), CardId(2)}));
 }
 
 TEST_F(PluginTest, PreStartHookFailureAndTimeoutAreErrors) {

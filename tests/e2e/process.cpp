@@ -4,8 +4,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
+#include <thread>
 
 namespace hyperaccel::testing {
 
@@ -59,6 +63,56 @@ ProcessResult RunBinary(const std::string& binary, const std::vector<std::string
   unlink(out_tmpl);
   unlink(err_tmpl);
   return r;
+}
+
+Child StartBinary(const std::string& binary, const std::vector<std::string>& args,
+                  const std::string& log_path) {
+  std::string path = binary.find('/') == std::string::npos ? BinDir() + "/" + binary : binary;
+  Child child;
+  child.log_path = log_path;
+  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (log_fd < 0) throw std::runtime_error("cannot create " + log_path);
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  argv.push_back(path.data());
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  child.pid = fork();
+  if (child.pid == 0) {
+    dup2(log_fd, 1);
+    dup2(log_fd, 2);
+    execv(path.c_str(), argv.data());
+    _exit(127);
+  }
+  ::close(log_fd);
+  if (child.pid < 0) throw std::runtime_error("fork failed");
+  return child;
+}
+
+int WaitForExit(Child& child, std::chrono::milliseconds timeout) {
+  if (child.pid <= 0) return -1;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  while (true) {
+    const pid_t r = waitpid(child.pid, &status, WNOHANG);
+    if (r == child.pid) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      kill(child.pid, SIGKILL);
+      waitpid(child.pid, &status, 0);
+      child.pid = -1;
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  child.pid = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string ReadLog(const Child& child) {
+  std::ifstream in(child.log_path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
 }
 
 }  // namespace hyperaccel::testing

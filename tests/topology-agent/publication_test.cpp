@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <regex>
 
 #include "hyperaccel/placement/annotation.h"
 #include "hyperaccel/placement/names.h"
+#include "hyperaccel/xrt/cabling.h"
 #include "test_util.h"
 
 namespace hyperaccel::agent {
@@ -107,16 +109,79 @@ TEST(ComputePublication, EightCardNodeLabels) {
   EXPECT_NE(dry.find("\"kind\":\"HyperNode\""), std::string::npos);
 }
 
-TEST(ComputePublication, NoCardsNoDomain) {
+// The HyperNode chain of one node as direct mode writes it: leaf (the node) -> rack -> IDC.
+void ExpectChain(const Publication& p, const std::string& domain, const std::string& rack,
+                 const std::string& idc) {
+  ASSERT_EQ(p.hypernodes.size(), 3u);
+  std::map<int, const HyperNodeSpec*> by_tier;
+  for (const auto& h : p.hypernodes) by_tier[h.tier] = &h;
+  ASSERT_EQ(by_tier.size(), 3u);
+  EXPECT_EQ(by_tier[1]->name, HyperNodeName(1, domain));
+  EXPECT_EQ(by_tier[1]->member_type, "Node");
+  EXPECT_EQ(by_tier[1]->members, std::vector<std::string>{p.node});
+  EXPECT_EQ(by_tier[2]->name, HyperNodeName(2, rack));
+  EXPECT_EQ(by_tier[2]->members, std::vector<std::string>{by_tier[1]->name});
+  EXPECT_EQ(by_tier[3]->name, HyperNodeName(3, idc));
+  EXPECT_EQ(by_tier[3]->members, std::vector<std::string>{by_tier[2]->name});
+}
+
+TEST(ComputePublication, NodeWithoutCardsStillGetsItsTiers) {
   hw::Inventory inv;
   inv.node_name = "cpu-node";
   auto p = ComputePublication(inv, {}, TierConfig{"", "", "r1", "dc"}, {}, nullptr);
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->labels.at("hyperaccel.ai/fpga.present"), "false");
   EXPECT_EQ(p->labels.at("hyperaccel.ai/fpga.count"), "0");
-  EXPECT_EQ(p->labels.count("hyperaccel.ai/link.domain"), 0u);
-  EXPECT_EQ(p->labels.count("hyperaccel.ai/rack"), 0u);  // tiers are contiguous from 1
-  EXPECT_TRUE(p->hypernodes.empty());
+  EXPECT_EQ(p->labels.at("hyperaccel.ai/link.domain"), NodeLocalDomain("cpu-node"));
+  EXPECT_EQ(p->labels.at("hyperaccel.ai/rack"), "dc.r1");
+  EXPECT_EQ(p->labels.at("hyperaccel.ai/idc"), "dc");
+  ExpectChain(*p, NodeLocalDomain("cpu-node"), "dc.r1", "dc");
+}
+
+// Cards cabled only among themselves (links from the probes, no cabling-file domain), with the
+// rack and IDC from the admin's labels: before, no tier label and no HyperNode at all.
+TEST(ComputePublication, NodeCabledOnlyInsideGetsNodeLocalTier1AndRackAndIdc) {
+  auto inv = MakeInventory("lpu-node-07", 4);  // a 4-card ring inside the node
+  TierConfig tiers{"topology.hyperaccel.ai/rack", "topology.kubernetes.io/zone", "", ""};
+  std::map<std::string, std::string> node_labels = {{"topology.hyperaccel.ai/rack", "r12"},
+                                                    {"topology.kubernetes.io/zone", "seoul-1"}};
+  auto p = ComputePublication(inv, {}, tiers, node_labels, nullptr);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  const std::string local = NodeLocalDomain("lpu-node-07");
+  EXPECT_EQ(p->labels.at("hyperaccel.ai/link.topology"), "ring");
+  EXPECT_EQ(p->labels.at("hyperaccel.ai/link.domain"), local);
+  EXPECT_EQ(p->labels.at("hyperaccel.ai/rack"), "seoul-1.r12");
+  EXPECT_EQ(p->labels.at("hyperaccel.ai/idc"), "seoul-1");
+  for (const auto& [k, v] : p->labels) EXPECT_TRUE(ValidLabelValue(v)) << k << "=" << v;
+  ExpectChain(*p, local, "seoul-1.r12", "seoul-1");
+  // The annotation names no domain: the bridge keeps gangs inside cabled domains only.
+  auto topo = placement::DecodeTopology(p->annotation);
+  ASSERT_TRUE(topo.ok());
+  EXPECT_EQ(topo->domain, "");
+  const std::string dry = FormatDryRun(*p);
+  EXPECT_EQ(dry.find("(none"), std::string::npos) << dry;
+  EXPECT_NE(dry.find(HyperNodeName(1, local)), std::string::npos) << dry;
+  // Fixed values (--rack/--idc) work the same way.
+  auto fixed = ComputePublication(inv, {}, TierConfig{"", "", "r12", "seoul-1"}, {}, nullptr);
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_EQ(fixed->labels, p->labels);
+  // Without a rack: tier 1 alone (tiers stay contiguous from 1).
+  auto bare = ComputePublication(inv, {}, TierConfig{}, {}, nullptr);
+  ASSERT_TRUE(bare.ok());
+  EXPECT_EQ(bare->labels.at("hyperaccel.ai/link.domain"), local);
+  EXPECT_EQ(bare->labels.count("hyperaccel.ai/rack"), 0u);
+  ASSERT_EQ(bare->hypernodes.size(), 1u);
+  EXPECT_EQ(bare->hypernodes[0].members, std::vector<std::string>{"lpu-node-07"});
+}
+
+TEST(NodeLocalDomain, OnePerNodeAndNeverACablingDomain) {
+  const std::string a = NodeLocalDomain("lpu-node-01");
+  EXPECT_EQ(a, NodeLocalDomain("lpu-node-01"));
+  EXPECT_NE(a, NodeLocalDomain("lpu-node-02"));
+  EXPECT_EQ(a.size(), 12u);
+  EXPECT_TRUE(ValidLabelValue(a));
+  EXPECT_NE(a, hw::DomainId(hw::CardKey{"lpu-node-01", "XFL1ABCDEF01"}));
+  EXPECT_TRUE(ValidLabelValue(NodeLocalDomain(std::string(253, 'n'))));
 }
 
 TEST(CanonicalTiers, DomainAcrossRacksTakesSmallestNodesRack) {
@@ -169,6 +234,44 @@ TEST(BuildHyperNodes, EveryChildHasExactlyOneParent) {
   // Stable: the same input in another order gives the same tree.
   std::reverse(nodes.begin(), nodes.end());
   EXPECT_EQ(BuildHyperNodes(nodes), hns);
+}
+
+// Cabled and uncabled nodes in the same racks: every node sits in exactly one leaf, every
+// HyperNode has exactly one parent, and uncabled nodes reach their rack through their own leaf.
+TEST(BuildHyperNodes, UncabledNodesJoinTheirRackThroughTheirOwnLeaf) {
+  std::vector<NodeTiers> nodes = {
+      {"c1", {"d1", "dc.r1", "dc"}},
+      {"c2", {"d1", "dc.r1", "dc"}},
+      {"u1", {NodeLocalDomain("u1"), "dc.r1", "dc"}},
+      {"u2", {NodeLocalDomain("u2"), "dc.r1", "dc"}},
+      {"u3", {NodeLocalDomain("u3"), "dc.r2", "dc"}},
+  };
+  auto hns = BuildHyperNodes(nodes);
+  std::map<std::string, int> parents;
+  std::map<std::string, int> leaves;
+  for (const auto& h : hns) {
+    for (const auto& m : h.members) ++(h.member_type == "Node" ? leaves : parents)[m];
+  }
+  for (const auto& [child, n] : parents) EXPECT_EQ(n, 1) << child << " has " << n << " parents";
+  EXPECT_EQ(leaves.size(), 5u);
+  for (const auto& [node, n] : leaves) EXPECT_EQ(n, 1) << node;
+  for (const auto& h : hns) {
+    if (h.tier < 3) EXPECT_EQ(parents.count(h.name), 1u) << h.name << " has no parent";
+  }
+  auto find = [&](const std::string& name) -> const HyperNodeSpec* {
+    for (const auto& h : hns) {
+      if (h.name == name) return &h;
+    }
+    return nullptr;
+  };
+  const HyperNodeSpec* r1 = find(HyperNodeName(2, "dc.r1"));
+  ASSERT_NE(r1, nullptr);
+  std::vector<std::string> want = {HyperNodeName(1, "d1"), HyperNodeName(1, NodeLocalDomain("u1")),
+                                   HyperNodeName(1, NodeLocalDomain("u2"))};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(r1->members, want);
+  ASSERT_NE(find(HyperNodeName(3, "dc")), nullptr);
+  EXPECT_EQ(find(HyperNodeName(3, "dc"))->members.size(), 2u);
 }
 
 TEST(HyperNodeName, DnsSubdomainAndDistinct) {

@@ -78,18 +78,20 @@ TEST(CablingParse, EmptyAndNullLinkListsAreValid) {
   EXPECT_TRUE(null->links.empty());
 }
 
-TEST(CablingParse, LoopbackOnOneCardIsLegal) {
+TEST(CablingParse, LoopbackOnOneCardIsRejected) {
   auto cabling = ParseCabling(
       "version: 1\nlinks:\n"
       "  - a: {node: n1, serial: S1, port: 0}\n"
-      "    b: {node: n1, serial: S1, port: 1}\n",
+      "    b: {node: n1, serial: S2, port: 0}\n"
+      "  - a: {node: n1, serial: S3, port: 0}\n"
+      "    b: {node: n1, serial: S3, port: 1}\n",
       "c.yaml");
-  ASSERT_TRUE(cabling.ok()) << cabling.status().ToString();
-  ASSERT_EQ(cabling->links.size(), 1u);
-  // A loopback connects the card to nobody: its domain is the card alone.
-  auto domains = CablingDomains(*cabling);
-  ASSERT_EQ(domains.size(), 1u);
-  EXPECT_EQ(domains[0].members, (std::vector<CardKey>{{"n1", "S1"}}));
+  ASSERT_FALSE(cabling.ok()) << "a card cabled to itself made " << CablingDomains(*cabling).size()
+                             << " domains";
+  EXPECT_EQ(cabling.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(cabling.status().message(),
+            "c.yaml:5: card n1/S3 is cabled to itself (port 0 to port 1): a loopback links the card to no "
+            "other card; remove the entry");
 }
 
 TEST(CablingParse, MaxPortsIsConfigurable) {

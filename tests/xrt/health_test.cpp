@@ -3,14 +3,18 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "fake_sysfs.h"
 #include "hyperaccel/xrt/sysfs_scanner.h"
+#include "hyperaccel/xrt/xrt_probe.h"
 
 namespace hyperaccel::hw {
 namespace {
 
 using ::hyperaccel::testing::FakeCardSpec;
 using ::hyperaccel::testing::FakeSysfs;
+using Pf = ::hyperaccel::testing::FakeSysfs::Pf;
 using std::chrono::seconds;
 
 class FakeClock {
@@ -125,6 +129,64 @@ TEST(HealthTracker, OverTemperature) {
   for (int i = 0; i < 2; ++i)
     EXPECT_EQ(tracker.Update(ScanSysfs(fs.root()).cards).at(0).health, Health::kUnhealthy);
   EXPECT_EQ(tracker.Update(ScanSysfs(fs.root()).cards).at(0).health, Health::kHealthy);
+}
+
+TEST(HealthTracker, OverflowedTemperatureIsABadReadingNotUnknown) {
+  FakeSysfs fs;
+  const std::string id = fs.AddU55C({});
+  for (const Pf pf : {Pf::kUser, Pf::kMgmt}) {
+    fs.WriteSubdev(id, pf, "xmc", "xmc_fpga_temp", "99999999999999999999\n");  // beyond int64
+  }
+  const SysfsScan scan = ScanSysfs(fs.root());
+  ASSERT_EQ(scan.cards.size(), 1u);
+  EXPECT_FALSE(scan.cards[0].sensors.fpga_temp_c.has_value());
+  ASSERT_EQ(scan.cards[0].sensors.bad_readings.size(), 1u);
+
+  FakeClock clock;
+  HealthTracker tracker({}, clock.fn());
+  auto cards = tracker.Update(scan.cards);
+  EXPECT_EQ(cards.at(0).health, Health::kUnhealthy);
+  EXPECT_EQ(cards.at(0).health_reason,
+            "bad sensor reading: fpga temperature reading out of range: \"99999999999999999999\"");
+
+  // A good reading again: the card recovers after the usual probes, not at once.
+  fs.SetFpgaTemp(id, 60);
+  for (int i = 0; i < 2; ++i) {
+    auto again = tracker.Update(ScanSysfs(fs.root()).cards);
+    EXPECT_EQ(again.at(0).health, Health::kUnhealthy);
+    EXPECT_NE(again.at(0).health_reason.find("recovering"), std::string::npos) << again.at(0).health_reason;
+  }
+  EXPECT_EQ(tracker.Update(ScanSysfs(fs.root()).cards).at(0).health, Health::kHealthy);
+
+  // A sensor that says "N/A" is unknown, not bad.
+  fs.WriteSubdev(id, Pf::kUser, "xmc", "xmc_fpga_temp", "N/A\n");
+  EXPECT_TRUE(ScanSysfs(fs.root()).cards.at(0).sensors.bad_readings.empty());
+}
+
+TEST(HealthTracker, ImpossibleTemperatureIsABadReading) {
+  FakeClock clock;
+  HealthTracker tracker({}, clock.fn());
+  Card cold = HealthyCard("a");
+  cold.sensors.hbm_temp_c = -300;
+  EXPECT_EQ(tracker.Update({cold}).at(0).health_reason,
+            "bad sensor reading: hbm temperature -300 \xC2\xB0"
+            "C out of range");
+  Card nan = HealthyCard("b");
+  nan.sensors.fpga_temp_c = std::numeric_limits<double>::quiet_NaN();
+  auto cards = tracker.Update({nan});
+  ASSERT_EQ(cards.size(), 2u);  // "a" is kept as vanished
+  EXPECT_EQ(cards.at(1).health, Health::kUnhealthy);
+}
+
+TEST(XrtSensors, OverflowedTemperatureIsABadReading) {
+  const Sensors s =
+      ParseXrtSensors(R"({"thermals":[{"location_id":"fpga0","is_present":"true","temp_C":"1e999"},)"
+                      R"({"location_id":"fpga_hbm","is_present":"true","temp_C":"41"}]})",
+                      "{}");
+  EXPECT_FALSE(s.fpga_temp_c.has_value());
+  EXPECT_EQ(s.hbm_temp_c, std::optional<double>(41));
+  ASSERT_EQ(s.bad_readings.size(), 1u);
+  EXPECT_EQ(s.bad_readings[0], "fpga temperature reading out of range: \"1e999\"");
 }
 
 TEST(HealthTracker, FirewallTrippedCardRecoversAfterReset) {

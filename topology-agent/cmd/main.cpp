@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   app.require_subcommand(1);
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = hyperaccel::cli::Parse(app, argc, argv); rc >= 0) return rc;
   if (!hyperaccel::cli::ApplyCommonFlags(common, "topology-agent")) return 2;
   if (show->parsed()) {
     // A command-line tool: only warnings and errors go to stderr unless asked otherwise.

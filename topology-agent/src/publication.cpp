@@ -9,6 +9,7 @@
 
 #include "hyperaccel/placement/annotation.h"
 #include "hyperaccel/placement/names.h"
+#include "hyperaccel/xrt/cabling.h"
 
 namespace hyperaccel::agent {
 namespace {
@@ -155,6 +156,11 @@ TierValues CanonicalTiers(const std::string& node_name, const std::string& domai
   return t;
 }
 
+std::string NodeLocalDomain(const std::string& node_name) {
+  // Cabling-file domains hash "<node>/<serial>" with a non-empty serial: "<node>/" cannot be one.
+  return hw::DomainId(hw::CardKey{node_name, ""});
+}
+
 std::string HyperNodeName(int tier, const std::string& value) {
   std::string v;
   for (char c : value) {
@@ -286,7 +292,13 @@ Result<Publication> ComputePublication(const PublishInput& input) {
   if (auto v = SanitizeLabelValue(inv.facts.xrt_version); !v.empty()) L[names::kLabelXrtVersion] = v;
   L[names::kLabelLinkTopology] = LinkTopologyName(inv);
   L[names::kLabelLargestDomain] = std::to_string(LargestLinkedSet(inv));
-  TierValues tiers = CanonicalTiers(inv.node_name, input.domain, input.location, input.domain_peers);
+  // Tier 1 is the cabling file's link domain, or the node's own link domain when no cable leaves
+  // it (cards linked only inside the node, or not at all): rack and IDC hang below tier 1, so
+  // every node needs one (Volcano's label discovery stops at the first missing tier label).
+  const bool node_local = input.domain.empty();
+  TierValues tiers =
+      CanonicalTiers(inv.node_name, node_local ? NodeLocalDomain(inv.node_name) : input.domain,
+                     input.location, node_local ? std::map<std::string, Location>{} : input.domain_peers);
   if (!tiers.domain.empty()) L[names::kLabelLinkDomain] = SanitizeLabelValue(tiers.domain);
   if (!tiers.rack.empty()) L[names::kLabelRack] = tiers.rack;
   if (!tiers.idc.empty()) L[names::kLabelIdc] = tiers.idc;
@@ -316,7 +328,7 @@ std::string FormatDryRun(const Publication& p) {
   os << "\nannotation " << names::kAnnotationTopology << ":\n  " << p.annotation << "\n";
   os << "\nhypernodes (--hypernodes=direct writes these; with --hypernodes=labels Volcano's label discovery "
         "builds the same tree):\n";
-  if (p.hypernodes.empty()) os << "  (none: the node has no link domain)\n";
+  if (p.hypernodes.empty()) os << "  (none)\n";
   for (const auto& h : p.hypernodes) os << "  " << HyperNodeJson(h) << "\n";
   return os.str();
 }

@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", server.tls_key, "PEM private key for --tls-cert")
       ->envname(cli::EnvName(env, "tls-key"))
       ->check(CLI::ExistingFile);
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = hyperaccel::cli::Parse(app, argc, argv); rc >= 0) return rc;
 #if defined(HYPERACCEL_BRIDGE_NEEDS_AVX2)
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("bmi2") ||
       !__builtin_cpu_supports("pclmul")) {

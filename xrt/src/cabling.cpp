@@ -119,6 +119,11 @@ class CablingReader : public yaml_input::Reader {
     if (!has_a || !has_b)
       return Error(entry, std::string("link is missing endpoint '") + (has_a ? "b" : "a") + "'");
     if (link->a == link->b) return Error(entry, "self-link: both ends are " + Name(link->a));
+    if (link->a.node == link->b.node && link->a.serial == link->b.serial) {
+      return Error(entry, "card " + link->a.node + "/" + link->a.serial + " is cabled to itself (port " +
+                              std::to_string(link->a.port) + " to port " + std::to_string(link->b.port) +
+                              "): a loopback links the card to no other card; remove the entry");
+    }
     for (const PortRef* end : {&link->a, &link->b}) {
       auto [used, fresh_port] = port_lines_.emplace(*end, link->line);
       if (!fresh_port) {

@@ -236,6 +236,8 @@ Result<Inventory> Discovery::Impl::Scan() {
         if (s.board_temp_c) c.sensors.board_temp_c = s.board_temp_c;
         if (s.power_w) c.sensors.power_w = s.power_w;
         if (s.vccint_v) c.sensors.vccint_v = s.vccint_v;
+        c.sensors.bad_readings.insert(c.sensors.bad_readings.end(), s.bad_readings.begin(),
+                                      s.bad_readings.end());
         if (!info->last_error.empty()) {
           HA_LOG(kInfo, "card reports a hardware error").kv("card", c.id).kv("error", info->last_error);
         }

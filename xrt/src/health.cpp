@@ -51,8 +51,16 @@ HealthTracker::HealthTracker(HealthOptions options, Clock clock)
 }
 
 void HealthTracker::ApplyTemperatureLimit(Card& card) const {
+  for (const std::string& bad : card.sensors.bad_readings) AddProblem(card, "bad sensor reading: " + bad);
+  // Colder than absolute zero or not a number: the sensor is broken, and a broken sensor cannot
+  // vouch for the card (an overheating card could hide behind it).
+  constexpr double kAbsoluteZeroC = -273.15;
   const auto check = [&](const std::optional<double>& t, const char* what) {
-    if (t && *t > options_.max_temp_c) {
+    if (t && (!std::isfinite(*t) || *t < kAbsoluteZeroC)) {
+      AddProblem(card, "bad sensor reading: " + std::string(what) + " temperature " + FormatTemp(*t) +
+                           " \xC2\xB0"
+                           "C out of range");
+    } else if (t && *t > options_.max_temp_c) {
       AddProblem(card, std::string(what) + " temperature " + FormatTemp(*t) +
                            " \xC2\xB0"
                            "C over limit " +

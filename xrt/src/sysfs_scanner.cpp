@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
@@ -81,6 +82,22 @@ std::string Quote(std::string_view s) {
 }
 
 // Integer in decimal, or hexadecimal with a 0x prefix, surrounded by whitespace only.
+// True for an optional '-' then decimal digits, or 0x then hex digits (whatever its size).
+bool LooksNumeric(std::string_view text) {
+  std::string_view s = Trim(text);
+  if (!s.empty() && s.front() == '-') s.remove_prefix(1);
+  bool hex = false;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    hex = true;
+    s.remove_prefix(2);
+  }
+  if (s.empty()) return false;
+  return std::all_of(s.begin(), s.end(), [hex](char c) {
+    return std::isdigit(static_cast<unsigned char>(c)) != 0 ||
+           (hex && std::isxdigit(static_cast<unsigned char>(c)) != 0);
+  });
+}
+
 std::optional<int64_t> ParseInt(std::string_view text) {
   std::string_view s = Trim(text);
   bool negative = false;
@@ -256,7 +273,9 @@ class CardReader {
   std::optional<std::string> Text(const std::string& dir, std::string_view file, bool missing_ok = true);
 
   std::optional<int64_t> Int(const std::string& dir, std::string_view file);
-  std::optional<double> Sensor(std::string_view file, double scale);
+  // A sensor file of the xmc as a number times `scale`. `health_name` ("fpga temperature") marks
+  // a reading the health tracker judges: an overflowed value is then recorded as a bad reading.
+  std::optional<double> Sensor(std::string_view file, double scale, const char* health_name = nullptr);
 
   void ReadIdentity(const Function& primary);
   void ReadHealth();
@@ -307,13 +326,19 @@ std::optional<int64_t> CardReader::Int(const std::string& dir, std::string_view 
   return v;
 }
 
-std::optional<double> CardReader::Sensor(std::string_view file, double scale) {
+std::optional<double> CardReader::Sensor(std::string_view file, double scale, const char* health_name) {
   for (const auto& dir : xmc_dirs_) {
     const auto text = Text(dir, file);
     if (!text) continue;
     const auto v = ParseInt(*text);
     if (!v) {
       Warn(std::string(file) + ": not a number: " + Quote(*text));
+      // Digits that do not fit are a reading gone wrong (an overflowed register), not a missing
+      // sensor ("N/A"): the health tracker must not take the card for cool.
+      if (health_name != nullptr && LooksNumeric(*text)) {
+        card_.sensors.bad_readings.push_back(std::string(health_name) +
+                                             " reading out of range: " + Quote(*text));
+      }
       return std::nullopt;
     }
     return static_cast<double>(*v) * scale;
@@ -453,8 +478,8 @@ void CardReader::ReadHealth() {
 
 void CardReader::ReadSensors() {
   auto& s = card_.sensors;
-  s.fpga_temp_c = Sensor("xmc_fpga_temp", 1.0);
-  s.hbm_temp_c = Sensor("xmc_hbm_temp", 1.0);
+  s.fpga_temp_c = Sensor("xmc_fpga_temp", 1.0, "fpga temperature");
+  s.hbm_temp_c = Sensor("xmc_hbm_temp", 1.0, "hbm temperature");
   for (int i = 0; i < 3; ++i) {
     const auto t = Sensor("xmc_se98_temp" + std::to_string(i), 1.0);
     if (t && (!s.board_temp_c || *t > *s.board_temp_c)) s.board_temp_c = t;

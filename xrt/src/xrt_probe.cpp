@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <xrt/xrt_device.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -201,8 +202,21 @@ Sensors ParseXrtSensors(const std::string& thermal_json, const std::string& elec
     for (const auto& t : thermal["thermals"]) {
       if (!t.is_object() || !IsPresent(t)) continue;
       auto temp = t.contains("temp_C") ? ToDouble(t["temp_C"]) : std::nullopt;
-      if (!temp) continue;
       std::string id = t.value("location_id", "");
+      if (!temp) {
+        // A number that does not fit a double is an overflowed reading, not a missing sensor.
+        const char* name = id == "fpga0"      ? "fpga temperature"
+                           : id == "fpga_hbm" ? "hbm temperature"
+                                              : nullptr;
+        if (name != nullptr && t.contains("temp_C") && t["temp_C"].is_string()) {
+          const std::string& raw = t["temp_C"].get_ref<const std::string&>();
+          if (!raw.empty() && (std::isdigit(static_cast<unsigned char>(raw[0])) != 0 || raw[0] == '-')) {
+            s.bad_readings.push_back(std::string(name) + " reading out of range: \"" + raw.substr(0, 64) +
+                                     "\"");
+          }
+        }
+        continue;
+      }
       if (id == "fpga0") {
         s.fpga_temp_c = temp;
       } else if (id == "fpga_hbm") {

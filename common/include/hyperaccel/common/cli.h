@@ -7,9 +7,13 @@
 //  - --log-level and --log-format are always there;
 //  - --help lists options in groups, in the same order in every binary: help, the binary's own
 //    groups (in the order they are first used), then the shared groups below in this order.
+//  - an empty value is a value: `--flag=` and an environment variable set to "" both set the
+//    option to the empty string (the way to turn off an option whose default is not empty).
+//    Parse() implements these rules on top of CLI11; call it instead of CLI11_PARSE.
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -64,6 +68,20 @@ void AddCommonFlags(CLI::App& app, CommonFlags& flags, const std::string& env_pr
 
 // Applies log level and format; returns false (after printing why) when a value is invalid.
 bool ApplyCommonFlags(const CommonFlags& flags, const std::string& component);
+
+// Rewrites a command line (without the program name) so CLI11 applies the rules above:
+//  - `--name=` for an option that takes a value becomes `--name ""` (CLI11 would otherwise take
+//    the next argument as the value);
+//  - every option of `app` with an environment variable that `getenv` finds set (even to "") and
+//    that the command line does not give is prepended as `--name=value` (`--name ""` when empty),
+//    so the environment beats the config file and an empty variable means an empty value.
+// Arguments after a `--` separator are left alone.
+std::vector<std::string> NormalizeArgs(const CLI::App& app, std::vector<std::string> args,
+                                       const std::function<const char*(const char*)>& getenv);
+
+// Parses argv with NormalizeArgs (environment from the process). Returns -1 when the program
+// should go on, otherwise the exit code after CLI11 printed help or the error (as CLI11_PARSE).
+int Parse(CLI::App& app, int argc, const char* const* argv);
 
 // "kubelet-dir" -> "HYPERACCEL_KUBELET_DIR".
 std::string EnvName(const std::string& prefix, const std::string& flag);

@@ -1,4 +1,4 @@
-// Graceful shutdown: SIGTERM and SIGINT set a flag and wake every waiter. Daemons loop on
+// Graceful shutdown: SIGTERM, SIGINT, SIGHUP and SIGQUIT set a flag and wake every waiter. Daemons loop on
 // `WaitFor(interval)` instead of sleeping, so they stop within one wake-up.
 #pragma once
 

@@ -64,7 +64,10 @@ Result<ContainerAllocation> BuildAllocation(const ResourceView& view, std::span<
 // `must_include` ID, chosen by placement (linked, ring-contiguous, NUMA-local, least fragmenting).
 // When placement cannot answer (unknown or unhealthy IDs in the request, more than 64 cards) it
 // falls back to must_include followed by available in the kubelet's order, and says so in
-// `*fallback_reason`. Errors only when fewer than `size` IDs are available at all.
+// `*fallback_reason`. Errors (InvalidArgument, which fails the kubelet's admission with that
+// message) when a must-include ID is not in `available` (the kubelet always lists them there) or
+// there are more must-include IDs than `size`; ResourceExhausted when fewer than `size` IDs are
+// available at all.
 Result<std::vector<std::string>> PreferredAllocation(const ResourceView& view,
                                                      std::span<const std::string> available,
                                                      std::span<const std::string> must_include, int size,

@@ -55,6 +55,12 @@ struct PluginOptions {
   std::chrono::milliseconds stream_grace{10000};
   // How long to wait for the first inventory before registering anyway (with what is known).
   std::chrono::milliseconds first_inventory_wait{10000};
+  // One instance per socket: while another instance holds "<socket>.lock" this one waits
+  // (standby) and checks again this often.
+  std::chrono::milliseconds standby_poll{200};
+  // Stop() with a successor waiting keeps answering the kubelet until the successor took over,
+  // at most this long.
+  std::chrono::milliseconds handover_timeout{5000};
 };
 
 // Adds the plugin's flags (each with a HYPERACCEL_* environment variable and a config-file key):
@@ -70,6 +76,7 @@ struct EndpointStatus {
   std::string resource_name;
   std::string socket_path;
   bool serving = false;
+  bool standby = false;  // another instance serves this socket; this one waits to take over
   bool registered = false;
   int open_streams = 0;
   int registrations = 0;  // successful Register calls so far
@@ -88,12 +95,16 @@ class Plugin {
   // Starts the device source, the servers (single-name mode: right away) and the registration
   // loop, then returns; registration goes on in the background (waiting for kubelet.sock).
   Status Start();
-  // Ends every ListAndWatch stream, stops the servers and removes our sockets. Idempotent.
+  // Ends every ListAndWatch stream, stops the servers and removes our sockets. Idempotent. When
+  // another instance waits for a socket (standby), it is handed over first: this instance keeps
+  // answering until the kubelet registered the successor (at most handover_timeout).
   void Stop();
 
-  // OK when every resource is registered and the kubelet holds its ListAndWatch stream open;
-  // otherwise says what is missing. Backs /healthz.
+  // OK when every resource is registered and the kubelet holds its ListAndWatch stream open, or
+  // is in standby behind another instance; otherwise says what is missing. Backs /healthz.
   Status Health() const;
+  // Health() and no resource in standby. Backs /readyz.
+  Status Ready() const;
   std::vector<EndpointStatus> Endpoints() const;
   // Waits until every resource is registered with a stream open (tests, benchmarks).
   bool WaitHealthy(std::chrono::milliseconds timeout) const;

@@ -367,6 +367,10 @@ Result<Admission> KubeletSim::AdmitContainer(const AdmitRequest& request) {
     for (const Device& dev : it->second.devices) {
       if (dev.healthy && !taken.count(dev.id)) available.push_back(dev.id);
     }
+    // Like the kubelet: devices already chosen for this container are candidates too.
+    for (const auto& id : request.must_include) {
+      if (std::find(available.begin(), available.end(), id) == available.end()) available.push_back(id);
+    }
     ask_preferred = it->second.info.options.get_preferred_allocation_available();
   }
   if (static_cast<int>(available.size()) < request.count) {

@@ -3,12 +3,17 @@
 // (schema in placement/annotation.h) and the Volcano HyperNodes of the tiers (ARCHITECTURE.md §4):
 //
 //   tier 1  hyperaccel.ai/link.domain  the link domain of the node's largest linked set of cards
-//                                      (same ID on every node for the same connected set)
+//                                      (same ID on every node for the same connected set); for a
+//                                      node in no domain of the cabling file (cards linked only
+//                                      inside it, or not at all) its node-local domain
+//                                      NodeLocalDomain(node): the node alone
 //   tier 2  hyperaccel.ai/rack         "<idc>.<rack>" (just "<rack>" when no IDC is known)
 //   tier 3  hyperaccel.ai/idc          "<idc>"
 //
-// Tiers are contiguous from 1: no domain means no tier labels at all (the node is reachable only
-// through Volcano's virtual root), no rack means no IDC tier. One parent per HyperNode: a link
+// Tiers are contiguous from 1: every node has tier 1, so a node without cross-node cabling still
+// gets its rack and IDC tiers in both HyperNode modes; no rack means no IDC tier. The annotation's
+// domain stays the cabling file's (empty for a node-local domain): the bridge keeps gangs in
+// cabled domains only. One parent per HyperNode: a link
 // domain spanning nodes in several racks belongs to the rack of its smallest-named member node
 // that has one; every member node is labelled with that rack/IDC, so Volcano's label discovery
 // builds the same single-parent tree that direct mode writes.
@@ -78,6 +83,10 @@ struct NodeTiers {
 // exactly one parent: a domain whose nodes disagree on the rack goes to the rack of its
 // smallest-named node; a rack whose domains disagree on the IDC likewise. Sorted by name.
 std::vector<HyperNodeSpec> BuildHyperNodes(const std::vector<NodeTiers>& nodes);
+
+// The tier-1 value of a node in no cabled link domain: 12 hex digits like hw::DomainId, of
+// "<node>/" (unique per node, never equal to a cabling-file domain ID).
+std::string NodeLocalDomain(const std::string& node_name);
 
 // HyperNode names: "hyperaccel-domain-<id>", "hyperaccel-rack-<value>", "hyperaccel-idc-<value>",
 // lower-cased; a hash suffix keeps values that differ only in case or in invalid characters apart.

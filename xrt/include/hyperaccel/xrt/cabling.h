@@ -22,8 +22,9 @@
 //   - a port (node, serial, port) appears in at most one link; both ends of a link being the same
 //     port is a "self-link" error;
 //   - a serial belongs to one node only (the same serial under two node names is an error);
-//   - a cable from a card's port 0 to its own port 1 (a loopback, used for link self-tests) is
-//     legal; it does not connect the card to any other card.
+//   - a cable from a card's port to another port of the same card (a loopback, used for link
+//     self-tests) is an error: it links the card to no other card, so it must not make the card a
+//     link domain of its own.
 // Unknown keys are errors (they are usually typos). Input larger than `max_bytes` or nested deeper
 // than `max_depth` is rejected before it is parsed.
 #pragma once
@@ -86,7 +87,7 @@ struct CardKey {
 };
 
 // A link domain: a connected set of cards over the cabled links of the whole file (cards are
-// vertices, links are edges; a loopback cable adds no edge).
+// vertices, links are edges).
 struct LinkDomain {
   // Stable ID: the first 12 lower-case hex digits of the 64-bit FNV-1a hash of "<node>/<serial>"
   // of the domain's smallest member (members ordered by node, then serial, byte-wise). Every node

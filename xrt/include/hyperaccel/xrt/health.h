@@ -30,6 +30,9 @@ class HealthTracker {
 
   // Takes one scan and returns the cards to report, sorted by id:
   //   - the temperature limit is applied ("fpga temperature 101 °C over limit 95 °C");
+  //   - a bad reading (Sensors::bad_readings, or a temperature below absolute zero or not
+  //     finite) makes the card unhealthy ("bad sensor reading: fpga temperature reading out of
+  //     range: ..."), and it recovers like any unhealthy card;
   //   - a card that was unhealthy stays unhealthy until `recovery_probes` consecutive healthy
   //     scans ("recovering: 1/3 good probes after: not ready");
   //   - a card missing from the scan is kept as last seen, unhealthy ("card vanished (reset or

@@ -25,6 +25,11 @@ struct Sensors {
   std::vector<std::optional<double>> cage_temp_c;  // one per QSFP cage, index = port
   std::optional<double> power_w;
   std::optional<double> vccint_v;
+  // Health-relevant readings (FPGA and HBM temperature) that the sensor gave but that cannot be a
+  // temperature (an overflowed number, below absolute zero, not finite), one message each, e.g.
+  // "fpga temperature reading out of range: \"99999999999999999999\"". The health tracker counts
+  // each as a bad reading; the matching field above is then unset.
+  std::vector<std::string> bad_readings;
 };
 
 // One QSFP28 cage of a card. Port numbers are 0 (QSFP0, upper) and 1 (QSFP1, lower).
