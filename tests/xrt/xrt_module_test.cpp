@@ -4,6 +4,7 @@
 // XRT already.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -102,6 +103,27 @@ TEST_F(XrtModuleTest, EmulationLoadsXrtOnDemand) {
         std::_Exit(0);
       },
       ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(XrtModuleTest, EmulationWithoutTheModuleFailsWithTheReason) {
+  EXPECT_EXIT(
+      {
+        // The operator's path is the only one tried.
+        ::setenv("HYPERACCEL_XRT_MODULE", "/nonexistent/libhyperaccel_xrt_probe.so", 1);  // NOLINT
+        DiscoveryOptions o;
+        o.emulate = 2;
+        o.node_name = "n";
+        auto d = Discovery::Create(o);
+        if (d.ok()) std::_Exit(10);
+        const std::string& why = d.status().message();
+        std::fprintf(stderr, "%s\n", why.c_str());
+        if (why.find("not loadable") == std::string::npos || why.find("/nonexistent/") == std::string::npos) {
+          std::_Exit(11);
+        }
+        if (Mapped("libxrt_coreutil")) std::_Exit(12);
+        std::_Exit(0);
+      },
+      ::testing::ExitedWithCode(0), "not loadable");
 }
 
 }  // namespace

@@ -22,13 +22,14 @@ struct LoadedModule {
   std::string error;  // why it could not be loaded
 };
 
-// Where libhyperaccel_xrt_probe.so may be, in order: $HYPERACCEL_XRT_MODULE, next to the binary,
-// <binary>/../lib/hyperaccel/ (installed layout), the build tree, then the loader's search path.
+// Where libhyperaccel_xrt_probe.so may be: $HYPERACCEL_XRT_MODULE alone when set (an operator's
+// explicit choice), else next to the binary, <binary>/../lib/hyperaccel/ (installed layout), the
+// build tree, then the loader's search path.
 std::vector<std::string> ModuleCandidates() {
   std::vector<std::string> out;
   // Read once, from the first discovery set-up (before the daemon's threads start).
   const char* env = std::getenv("HYPERACCEL_XRT_MODULE");  // NOLINT(concurrency-mt-unsafe)
-  if (env != nullptr && *env != '\0') out.emplace_back(env);
+  if (env != nullptr && *env != '\0') return {env};
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
@@ -66,7 +67,10 @@ LoadedModule LoadModule() {
   std::string tried;
   for (const std::string& path : ModuleCandidates()) {
     std::error_code ec;
-    if (path.find('/') != std::string::npos && !fs::exists(path, ec)) continue;
+    if (path.find('/') != std::string::npos && !fs::exists(path, ec)) {
+      tried += (tried.empty() ? "" : "; ") + path + ": no such file";
+      continue;
+    }
     auto api = OpenModule(path);
     if (!api.ok()) {
       tried += (tried.empty() ? "" : "; ") + api.status().message();
@@ -141,11 +145,10 @@ Result<std::string> PrepareXrtEnvironment(int emulated_cards, const std::string&
   if (std::getenv("XILINX_XRT") == nullptr) {
     if (fs::exists("/opt/xilinx/xrt/lib", ec)) {
       setenv("XILINX_XRT", "/opt/xilinx/xrt", 1);
-    } else {
+    } else if (const LoadedModule& m = Module(); m.api != nullptr) {
+      // (Without the module there is no XRT to point at; MakeLibXrtProbe() reports why.)
       fs::path lib = fs::path(dir) / "lib";
       fs::remove(lib, ec);
-      const LoadedModule& m = Module();
-      if (m.api == nullptr) return Unavailable(m.error);
       fs::create_directory_symlink(m.api->coreutil_dir(), lib, ec);
       if (ec) return Unavailable("cannot create " + lib.string() + ": " + ec.message());
       setenv("XILINX_XRT", dir.c_str(), 1);

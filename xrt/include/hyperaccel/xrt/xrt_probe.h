@@ -35,9 +35,9 @@ class XrtProbe {
 };
 
 // The real probe over libxrt_coreutil. libxrt_coreutil is not linked into the binaries: the first
-// call loads the module libhyperaccel_xrt_probe.so (which links it) from, in order,
-// $HYPERACCEL_XRT_MODULE, the binary's directory, <binary dir>/../lib/hyperaccel/, the build tree,
-// the dynamic loader's path. When it cannot be loaded the probe reports XRT unavailable (Facts)
+// call loads the module libhyperaccel_xrt_probe.so (which links it) from $HYPERACCEL_XRT_MODULE
+// when set, else the first of: the binary's directory, <binary dir>/../lib/hyperaccel/, the build
+// tree, the dynamic loader's path. When it cannot be loaded the probe reports XRT unavailable (Facts)
 // and every call fails with the reason; discovery then works from sysfs alone.
 std::shared_ptr<XrtProbe> MakeLibXrtProbe();
 
