@@ -6,13 +6,14 @@
 # opts a binary in. In the default and release presets it then links
 #   - gRPC (the unsecure variant: the kubelet's APIs are served and dialled on unix sockets with
 #     insecure credentials, so no OpenSSL), Abseil, upb, re2, c-ares and Protobuf from Debian's
-#     static archives instead of ~60 shared objects. Only the code the binary calls is mapped, and
-#     the pages the dynamic loader would dirty for relocations of each library disappear;
+#     static archives instead of ~60 shared objects. Only the sections the binary references are
+#     linked, and the pages the dynamic loader dirtied relocating each library disappear;
 #   - with the daemon memory settings applied before main() (hyperaccel/common/daemon_memory.h:
 #     two glibc malloc arenas instead of up to 8 per core);
 #   - with --gc-sections (Debian builds these archives with one section per function) and
 #     --as-needed, so nothing unreferenced is kept and no unused shared object is loaded.
-# Under the sanitizers and the fuzz preset nothing changes (shared libraries, as in the tests).
+# Under the sanitizers and the fuzz preset the libraries stay shared (as in the tests) and no linker
+# option is added; the memory settings still apply.
 #
 # Libraries that need gRPC link hyperaccel::grpc instead of gRPC::grpc++: it resolves to the shared
 # libraries for every target (tests, benchmarks, tools) and to the static archives for targets that
