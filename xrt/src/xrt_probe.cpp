@@ -47,7 +47,7 @@ std::vector<std::string> ModuleCandidates() {
 Result<const XrtModuleApi*> OpenModule(const std::string& path) {
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
-    const char* why = dlerror();
+    const char* why = dlerror();  // NOLINT(concurrency-mt-unsafe): per-thread state in glibc
     return Unavailable(why != nullptr ? why : path + ": cannot be loaded");
   }
   using EntryFn = const XrtModuleApi* (*)();
