@@ -20,17 +20,19 @@ COPY . .
 # The bridge is compiled for x86-64-v3 (AVX2) unless -DHYPERACCEL_BRIDGE_X86_64_V3=OFF.
 RUN cmake --preset release -DHYPERACCEL_BUILD_TESTS=OFF -DHYPERACCEL_BUILD_BENCH=OFF \
  && cmake --build --preset release --target hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge kubectl-hyperaccel \
- && mkdir -p /out \
+ && mkdir -p /out/bin /out/lib/hyperaccel \
  && for b in hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge kubectl-hyperaccel; do \
-      strip --strip-unneeded -o /out/$b build-release/bin/$b; \
-    done
+      strip --strip-unneeded -o /out/bin/$b build-release/bin/$b; \
+    done \
+ && strip --strip-unneeded -o /out/lib/hyperaccel/libhyperaccel_xrt_probe.so build-release/bin/libhyperaccel_xrt_probe.so
 
 # ---- runtime ----------------------------------------------------------------------------------
 FROM debian:bookworm-slim
 ENV DEBIAN_FRONTEND=noninteractive
-# Runtime libraries only (the shared objects the three binaries load, by Debian package):
-#   libgrpc++1.51 libgrpc29 libprotobuf32   kubelet gRPC (device plugin, pod-resources)
-#   libxrt1 libuuid1 libboost-filesystem1.74.0   XRT 2.13 user space incl. the sw_emu shim
+# Runtime libraries only (the shared objects the three binaries load, by Debian package). gRPC,
+# Protobuf and Abseil are linked statically into the daemons (docs/footprint.md).
+#   libxrt1 libuuid1 libboost-filesystem1.74.0   XRT 2.13 user space incl. the sw_emu shim, loaded
+#                                           through /usr/lib/hyperaccel/libhyperaccel_xrt_probe.so
 #   ocl-icd-libopencl1                      OpenCL ICD loader (XRT platform probe)
 #   libyaml-cpp0.7                          config and cabling files
 #   libsimdjson14                           JSON parsing (topology agent)
@@ -38,15 +40,16 @@ ENV DEBIAN_FRONTEND=noninteractive
 #   libcpp-httplib0.11                      /healthz and /metrics (the bridge's server is Boost.Beast, header-only)
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libgrpc++1.51 libgrpc29 libprotobuf32 \
       libxrt1 libuuid1 libboost-filesystem1.74.0 \
       ocl-icd-libopencl1 \
       libyaml-cpp0.7 libsimdjson14 \
       libcurl4 libssl3 ca-certificates \
       libcpp-httplib0.11 \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/hyperaccel-device-plugin /out/hyperaccel-topology-agent /out/hyperaccel-volcano-bridge \
-     /out/kubectl-hyperaccel /usr/bin/
+COPY --from=build /out/bin/hyperaccel-device-plugin /out/bin/hyperaccel-topology-agent /out/bin/hyperaccel-volcano-bridge \
+     /out/bin/kubectl-hyperaccel /usr/bin/
+# Found by the binaries as <bin>/../lib/hyperaccel/ (xrt/include/hyperaccel/xrt/xrt_probe.h).
+COPY --from=build /out/lib/hyperaccel/libhyperaccel_xrt_probe.so /usr/lib/hyperaccel/
 # Non-root by default (the bridge runs so); the node DaemonSet sets uid 0 without capabilities
 # because the kubelet's sockets are root's (see manifests/base/daemonset.yaml).
 USER 65532:65532

@@ -1,6 +1,8 @@
 # Entry points. `make demo` runs the main job end to end on emulated cards; `make test` runs
 # every test. Both install missing Debian packages first (scripts/install-deps is idempotent).
-.PHONY: all deps build test demo asan asan-test fuzz bench release clean format tidy
+# `make demo` builds only what the demo runs (the three daemons and the demo driver); `make test`
+# and `make build` build everything (every test and benchmark).
+.PHONY: all deps configure build test demo asan asan-test fuzz bench bench-footprint release clean format tidy
 
 JOBS ?= 2
 
@@ -9,14 +11,23 @@ all: build
 deps:
 	@scripts/install-deps
 
-build: deps
-	cmake --preset default >/dev/null
+# Progress lines for a newcomer: what is being built and how long it usually takes (2 cores).
+configure: deps
+	@echo "== configure (CMake, build/): a few seconds"
+	@cmake --preset default >/dev/null
+
+build: configure
+	@echo "== build everything: libraries, daemons, every test and benchmark (151 build steps: about 16 minutes on 2 idle cores from scratch, seconds when up to date)"
 	cmake --build --preset default -j $(JOBS)
 
 test: build
+	@echo "== run every test (ctest; about 5 minutes on 2 cores)"
 	ctest --preset default
 
-demo: build
+demo: configure
+	@echo "== build the demo: 3 daemons and the demo driver (75 of the 151 build steps: several minutes on 2 cores from scratch, seconds when up to date)"
+	cmake --build --preset default -j $(JOBS) --target hyperaccel-demo
+	@echo "== run the demo (about 15 seconds)"
 	scripts/demo build/bin
 
 asan: deps
@@ -37,6 +48,12 @@ release: deps
 
 bench: release
 	bench/run build-release
+
+# Memory (RSS/PSS/private) of each real daemon and the device plugin's gRPC latency, re-measured.
+bench-footprint: deps
+	@cmake --preset release >/dev/null
+	cmake --build --preset release -j $(JOBS) --target hyperaccel-footprint-bench
+	build-release/bin/hyperaccel-footprint-bench --bin-dir=build-release/bin
 
 format:
 	git ls-files '*.cpp' '*.h' | xargs clang-format -i

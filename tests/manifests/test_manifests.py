@@ -1387,7 +1387,10 @@ class Dockerfile(unittest.TestCase):
         self.assertIn("cmake --preset release", build)
         for b in BINARIES + TOOLS:
             self.assertIn(b, build)
-        self.assertEqual({os.path.basename(p) for p in dockerfile_installed_binaries()}, set(BINARIES + TOOLS))
+        installed = dockerfile_installed_binaries()
+        self.assertEqual({os.path.basename(p) for p in installed if not p.endswith(".so")}, set(BINARIES + TOOLS))
+        # XRT is reached through this module, which the binaries look for in <bin>/../lib/hyperaccel/.
+        self.assertIn("/usr/lib/hyperaccel/libhyperaccel_xrt_probe.so", installed)
         runtime = " ".join(r for _, r in stages[-1]["lines"])
         self.assertIn("USER", [i for i, _ in stages[-1]["lines"]])
         self.assertNotIn("install-deps", runtime)
@@ -1397,8 +1400,8 @@ class Dockerfile(unittest.TestCase):
         self.assertGreater(len(pkgs), 5)
         for p in pkgs:
             self.assertFalse(p.endswith("-dev"), f"{p}: a -dev package in the runtime image")
-        for p in ("libgrpc++1.51", "libprotobuf32", "libxrt1"):
-            self.assertIn(p, pkgs)
+        # gRPC and Protobuf are linked statically into the daemons (docs/footprint.md).
+        self.assertIn("libxrt1", pkgs)
         self.assertIn("--no-install-recommends", open(DOCKERFILE, encoding="utf-8").read())
 
     def test_runtime_packages_exist(self):
@@ -1422,7 +1425,7 @@ class Dockerfile(unittest.TestCase):
             self.skipTest("ldd/dpkg not available")
         allowed = installed_depends_closure(runtime_packages() + ["libc6", "libgcc-s1", "libstdc++6"])
         libs = {}
-        for b in BINARIES + TOOLS:
+        for b in BINARIES + TOOLS + ["libhyperaccel_xrt_probe.so"]:
             out = subprocess.run(["ldd", need_binary(self, b)], capture_output=True, text=True).stdout
             for line in out.splitlines():
                 m = re.match(r"\s*(\S+)\s*=>\s*(\S+)", line)

@@ -140,6 +140,13 @@ Result<std::unique_ptr<Discovery>> Discovery::Create(DiscoveryOptions options, D
   // An injected probe (tests) never looks at the real machine, so it may pair with any root.
   impl->xrt_enabled =
       options.emulate > 0 || (options.xrt_mode == "auto" && (real_sysfs || deps.xrt != nullptr));
+  // XRT (and the module that links it) is loaded only when there is a card for it to probe: a node
+  // without Alveo cards never maps it. Cards are not hot-plugged; a node that gains one reboots.
+  bool no_cards = false;
+  if (impl->xrt_enabled && !deps.xrt && options.emulate == 0 && ScanSysfs(options.sysfs_root).cards.empty()) {
+    impl->xrt_enabled = false;
+    no_cards = true;
+  }
   if (impl->xrt_enabled && !deps.xrt) {
     auto env = PrepareXrtEnvironment(options.emulate);
     if (!env.ok()) return env.status();
@@ -151,9 +158,9 @@ Result<std::unique_ptr<Discovery>> Discovery::Create(DiscoveryOptions options, D
       HA_LOG(kWarn, "XRT unavailable; discovering from sysfs only").kv("reason", impl->facts.xrt_detail);
     }
   } else {
-    impl->facts.xrt_detail = options.xrt_mode == "off"
-                                 ? "disabled by --xrt=off"
-                                 : "off: --sysfs-root is not /sys (XRT would read the real machine)";
+    impl->facts.xrt_detail = options.xrt_mode == "off" ? "disabled by --xrt=off"
+                             : no_cards                ? "not loaded: no Alveo card in sysfs at start-up"
+                                        : "off: --sysfs-root is not /sys (XRT would read the real machine)";
   }
   if (options.emulate > 0) {
     auto devices = deps.xrt->OpenEmulated();
@@ -165,12 +172,14 @@ Result<std::unique_ptr<Discovery>> Discovery::Create(DiscoveryOptions options, D
     impl->emulated = std::move(devices.value());
     impl->facts.emulation = true;
   }
-  if (real_sysfs || options.emulate > 0) {
+  if (impl->xrt_enabled && (real_sysfs || options.emulate > 0)) {
     OpenClFacts cl = ProbeOpenCl();
     impl->facts.opencl_xilinx = cl.xilinx;
     impl->facts.opencl_detail = cl.detail;
   } else {
-    impl->facts.opencl_detail = "not probed (--sysfs-root is not /sys)";
+    impl->facts.opencl_detail = no_cards || options.xrt_mode == "off"
+                                    ? "not probed (XRT not loaded)"
+                                    : "not probed (--sysfs-root is not /sys)";
   }
   if (impl->register_maps && options.emulate == 0) {
     impl->register_reader = std::make_unique<BarRegisterReader>(options.sysfs_root);

@@ -34,8 +34,15 @@ class XrtProbe {
   virtual Result<std::vector<XrtCardInfo>> OpenEmulated() = 0;
 };
 
-// The real probe over libxrt_coreutil.
+// The real probe over libxrt_coreutil. libxrt_coreutil is not linked into the binaries: the first
+// call loads the module libhyperaccel_xrt_probe.so (which links it) from $HYPERACCEL_XRT_MODULE
+// when set, else the first of: the binary's directory, <binary dir>/../lib/hyperaccel/, the build
+// tree, the dynamic loader's path. When it cannot be loaded the probe reports XRT unavailable (Facts)
+// and every call fails with the reason; discovery then works from sysfs alone.
 std::shared_ptr<XrtProbe> MakeLibXrtProbe();
+
+// Whether `path` is a loadable XRT probe module of this build (OK), or why not. Loads it.
+Status CheckXrtModule(const std::string& path);
 
 // Makes XRT usable in this process before its first call:
 //  - emulation (`emulated_cards` > 0): writes emconfig.json with that many U55C devices into

@@ -1,0 +1,604 @@
+// Footprint benchmark: starts each real daemon binary, drives it as production does, and prints its
+// memory (RSS, PSS, private; the largest mappings) and the device plugin's gRPC latency as the
+// kubelet sees it (client in this process, plugin in its own).
+//
+//   hyperaccel-footprint-bench [--bin-dir DIR] [--iterations N] [--runs R] [--settle SECONDS]
+//                              [--setups emulated,sysfs]
+//
+// Two node set-ups, each with 8 cards:
+//   emulated  XRT software emulation (--emulate=8): XRT is loaded, as on a real node;
+//   sysfs     a fake sysfs tree with 8 U55C cards (--sysfs-root): XRT is not loaded.
+// Drivers: a kubelet simulator (registration, ListAndWatch, GetPreferredAllocation + Allocate,
+// pod-resources), an API-server emulator (the agent publishes labels, the annotation, a Lease and
+// HyperNodes) and Volcano-like bridge requests (onSessionOpen, predicate, prioritize, allocate).
+// hyperaccel-dra-driver is measured too when it is in --bin-dir.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fake_sysfs.h"
+#include "hyperaccel/kubelet_sim/kubelet_sim.h"
+#include "hyperaccel/placement/names.h"
+#include "hyperaccel/testing/apiserver_emulator.h"
+#include "synthetic.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace ks = hyperaccel::kubelet_sim;
+namespace syn = hyperaccel::bridge::synthetic;
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr int kCards = 8;
+constexpr const char* kToken = "footprint-token";
+constexpr const char* kNode = "lpu-node-01";
+constexpr double kMiB = 1024.0;
+
+// ---- memory -----------------------------------------------------------------------------------
+
+struct Memory {
+  double rss_kib = 0, pss_kib = 0, private_kib = 0, anon_kib = 0;
+  int threads = 0;
+  std::vector<std::pair<double, std::string>> top;  // largest mappings by RSS (KiB, name)
+  bool ok = false;
+};
+
+// Reads /proc/PID/smaps_rollup (totals) and /proc/PID/smaps (RSS per mapped file).
+Memory ReadMemory(pid_t pid) {
+  Memory m;
+  const std::string dir = "/proc/" + std::to_string(pid);
+  std::ifstream rollup(dir + "/smaps_rollup");
+  std::string key;
+  double value = 0;
+  std::string unit;
+  std::string line;
+  while (std::getline(rollup, line)) {
+    std::istringstream in(line);
+    if (!(in >> key >> value)) continue;
+    if (key == "Rss:") m.rss_kib = value;
+    if (key == "Pss:") m.pss_kib = value;
+    if (key == "Private_Clean:" || key == "Private_Dirty:") m.private_kib += value;
+    if (key == "Anonymous:") m.anon_kib = value;
+  }
+  m.ok = m.rss_kib > 0;
+  std::error_code ec;
+  for (const auto& t : fs::directory_iterator(dir + "/task", ec)) {
+    (void)t;
+    ++m.threads;
+  }
+  std::map<std::string, double> by_name;
+  std::ifstream smaps(dir + "/smaps");
+  std::string current;
+  while (std::getline(smaps, line)) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') < 17) {
+      std::istringstream in(line);
+      std::string range, perms, offset, dev, inode;
+      in >> range >> perms >> offset >> dev >> inode;
+      std::getline(in, current);
+      current.erase(0, current.find_first_not_of(' '));
+      if (current.empty()) current = "[anonymous]";
+      if (current.rfind('/') != std::string::npos) current = current.substr(current.rfind('/') + 1);
+    } else if (line.rfind("Rss:", 0) == 0) {
+      by_name[current] += std::atof(line.c_str() + 4);
+    }
+  }
+  for (const auto& [name, kib] : by_name) m.top.emplace_back(kib, name);
+  std::sort(m.top.begin(), m.top.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  if (m.top.size() > 6) m.top.resize(6);
+  return m;
+}
+
+// ---- processes ----------------------------------------------------------------------------------
+
+struct Child {
+  std::string name;
+  pid_t pid = -1;
+  std::string log;
+};
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+// Starts `path args...` with stdout and stderr in `log`.
+pid_t Spawn(const std::string& path, const std::vector<std::string>& args, const std::string& log) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    std::vector<std::string> copy = args;
+    std::vector<char*> argv{const_cast<char*>(path.c_str())};
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(path.c_str(), argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+void Terminate(Child& c) {
+  if (c.pid <= 0) return;
+  ::kill(c.pid, SIGTERM);
+  for (int i = 0; i < 50; ++i) {
+    int status = 0;
+    if (::waitpid(c.pid, &status, WNOHANG) == c.pid) {
+      c.pid = -1;
+      return;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  ::kill(c.pid, SIGKILL);
+  ::waitpid(c.pid, nullptr, 0);
+  c.pid = -1;
+}
+
+bool Alive(const Child& c) { return c.pid > 0 && ::waitpid(c.pid, nullptr, WNOHANG) == 0; }
+
+std::string Tail(const std::string& path) {
+  std::ifstream in(path);
+  std::string line, last;
+  while (std::getline(in, line)) {
+    if (!line.empty()) last = line;
+  }
+  return last;
+}
+
+// ---- latency -------------------------------------------------------------------------------------
+
+struct Latency {
+  double p50 = 0, p99 = 0, max = 0;
+};
+
+Latency Summarize(std::vector<double> us) {
+  Latency l;
+  if (us.empty()) return l;
+  std::sort(us.begin(), us.end());
+  l.p50 = us[us.size() / 2];
+  l.p99 = us[std::min(us.size() - 1, us.size() * 99 / 100)];
+  l.max = us.back();
+  return l;
+}
+
+double Us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+// ---- one node set-up ----------------------------------------------------------------------------
+
+struct Options {
+  std::string bin_dir;
+  int iterations = 2000;
+  int runs = 3;
+  int settle_s = 5;  // the bridge releases its pooled parsers after 3 s idle
+  bool emulated = true, sysfs = true;
+};
+
+struct Row {
+  std::string setup, daemon, drive;
+  Memory mem;
+  std::string error;
+};
+
+struct LatencyRow {
+  std::string setup, rpc;
+  std::vector<Latency> runs;
+};
+
+class Setup {
+ public:
+  Setup(const Options& o, std::string name, bool emulated)
+      : o_(o), name_(std::move(name)), emulated_(emulated) {}
+  ~Setup() {
+    for (auto& c : children_) Terminate(c);
+    kubelet_.reset();
+    api_.Stop();
+    std::error_code ec;
+    if (!work_.empty()) fs::remove_all(work_, ec);
+  }
+  Setup(const Setup&) = delete;
+  Setup& operator=(const Setup&) = delete;
+
+  void Run(std::vector<Row>& rows, std::vector<LatencyRow>& latency);
+
+ private:
+  std::vector<std::string> HardwareFlags() const {
+    if (emulated_) return {"--emulate=" + std::to_string(kCards), "--node-name=" + std::string(kNode)};
+    return {"--sysfs-root=" + sysfs_->root(), "--node-name=" + std::string(kNode)};
+  }
+  Child* Start(const std::string& binary, std::vector<std::string> args);
+  bool DrivePlugin(std::vector<LatencyRow>& latency, std::string& error);
+  bool DriveAgent(std::string& error);
+  bool DriveBridge(int port, std::string& error);
+  bool DriveDra(std::string& error);
+  void Record(std::vector<Row>& rows, const Child* c, const std::string& daemon, const std::string& drive,
+              const std::string& error);
+
+  const Options& o_;
+  std::string name_;
+  bool emulated_;
+  std::string work_;
+  std::unique_ptr<hyperaccel::testing::FakeSysfs> sysfs_;
+  hyperaccel::testing::ApiServerEmulator api_;
+  std::unique_ptr<ks::KubeletSim> kubelet_;
+  std::deque<Child> children_;  // Start() hands out pointers: no reallocation
+};
+
+Child* Setup::Start(const std::string& binary, std::vector<std::string> args) {
+  const std::string path = o_.bin_dir + "/" + binary;
+  if (::access(path.c_str(), X_OK) != 0) return nullptr;
+  Child c;
+  c.name = binary;
+  c.log = work_ + "/" + binary + ".log";
+  c.pid = Spawn(path, args, c.log);
+  children_.push_back(c);
+  return &children_.back();
+}
+
+void Setup::Record(std::vector<Row>& rows, const Child* c, const std::string& daemon,
+                   const std::string& drive, const std::string& error) {
+  Row r{name_, daemon, drive, {}, error};
+  if (c != nullptr && Alive(*c)) {
+    r.mem = ReadMemory(c->pid);
+  } else if (r.error.empty()) {
+    r.error = c == nullptr ? "binary not found" : "exited: " + Tail(c->log);
+  }
+  rows.push_back(std::move(r));
+}
+
+bool Setup::DrivePlugin(std::vector<LatencyRow>& latency, std::string& error) {
+  const std::string res = hyperaccel::names::kDefaultResource;
+  if (!kubelet_->WaitForDevices(
+          res, [](const std::vector<ks::Device>& d) { return d.size() == static_cast<size_t>(kCards); },
+          30s)) {
+    error = "no ListAndWatch list of 8 cards in 30 s";
+    return false;
+  }
+  auto devices = kubelet_->Devices(res);
+  std::vector<std::string> available;
+  for (size_t i = 0; i < devices.size(); ++i) {
+    if (i % 5 != 1) available.push_back(devices[i].id);  // every fifth card busy, as in plugin_bench
+  }
+  LatencyRow pref{name_, "GetPreferredAllocation, 8 cards, k=4", {}};
+  LatencyRow alloc{name_, "Allocate, 4 IDs", {}};
+  for (int run = 0; run < o_.runs; ++run) {
+    std::vector<double> p, a;
+    for (int i = 0; i < o_.iterations; ++i) {
+      auto t0 = Clock::now();
+      auto r = kubelet_->GetPreferredAllocation(res, available, {}, 4);
+      p.push_back(Us(Clock::now() - t0));
+      if (!r.ok() || r->size() != 4) {
+        error = "GetPreferredAllocation failed: " + (r.ok() ? "short answer" : r.status().message());
+        return false;
+      }
+      t0 = Clock::now();
+      auto al = kubelet_->Allocate(res, *r);
+      a.push_back(Us(Clock::now() - t0));
+      if (!al.ok()) {
+        error = "Allocate failed: " + al.status().message();
+        return false;
+      }
+    }
+    pref.runs.push_back(Summarize(p));
+    alloc.runs.push_back(Summarize(a));
+  }
+  latency.push_back(pref);
+  latency.push_back(alloc);
+  // A pod that stays, so the agent has an allocation to publish.
+  ks::AdmitRequest pod;
+  pod.pod = "llm-0";
+  pod.container = "main";
+  pod.resource = res;
+  pod.count = 2;
+  if (auto a = kubelet_->AdmitContainer(pod); !a.ok()) {
+    error = "admission failed: " + a.status().message();
+    return false;
+  }
+  return true;
+}
+
+bool Setup::DriveAgent(std::string& error) {
+  auto deadline = Clock::now() + 30s;
+  for (;;) {
+    auto n = api_.Get("nodes", kNode);
+    if (n && n->at("metadata").contains("annotations") &&
+        n->at("metadata").at("annotations").contains(hyperaccel::names::kAnnotationTopology)) {
+      const std::string t =
+          n->at("metadata").at("annotations").at(hyperaccel::names::kAnnotationTopology).get<std::string>();
+      // The admitted pod's 2 cards show up as allocated once the agent polled pod-resources.
+      auto j = Json::parse(t, nullptr, false);
+      int allocated = 0;
+      if (j.is_object() && j.contains("cards")) {
+        for (const auto& c : j["cards"]) allocated += c.value("allocated", false) ? 1 : 0;
+      }
+      if (allocated == 2) return true;
+    }
+    if (Clock::now() > deadline) {
+      error = "the agent did not publish the allocation in 30 s";
+      return false;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+bool Setup::DriveBridge(int port, std::string& error) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_connection_timeout(2);
+  client.set_read_timeout(10);
+  auto deadline = Clock::now() + 10s;
+  while (true) {
+    if (auto r = client.Get("/healthz"); r && r->status == 200) break;
+    if (Clock::now() > deadline) {
+      error = "no /healthz answer in 10 s";
+      return false;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  // A 100-node session, then the calls Volcano makes per task.
+  syn::Cluster cluster = syn::MakeCluster(100, 4);
+  syn::JobSpec job;
+  job.uid = "ml-team/llm";
+  job.min_available = 2;
+  job.require_linked = true;
+  for (int t = 0; t < 2; ++t) {
+    syn::TaskSpec task;
+    task.uid = "llm-uid-" + std::to_string(t);
+    task.job = job.uid;
+    task.name = "llm-" + std::to_string(t);
+    task.cards = 4;
+    task.require_linked = true;
+    job.tasks.push_back(task);
+  }
+  std::vector<syn::JobSpec> jobs = cluster.jobs;
+  jobs.push_back(job);
+  auto post = [&](const std::string& verb, const std::string& body) {
+    auto r = client.Post(("/" + verb).c_str(), body, "application/json");
+    if (!r || r->status != 200) {
+      error = verb + ": " + (r ? "HTTP " + std::to_string(r->status) : httplib::to_string(r.error()));
+      return false;
+    }
+    return true;
+  };
+  if (!post("onSessionOpen", syn::SnapshotBody(cluster.nodes, jobs))) return false;
+  for (const auto& task : job.tasks) {
+    for (int i = 0; i < 200; ++i) {
+      size_t n = static_cast<size_t>(i) % cluster.nodes.size();
+      if (!post("predicate", syn::PredicateBody(task, cluster.nodes[n], cluster.node_tasks[n]))) return false;
+    }
+    if (!post("prioritize", syn::PrioritizeBody(task, cluster.nodes, cluster.node_tasks))) return false;
+    syn::TaskSpec placed = task;
+    placed.node = cluster.nodes[0].name;
+    if (!post("allocate", syn::TaskEventBody(placed))) return false;
+  }
+  return true;
+}
+
+void Setup::Run(std::vector<Row>& rows, std::vector<LatencyRow>& latency) {
+  char tmpl[] = "/tmp/hafoot-XXXXXX";  // short: unix socket paths are limited to 107 bytes
+  if (::mkdtemp(tmpl) == nullptr) {
+    rows.push_back({name_, "-", "-", {}, "cannot create a work directory"});
+    return;
+  }
+  work_ = tmpl;
+  if (!emulated_) {
+    sysfs_ = std::make_unique<hyperaccel::testing::FakeSysfs>();
+    sysfs_->Generate(kCards);
+  }
+  if (auto s = api_.Start(0); !s.ok()) {
+    rows.push_back({name_, "-", "-", {}, "API-server emulator: " + s.message()});
+    return;
+  }
+  api_.AddToken(kToken);
+  api_.PutNode(kNode, {{"kubernetes.io/hostname", kNode}});
+  const std::string kubeconfig = work_ + "/kubeconfig";
+  std::ofstream(kubeconfig) << "apiVersion: v1\nkind: Config\nclusters:\n- name: f\n  cluster:\n    server: "
+                            << api_.url() << "\nusers:\n- name: f\n  user:\n    token: " << kToken
+                            << "\ncontexts:\n- name: f\n  context:\n    cluster: f\n    user: f\n"
+                            << "current-context: f\n";
+  ks::Options ko;
+  ko.dir = work_ + "/dp";
+  ko.pod_resources_socket = work_ + "/pr.sock";
+  kubelet_ = std::make_unique<ks::KubeletSim>(ko);
+  if (auto s = kubelet_->Start(); !s.ok()) {
+    rows.push_back({name_, "-", "-", {}, "kubelet simulator: " + s.message()});
+    return;
+  }
+
+  std::vector<std::string> plugin_args = HardwareFlags();
+  plugin_args.insert(plugin_args.end(), {"--kubelet-dir=" + ko.dir,
+                                         "--metrics-address=127.0.0.1:" + std::to_string(FreePort())});
+  Child* plugin = Start("hyperaccel-device-plugin", plugin_args);
+  std::string plugin_error;
+  const bool plugin_ok = plugin != nullptr && DrivePlugin(latency, plugin_error);
+
+  std::vector<std::string> agent_args = {"run"};
+  for (auto& f : HardwareFlags()) agent_args.push_back(f);
+  agent_args.insert(agent_args.end(),
+                    {"--kubeconfig=" + kubeconfig, "--pod-resources-socket=" + ko.pod_resources_socket,
+                     "--hypernodes=direct", "--rack=r01", "--idc=dc1", "--poll-interval=1",
+                     "--admin-address=127.0.0.1:" + std::to_string(FreePort()),
+                     "--lease-namespace=kube-system", "--identity=agent-footprint"});
+  Child* agent = Start("hyperaccel-topology-agent", agent_args);
+  std::string agent_error;
+  if (agent != nullptr && plugin_ok) DriveAgent(agent_error);
+
+  const int bridge_port = FreePort();
+  Child* bridge = Start("hyperaccel-volcano-bridge", {"--listen=127.0.0.1:" + std::to_string(bridge_port)});
+  std::string bridge_error;
+  if (bridge != nullptr) DriveBridge(bridge_port, bridge_error);
+
+  // The DRA driver lands from another branch; measured when present, with the flags the other
+  // daemons share (override them with HYPERACCEL_FOOTPRINT_DRA_ARGS, space-separated).
+  Child* dra = nullptr;
+  if (::access((o_.bin_dir + "/hyperaccel-dra-driver").c_str(), X_OK) == 0) {
+    std::vector<std::string> dra_args;
+    // Read once in this single-threaded driver, before the daemons are measured.
+    const char* extra = std::getenv("HYPERACCEL_FOOTPRINT_DRA_ARGS");  // NOLINT(concurrency-mt-unsafe)
+    if (extra != nullptr) {
+      std::istringstream in(extra);
+      for (std::string a; in >> a;) dra_args.push_back(a);
+    } else {
+      dra_args = HardwareFlags();
+      dra_args.insert(dra_args.end(), {"--kubeconfig=" + kubeconfig, "--kubelet-dir=" + work_ + "/dra"});
+    }
+    dra = Start("hyperaccel-dra-driver", dra_args);
+  }
+
+  std::this_thread::sleep_for(std::chrono::seconds(o_.settle_s));  // steady state
+  Record(rows, plugin, "hyperaccel-device-plugin",
+         "kubelet sim: register, ListAndWatch, " + std::to_string(2 * o_.iterations * o_.runs) + " RPCs",
+         plugin_error);
+  Record(rows, agent, "hyperaccel-topology-agent", "API emulator: labels, annotation, Lease, HyperNodes",
+         agent_error);
+  Record(rows, bridge, "hyperaccel-volcano-bridge", "100-node session, 400 predicates, 2 prioritize",
+         bridge_error);
+  if (dra != nullptr) Record(rows, dra, "hyperaccel-dra-driver", "started; idle", "");
+}
+
+std::string Fmt(const char* fmt, double a) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, a);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  std::error_code ec;
+  o.bin_dir = fs::read_symlink("/proc/self/exe", ec).parent_path().string();
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* name) -> const char* {
+      const std::string prefix = std::string(name) + "=";
+      if (a.rfind(prefix, 0) == 0) return argv[i] + prefix.size();
+      if (a == name && i + 1 < argc) return argv[++i];
+      return nullptr;
+    };
+    if (const char* v = value("--bin-dir")) {
+      o.bin_dir = v;
+    } else if (const char* v2 = value("--iterations")) {
+      o.iterations = std::max(10, std::atoi(v2));
+    } else if (const char* v3 = value("--runs")) {
+      o.runs = std::max(1, std::atoi(v3));
+    } else if (const char* v4 = value("--settle")) {
+      o.settle_s = std::max(0, std::atoi(v4));
+    } else if (const char* v5 = value("--setups")) {
+      const std::string list = v5;
+      o.emulated = list.find("emulated") != std::string::npos;
+      o.sysfs = list.find("sysfs") != std::string::npos;
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--bin-dir DIR] [--iterations N] [--runs R] [--settle SECONDS] [--setups "
+                   "emulated,sysfs]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  double load[3] = {0, 0, 0};
+  if (::getloadavg(load, 3) < 0) load[0] = -1;
+
+  std::vector<Row> rows;
+  std::vector<LatencyRow> latency;
+  if (o.emulated) {
+    Setup emulated(o, "emulated (XRT)", true);
+    emulated.Run(rows, latency);
+  }
+  if (o.sysfs) {
+    Setup sysfs(o, "sysfs (no XRT)", false);
+    sysfs.Run(rows, latency);
+  }
+  double load_end[3] = {0, 0, 0};
+  if (::getloadavg(load_end, 3) < 0) load_end[0] = -1;
+
+  std::printf("Daemon memory, 8 cards, steady state (%d s after the drive); load average %.2f -> %.2f\n\n",
+              o.settle_s, load[0], load_end[0]);
+  std::printf("| %-15s | %-26s | %8s | %8s | %8s | %8s | %7s | %-4s |\n", "set-up", "daemon", "RSS MiB",
+              "PSS MiB", "priv MiB", "anon MiB", "threads", "<=12");
+  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(17, '-').c_str(), std::string(28, '-').c_str(),
+              std::string(10, '-').c_str(), std::string(10, '-').c_str(), std::string(10, '-').c_str(),
+              std::string(10, '-').c_str(), std::string(9, '-').c_str(), std::string(6, '-').c_str());
+  bool all_ok = true;
+  for (const auto& r : rows) {
+    if (!r.mem.ok) {
+      std::printf("| %-15s | %-26s | %s\n", r.setup.c_str(), r.daemon.c_str(),
+                  ("FAILED: " + r.error).c_str());
+      all_ok = false;
+      continue;
+    }
+    const double limit = r.setup.rfind("sysfs", 0) == 0 ? 10 * kMiB : 12 * kMiB;
+    const bool ok = r.mem.rss_kib <= limit;
+    std::printf("| %-15s | %-26s | %8.1f | %8.1f | %8.1f | %8.1f | %7d | %-4s |\n", r.setup.c_str(),
+                r.daemon.c_str(), r.mem.rss_kib / kMiB, r.mem.pss_kib / kMiB, r.mem.private_kib / kMiB,
+                r.mem.anon_kib / kMiB, r.mem.threads, ok ? "ok" : "MISS");
+    if (!r.error.empty()) std::printf("|   drive error: %s\n", r.error.c_str());
+  }
+  std::printf("\n(limit: 12 MiB with XRT emulation, 10 MiB without XRT)\n\nLargest mappings by RSS (KiB):\n");
+  for (const auto& r : rows) {
+    if (!r.mem.ok) continue;
+    std::string line;
+    for (const auto& [kib, name] : r.mem.top) line += "  " + name + " " + Fmt("%.0f", kib);
+    std::printf("  %-15s %-26s%s\n", r.setup.c_str(), r.daemon.c_str(), line.c_str());
+  }
+  std::printf(
+      "\nDevice-plugin gRPC over the kubelet socket (client in this process), %d calls per run, "
+      "%d runs; min over runs (and max) of each percentile, microseconds\n\n",
+      o.iterations, o.runs);
+  std::printf("| %-15s | %-40s | %-13s | %-13s | %-15s | %-4s |\n", "set-up", "rpc", "p50 min (max)",
+              "p99 min (max)", "max min (max)", "<100");
+  std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(17, '-').c_str(), std::string(42, '-').c_str(),
+              std::string(15, '-').c_str(), std::string(15, '-').c_str(), std::string(17, '-').c_str(),
+              std::string(6, '-').c_str());
+  for (const auto& l : latency) {
+    auto span = [&](double Latency::*field) {
+      double lo = 1e18, hi = 0;
+      for (const auto& r : l.runs) {
+        lo = std::min(lo, r.*field);
+        hi = std::max(hi, r.*field);
+      }
+      return std::make_pair(lo, hi);
+    };
+    auto [p50lo, p50hi] = span(&Latency::p50);
+    auto [p99lo, p99hi] = span(&Latency::p99);
+    auto [maxlo, maxhi] = span(&Latency::max);
+    char p50[32], p99[32], mx[32];
+    std::snprintf(p50, sizeof p50, "%.0f (%.0f)", p50lo, p50hi);
+    std::snprintf(p99, sizeof p99, "%.0f (%.0f)", p99lo, p99hi);
+    std::snprintf(mx, sizeof mx, "%.0f (%.0f)", maxlo, maxhi);
+    std::printf("| %-15s | %-40s | %-13s | %-13s | %-15s | %-4s |\n", l.setup.c_str(), l.rpc.c_str(), p50,
+                p99, mx, p99lo < 100 ? "ok" : "MISS");
+  }
+  return all_ok ? 0 : 1;
+}

@@ -1,0 +1,94 @@
+# How the daemon binaries (device plugin, topology agent, bridge, DRA driver) are linked so that a
+# DaemonSet pod stays small. docs/footprint.md has the numbers behind each choice.
+#
+#   hyperaccel_daemon_link_options(<target>)
+#
+# opts a binary in. In the default and release presets it then links
+#   - gRPC (the unsecure variant: the kubelet's APIs are served and dialled on unix sockets with
+#     insecure credentials, so no OpenSSL), Abseil, upb, re2, c-ares and Protobuf from Debian's
+#     static archives instead of ~60 shared objects. Only the sections the binary references are
+#     linked, and the pages the dynamic loader dirtied relocating each library disappear;
+#   - with the daemon memory settings applied before main() (hyperaccel/common/daemon_memory.h:
+#     two glibc malloc arenas instead of up to 8 per core);
+#   - with --gc-sections (Debian builds these archives with one section per function) and
+#     --as-needed, so nothing unreferenced is kept and no unused shared object is loaded.
+# Under the sanitizers and the fuzz preset the libraries stay shared (as in the tests) and no linker
+# option is added; the memory settings still apply.
+#
+# Libraries that need gRPC link hyperaccel::grpc instead of gRPC::grpc++: it resolves to the shared
+# libraries for every target (tests, benchmarks, tools) and to the static archives for targets that
+# called hyperaccel_daemon_link_options().
+
+option(HYPERACCEL_STATIC_DAEMONS
+       "Link daemon binaries against Debian's static gRPC/Protobuf/Abseil archives (not under sanitizers)" ON)
+
+set(HYPERACCEL_DAEMON_STATIC_OK OFF)
+if(HYPERACCEL_STATIC_DAEMONS AND NOT HYPERACCEL_SANITIZE AND NOT HYPERACCEL_FUZZ)
+  set(HYPERACCEL_DAEMON_STATIC_OK ON)
+endif()
+
+# The archives, in dependency order (a RESCAN group below resolves the rest). Abseil is taken as a
+# whole: the linker only pulls the members gRPC and Protobuf reference.
+set(_hyperaccel_grpc_archive_names grpc++_unsecure grpc_unsecure upb re2 cares address_sorting gpr protobuf)
+set(_hyperaccel_static_grpc_targets "")
+if(HYPERACCEL_DAEMON_STATIC_OK)
+  foreach(name ${_hyperaccel_grpc_archive_names})
+    find_library(HYPERACCEL_STATIC_${name} NAMES lib${name}.a)
+    if(NOT HYPERACCEL_STATIC_${name})
+      message(STATUS "footprint: lib${name}.a not found; daemons link gRPC dynamically")
+      set(HYPERACCEL_DAEMON_STATIC_OK OFF)
+      break()
+    endif()
+  endforeach()
+  get_filename_component(_hyperaccel_archive_dir "${HYPERACCEL_STATIC_gpr}" DIRECTORY)
+  file(GLOB _hyperaccel_absl_archives LIST_DIRECTORIES false "${_hyperaccel_archive_dir}/libabsl_*.a")
+  find_library(HYPERACCEL_STATIC_z NAMES libz.a)
+  if(NOT _hyperaccel_absl_archives OR NOT HYPERACCEL_STATIC_z)
+    message(STATUS "footprint: Abseil or zlib archives not found; daemons link gRPC dynamically")
+    set(HYPERACCEL_DAEMON_STATIC_OK OFF)
+  endif()
+endif()
+
+if(HYPERACCEL_DAEMON_STATIC_OK)
+  set(_paths "")
+  foreach(name ${_hyperaccel_grpc_archive_names})
+    list(APPEND _paths ${HYPERACCEL_STATIC_${name}})
+  endforeach()
+  list(REMOVE_DUPLICATES _hyperaccel_absl_archives)
+  list(APPEND _paths ${_hyperaccel_absl_archives} ${HYPERACCEL_STATIC_z})
+  foreach(path ${_paths})
+    get_filename_component(stem ${path} NAME_WE)
+    set(t hyperaccel_static_${stem})
+    add_library(${t} STATIC IMPORTED)
+    set_target_properties(${t} PROPERTIES IMPORTED_LOCATION ${path})
+    list(APPEND _hyperaccel_static_grpc_targets ${t})
+  endforeach()
+  list(JOIN _hyperaccel_static_grpc_targets "," _hyperaccel_static_grpc_group)
+endif()
+
+# hyperaccel::grpc — gRPC C++ (insecure credentials only) and Protobuf.
+add_library(hyperaccel_grpc INTERFACE)
+add_library(hyperaccel::grpc ALIAS hyperaccel_grpc)
+target_include_directories(hyperaccel_grpc SYSTEM INTERFACE
+  $<TARGET_PROPERTY:gRPC::grpc++_unsecure,INTERFACE_INCLUDE_DIRECTORIES>
+  $<TARGET_PROPERTY:protobuf::libprotobuf,INTERFACE_INCLUDE_DIRECTORIES>)
+if(HYPERACCEL_DAEMON_STATIC_OK)
+  # $<TARGET_PROPERTY:...> without a target name is evaluated on the binary being linked.
+  set(_static "$<BOOL:$<TARGET_PROPERTY:HYPERACCEL_STATIC_DEPS>>")
+  target_link_libraries(hyperaccel_grpc INTERFACE
+    "$<${_static}:$<LINK_GROUP:RESCAN,${_hyperaccel_static_grpc_group}>;Threads::Threads;${CMAKE_DL_LIBS};rt;m>"
+    "$<$<NOT:${_static}>:gRPC::grpc++_unsecure;protobuf::libprotobuf>")
+else()
+  target_link_libraries(hyperaccel_grpc INTERFACE gRPC::grpc++_unsecure protobuf::libprotobuf)
+endif()
+
+function(hyperaccel_daemon_link_options target)
+  # malloc arenas etc. (common/include/hyperaccel/common/daemon_memory.h), applied before main().
+  target_link_libraries(${target} PRIVATE hyperaccel_daemon_init hyperaccel::common)
+  if(NOT HYPERACCEL_SANITIZE AND NOT HYPERACCEL_FUZZ)
+    target_link_options(${target} PRIVATE LINKER:--gc-sections LINKER:--as-needed LINKER:-O1)
+  endif()
+  if(HYPERACCEL_DAEMON_STATIC_OK)
+    set_target_properties(${target} PROPERTIES HYPERACCEL_STATIC_DEPS ON)
+  endif()
+endfunction()
