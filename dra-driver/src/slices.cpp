@@ -108,24 +108,41 @@ Json CounterSetJson(const DomainInfo& d, const CounterSet& s) {
   return {{"name", s.name}, {"counters", counters}};
 }
 
-YAML::Node ToYaml(const Json& j) {
-  YAML::Node n;
+// Strings a YAML reader could take for something else (numbers, booleans, null, times) are
+// double-quoted, so `kubectl apply -f` of the dry-run output gives back the same strings.
+bool NeedsQuotes(const std::string& v) {
+  if (v.empty() || v.find(':') != std::string::npos || v.find('#') != std::string::npos) return true;
+  static const std::regex kPlainRisky(
+      R"(^([-+]?[0-9._]+([eE][-+]?[0-9]+)?|0x[0-9a-fA-F]+|0o?[0-7]+|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)|~|)"
+      R"(null|Null|NULL|true|True|TRUE|false|False|FALSE|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|y|Y|n|N)$)");
+  return std::regex_match(v, kPlainRisky);
+}
+
+void Emit(YAML::Emitter& e, const Json& j) {
   if (j.is_object()) {
-    n = YAML::Node(YAML::NodeType::Map);
-    for (auto& [k, v] : j.items()) n[k] = ToYaml(v);
+    e << YAML::BeginMap;
+    for (auto& [k, v] : j.items()) {
+      e << YAML::Key << k << YAML::Value;
+      Emit(e, v);
+    }
+    e << YAML::EndMap;
   } else if (j.is_array()) {
-    n = YAML::Node(YAML::NodeType::Sequence);
-    for (const auto& v : j) n.push_back(ToYaml(v));
+    e << YAML::BeginSeq;
+    for (const auto& v : j) Emit(e, v);
+    e << YAML::EndSeq;
   } else if (j.is_string()) {
-    n = j.get<std::string>();
+    const std::string v = j.get<std::string>();
+    if (NeedsQuotes(v)) e << YAML::DoubleQuoted;
+    e << v;
   } else if (j.is_boolean()) {
-    n = j.get<bool>();
+    e << j.get<bool>();
   } else if (j.is_number_integer()) {
-    n = j.get<int64_t>();
+    e << j.get<int64_t>();
   } else if (j.is_number()) {
-    n = j.get<double>();
+    e << j.get<double>();
+  } else {
+    e << YAML::Null;
   }
-  return n;
 }
 
 }  // namespace
@@ -427,7 +444,7 @@ std::string SlicesYaml(const std::vector<Json>& slices) {
   std::string out;
   for (const auto& s : slices) {
     YAML::Emitter e;
-    e << ToYaml(s);
+    Emit(e, s);
     out += "---\n";
     out += e.c_str();
     out += "\n";
