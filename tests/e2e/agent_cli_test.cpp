@@ -190,6 +190,23 @@ TEST(Plan, PicksContiguousArcOnEmulatedRing) {
   EXPECT_TRUE(j["score"]["connected"].get<bool>());
 }
 
+TEST(Plan, SaysWhichDraArcAClaimWouldGet) {
+  // Same ring and busy cards: of every 4-arc only 6-7-0-1 is free (the DRA driver's arc4-6); the
+  // aligned arcs 0-3 and 4-7 both hold a busy card.
+  auto all = RunBinary("hyperaccel-topology-agent",
+                       {"plan", "--emulate=8", "--size=4", "--busy=0000:00:02.0,0000:00:05.0",
+                        "--format=json", "--dra-arcs=all"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  json j = json::parse(all.out);
+  EXPECT_EQ(j["dra_arc"]["device"], "arc4-6");
+  EXPECT_EQ(j["dra_arc"]["ids"], "0000:00:06.0,0000:00:07.0,0000:00:00.0,0000:00:01.0");
+  auto aligned = RunBinary(
+      "hyperaccel-topology-agent",
+      {"plan", "--emulate=8", "--size=4", "--busy=0000:00:02.0,0000:00:05.0", "--dra-arcs=aligned"});
+  ASSERT_EQ(aligned.exit_code, 0) << aligned.err;
+  EXPECT_NE(aligned.out.find("no free arc of 4 cards"), std::string::npos) << aligned.out;
+}
+
 TEST(Plan, ImpossibleRequestExitsNonZero) {
   auto r = RunBinary("hyperaccel-topology-agent", {"plan", "--emulate=2", "--size=4"});
   EXPECT_NE(r.exit_code, 0);

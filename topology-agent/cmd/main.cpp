@@ -2,6 +2,7 @@
 // human (show), and answers "what would a K-card pod get here?" (plan).
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "hyperaccel/common/cli.h"
@@ -69,8 +70,34 @@ std::vector<std::string> SplitIds(const std::vector<std::string>& values) {
 }
 
 // `plan`: what placement would pick on this node now for a K-card pod.
+// The arc the DRA scheduler would allocate for a claim of `size` cards: the first published arc
+// (hyperaccel-dra-driver, default sizes 2,4,8) whose cards are all free, as the scheduler's
+// allocator takes the first fitting device without scoring.
+std::string DraArcLine(const hyperaccel::placement::CardGraph& graph, hyperaccel::placement::Mask free,
+                       int size, const std::string& arcs_flag, nlohmann::json* out) {
+  namespace pl = hyperaccel::placement;
+  const std::vector<int> sizes{2, 4, 8};
+  auto alignment = arcs_flag == "all" ? pl::ArcAlignment::kAll : pl::ArcAlignment::kAligned;
+  auto arcs = pl::LinkedArcs(graph, sizes, alignment);
+  auto arc = pl::FirstFitArc(arcs, free, size);
+  if (!arc) {
+    (*out)["dra_arc"] = nullptr;
+    return "DRA (" + arcs_flag + " arcs, first fit): no free arc of " + std::to_string(size) + " cards\n";
+  }
+  std::string name = "arc" + std::to_string(arc->size) + "-" + std::to_string(arc->cards.front());
+  std::string ids;
+  for (int c : arc->cards) ids += (ids.empty() ? "" : ",") + graph.ids[static_cast<size_t>(c)];
+  (*out)["dra_arc"] = {{"device", name},
+                       {"link_domain", arc->domain},
+                       {"position", arc->start},
+                       {"cards", arc->size},
+                       {"ids", ids}};
+  return "DRA (" + arcs_flag + " arcs, first fit): " + name + " = " + ids + "\n";
+}
+
 int PlanCommand(hyperaccel::hw::DiscoveryOptions options, int size, const std::vector<std::string>& must,
-                const std::vector<std::string>& busy, const std::string& format) {
+                const std::vector<std::string>& busy, const std::string& format,
+                const std::string& dra_arcs) {
   namespace pl = hyperaccel::placement;
   int exit_code = 0;
   auto inventory = DiscoverOnce(std::move(options), &exit_code);
@@ -93,8 +120,18 @@ int PlanCommand(hyperaccel::hw::DiscoveryOptions options, int size, const std::v
   request.must_include = *must_mask;
   request.size = size;
   auto choice = pl::Choose(*graph, request);
-  std::cout << (format == "json" ? pl::FormatPlanJson(*graph, request, choice)
-                                 : pl::FormatPlanTable(*graph, request, choice));
+  if (dra_arcs.empty()) {
+    std::cout << (format == "json" ? pl::FormatPlanJson(*graph, request, choice)
+                                   : pl::FormatPlanTable(*graph, request, choice));
+  } else if (format == "json") {
+    auto doc = nlohmann::json::parse(pl::FormatPlanJson(*graph, request, choice));
+    DraArcLine(*graph, request.available, size, dra_arcs, &doc);
+    std::cout << doc.dump() << "\n";
+  } else {
+    nlohmann::json ignored;
+    std::cout << pl::FormatPlanTable(*graph, request, choice)
+              << DraArcLine(*graph, request.available, size, dra_arcs, &ignored);
+  }
   return choice.ok() ? 0 : 1;
 }
 
@@ -129,12 +166,16 @@ int main(int argc, char** argv) {
   std::vector<std::string> plan_must;
   std::vector<std::string> plan_busy;
   std::string plan_format = "table";
+  std::string plan_dra;
   auto* plan = app.add_subcommand("plan",
                                   "print the cards placement would give a K-card pod on this node now, in "
                                   "link order, and why");
   plan->add_option("--size", plan_size, "number of cards (K)")->required()->check(CLI::Range(1, 64));
   plan->add_option("--must", plan_must, "card IDs that must be included (comma-separated)");
   plan->add_option("--busy", plan_busy, "card IDs to treat as already allocated (comma-separated)");
+  plan->add_option("--dra-arcs", plan_dra,
+                   "also say which arc hyperaccel-dra-driver's slices would give (aligned or all)")
+      ->check(CLI::IsMember({"aligned", "all"}));
   plan->add_option("--format", plan_format, "table or json")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
@@ -149,7 +190,7 @@ int main(int argc, char** argv) {
   }
   if (plan->parsed()) {
     if (common.log_level == "info") hyperaccel::log::SetLevel(hyperaccel::log::Level::kWarn);
-    return PlanCommand(discovery, plan_size, SplitIds(plan_must), SplitIds(plan_busy), plan_format);
+    return PlanCommand(discovery, plan_size, SplitIds(plan_must), SplitIds(plan_busy), plan_format, plan_dra);
   }
   if (run->parsed()) {
     hyperaccel::shutdown::InstallSignalHandlers();

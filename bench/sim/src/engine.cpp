@@ -5,11 +5,14 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <queue>
 #include <random>
 #include <set>
 #include <tuple>
 #include <unordered_map>
+
+#include "hyperaccel/sim/dra_policy.h"
 
 namespace hyperaccel::sim {
 
@@ -20,6 +23,8 @@ const char* PolicyName(Policy p) {
     case Policy::kTiers: return "tiers";
     case Policy::kHyperaccel: return "hyperaccel";
     case Policy::kExtender: return "extender";
+    case Policy::kDraAligned: return "dra-aligned";
+    case Policy::kDraAll: return "dra-all";
   }
   return "?";
 }
@@ -27,8 +32,10 @@ const char* PolicyName(Policy p) {
 Result<Policy> ParsePolicy(std::string_view name) {
   for (Policy p : AllPolicies())
     if (name == PolicyName(p)) return p;
+  for (Policy p : {Policy::kDraAligned, Policy::kDraAll})
+    if (name == PolicyName(p)) return p;
   return InvalidArgument("unknown policy \"" + std::string(name) +
-                         "\" (random, binpack, tiers, extender, hyperaccel)");
+                         "\" (random, binpack, tiers, extender, hyperaccel, dra-aligned, dra-all)");
 }
 
 std::vector<Policy> AllPolicies() {
@@ -89,6 +96,10 @@ class Engine {
         rng_(options.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(options.policy)),
         to_find_(NodesToFind(cluster.size(), options.percentage_of_nodes, options.min_nodes_to_find)) {
     const size_t n = static_cast<size_t>(cluster.size());
+    if (options.policy == Policy::kDraAligned || options.policy == Policy::kDraAll) {
+      dra_.emplace(graph_, options.policy == Policy::kDraAll ? placement::ArcAlignment::kAll
+                                                             : placement::ArcAlignment::kAligned);
+    }
     free_.assign(n, cluster.all_cards());
     free_count_.assign(n, Count(cluster.all_cards()));
     hist_.assign(static_cast<size_t>(cluster.cards_per_node()) + 1, 0);
@@ -224,12 +235,14 @@ class Engine {
   // and the device plugin's choice.
   bool PlaceTasks(const JobSpec& job, const std::vector<int>* within) {
     const bool bridge = options_.policy == Policy::kHyperaccel || options_.policy == Policy::kExtender;
+    const bool dra = dra_.has_value();
     const bridge::TaskNeed need = NeedOf(job);
     const int k = job.cards_per_task;
     bridge::GangView gang;
     for (int t = 0; t < job.tasks; ++t) {
       auto pass = [&](int node) {
-        return free_count_[static_cast<size_t>(node)] >= k && (!bridge || BridgeFits(need, node));
+        return free_count_[static_cast<size_t>(node)] >= k && (!bridge || BridgeFits(need, node)) &&
+               (!dra || dra_->Allocate(free_[static_cast<size_t>(node)], k) != 0);
       };
       if (within) {
         found_.clear();
@@ -240,6 +253,11 @@ class Engine {
       }
       if (found_.empty()) return false;
       int node = found_.front();
+      if (dra) {  // see dra_policy.h: no DRA-aware node scoring, first fitting device
+        node = found_[std::uniform_int_distribution<size_t>(0, found_.size() - 1)(rng_)];
+        Take(node, dra_->Allocate(free_[static_cast<size_t>(node)], k));
+        continue;
+      }
       if (!bridge) {
         node = options_.policy == Policy::kRandom
                    ? found_[std::uniform_int_distribution<size_t>(0, found_.size() - 1)(rng_)]
@@ -467,6 +485,7 @@ class Engine {
 
   const Cluster& cluster_;
   const placement::CardGraph& graph_;
+  std::optional<DraAllocator> dra_;  // the dra-* policies
   const std::vector<JobSpec>& jobs_;
   SimOptions options_;
   std::mt19937_64 rng_;

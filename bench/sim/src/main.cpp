@@ -76,7 +76,8 @@ int main(int argc, char** argv) {
   app.add_option("--nodes-per-rack", f.cluster.nodes_per_rack, "Nodes per rack (tier 2)")
       ->capture_default_str();
   app.add_option("--racks-per-idc", f.cluster.racks_per_idc, "Racks per IDC (tier 3)")->capture_default_str();
-  app.add_option("--policy", f.policy, "random, binpack, tiers, extender, hyperaccel or all")
+  app.add_option("--policy", f.policy,
+                 "random, binpack, tiers, extender, hyperaccel, dra-aligned, dra-all or all")
       ->capture_default_str();
   app.add_option("--kubelet-cards", f.kubelet_cards,
                  "The kubelet's own card choice for the baselines: first-fit or random (the real kubelet "

@@ -2,4 +2,4 @@
 // header, so moving the client to another library changes this one line.
 #pragma once
 
-#include "hyperaccel/topology_agent/kube_client.h"  // IWYU pragma: export
+#include "hyperaccel/kube/client.h"  // IWYU pragma: export

@@ -111,6 +111,47 @@ int CompareScores(const Score& a, const Score& b);
 // path; otherwise each linked part (by lowest index) walked depth-first, lowest neighbour first.
 std::vector<int> LinkOrder(const CardGraph& graph, Mask cards);
 
+// ---- Link domains and linked arcs (what the DRA driver publishes) -----------------------------
+
+// One link domain of a node: a set of cards connected by up links, in link order (LinkOrder).
+// Health does not matter here: an unhealthy card stays in its domain (the caller decides what to
+// do with it), so arcs keep their names while a card is sick.
+struct LinkDomain {
+  int index = 0;           // 0.. in order of the lowest card index
+  Mask cards = 0;          // members
+  std::vector<int> order;  // members in link order
+  bool ring = false;       // at least 3 cards and the link order closes (last linked to first)
+};
+
+// The link domains of a graph, ordered by their lowest card index. Every card is in exactly one
+// domain (a card without links is a domain of one).
+std::vector<LinkDomain> LinkDomains(const CardGraph& graph);
+
+// Which contiguous arcs to offer: every start position (a ring wraps around), or only aligned
+// ones (start a multiple of the size, no wrap), so that small requests cannot shred a domain.
+enum class ArcAlignment { kAll, kAligned };
+
+// A contiguous, link-ordered run of `size` cards of one domain, starting at `start` (position in
+// the domain's link order). Consecutive cards of `cards` are linked (and for a ring arc that wraps,
+// so are the last and first positions of the domain).
+struct Arc {
+  int domain = 0;          // LinkDomain::index
+  int size = 0;            // k >= 2
+  int start = 0;           // position in the domain's order
+  std::vector<int> cards;  // card indices, in link order
+  Mask mask = 0;
+};
+
+// The arcs of every domain for each size in `sizes` (sizes < 2 and sizes larger than a domain are
+// skipped; a size equal to a ring's length gives one arc, start 0). Ordered by domain, then by the
+// order of `sizes`, then by start. Runs of the link order whose consecutive cards are not linked
+// (a domain without a Hamiltonian path) are not arcs and are left out.
+std::vector<Arc> LinkedArcs(const CardGraph& graph, std::span<const int> sizes, ArcAlignment alignment);
+
+// What a scheduler without scoring does with these arcs: the first arc of `size` cards (in the
+// order LinkedArcs returns them) whose cards are all in `free`. Nullopt when none fits.
+std::optional<Arc> FirstFitArc(std::span<const Arc> arcs, Mask free, int size);
+
 // Human table and JSON document for `hyperaccel-topology-agent plan`: the chosen cards in link
 // order with serial / NUMA / switch, the score breakdown and the explanation (or the error).
 std::string FormatPlanTable(const CardGraph& graph, const Request& request, const Result<Choice>& choice);

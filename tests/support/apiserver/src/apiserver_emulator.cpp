@@ -7,6 +7,8 @@
 #include <regex>
 #include <sstream>
 
+#include "hyperaccel/testing/dra_validation.h"
+
 namespace hyperaccel::testing {
 namespace {
 
@@ -23,6 +25,12 @@ const Kind kKinds[] = {
     {"hypernodes", "HyperNode", "topology.volcano.sh/v1alpha1", "topology.volcano.sh",
      "hypernodes.topology.volcano.sh"},
     {"leases", "Lease", "coordination.k8s.io/v1", "coordination.k8s.io", "leases.coordination.k8s.io"},
+    {"resourceslices", "ResourceSlice", "resource.k8s.io/v1", "resource.k8s.io",
+     "resourceslices.resource.k8s.io"},
+    {"deviceclasses", "DeviceClass", "resource.k8s.io/v1", "resource.k8s.io",
+     "deviceclasses.resource.k8s.io"},
+    {"resourceclaims", "ResourceClaim", "resource.k8s.io/v1", "resource.k8s.io",
+     "resourceclaims.resource.k8s.io"},
 };
 
 const Kind* FindKind(const std::string& resource) {
@@ -96,12 +104,50 @@ bool Matches(const std::string& selector, const Json& object) {
   return true;
 }
 
+// Field selector: comma-separated path=v, path==v, path!=v over the fields the API supports for
+// the resource (metadata.name, metadata.namespace; ResourceSlices also spec.nodeName, spec.driver).
+// Returns false with `error` set for an unsupported field.
+bool FieldMatches(const std::string& selector, const Json& object, std::string* error = nullptr) {
+  if (selector.empty()) return true;
+  std::stringstream ss(selector);
+  std::string term;
+  while (std::getline(ss, term, ',')) {
+    if (term.empty()) continue;
+    size_t ne = term.find("!=");
+    size_t eq = term.find('=');
+    if (eq == std::string::npos) {
+      if (error) *error = "invalid field selector term \"" + term + "\"";
+      return false;
+    }
+    std::string k = term.substr(0, ne != std::string::npos ? ne : eq);
+    std::string v =
+        term.substr(ne != std::string::npos ? ne + 2 : (term.compare(eq, 2, "==") == 0 ? eq + 2 : eq + 1));
+    std::string have;
+    const Json md = object.value("metadata", Json::object());
+    const Json spec = object.value("spec", Json::object());
+    if (k == "metadata.name") {
+      have = md.value("name", "");
+    } else if (k == "metadata.namespace") {
+      have = md.value("namespace", "");
+    } else if (k == "spec.nodeName" && spec.is_object()) {
+      have = spec.value("nodeName", "");
+    } else if (k == "spec.driver" && spec.is_object()) {
+      have = spec.value("driver", "");
+    } else {
+      if (error) *error = "field label not supported: " + k;
+      return false;
+    }
+    if ((ne != std::string::npos) == (have == v)) return false;
+  }
+  return true;
+}
+
 const std::regex kDnsSubdomain(R"(^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$)");
 const std::regex kMicroTime(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$)");
 const std::regex kLabelValue(R"(^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$)");
 
 // Returns "" when valid, else the field error.
-std::string Validate(const std::string& resource, const Json& o) {
+std::string Validate(const std::string& resource, const Json& o, const DraGates& gates) {
   const Json& md = o["metadata"];
   if (md.contains("labels")) {
     if (!md["labels"].is_object()) return "metadata.labels: must be an object";
@@ -122,6 +168,9 @@ std::string Validate(const std::string& resource, const Json& o) {
       if (!v.is_string()) return "metadata.annotations: Invalid value: " + k + ": must be a string";
     }
   }
+  if (resource == "resourceslices") return ValidateResourceSlice(o, gates);
+  if (resource == "deviceclasses") return ValidateDeviceClass(o);
+  if (resource == "resourceclaims") return ValidateResourceClaim(o);
   if (resource == "hypernodes") {
     if (!std::regex_match(md["name"].get<std::string>(), kDnsSubdomain))
       return "metadata.name: Invalid value";
@@ -423,7 +472,76 @@ bool ApiServerEmulator::Remove(const std::string& resource, const std::string& n
   objs.erase(it);
   o["metadata"]["resourceVersion"] = std::to_string(++rv_);
   Record("DELETED", resource, ns, o);
+  if (resource == "nodes") CollectGarbageLocked(o);
   return true;
+}
+
+void ApiServerEmulator::SetServerVersion(int major, int minor) {
+  std::lock_guard<std::mutex> lk(mu_);
+  version_major_ = major;
+  gates_.minor = minor;
+}
+
+void ApiServerEmulator::SetDraGates(bool partitionable, bool device_taints) {
+  std::lock_guard<std::mutex> lk(mu_);
+  gates_.partitionable = partitionable;
+  gates_.device_taints = device_taints;
+}
+
+DraGates ApiServerEmulator::dra_gates() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return gates_;
+}
+
+void ApiServerEmulator::Admit(const std::string& resource, Json& object) const {
+  if (resource != "resourceslices") return;
+  DropDisabledDraFields(object, gates_);
+  // The server stamps timeAdded on taints that lack it.
+  if (object.contains("spec") && object["spec"].is_object() && object["spec"].contains("devices") &&
+      object["spec"]["devices"].is_array()) {
+    for (auto& d : object["spec"]["devices"]) {
+      if (!d.is_object() || !d.contains("taints") || !d["taints"].is_array()) continue;
+      for (auto& t : d["taints"]) {
+        if (t.is_object() && !t.contains("timeAdded")) t["timeAdded"] = Now();
+      }
+    }
+  }
+}
+
+void ApiServerEmulator::CollectGarbageLocked(const Json& node) {
+  // Dependents whose owner reference names this Node (by name and UID) go with it, as the
+  // garbage collector of kube-controller-manager does (background propagation).
+  const std::string name = node["metadata"].value("name", "");
+  const std::string uid = node["metadata"].value("uid", "");
+  auto& slices = store_["resourceslices"];
+  for (auto it = slices.begin(); it != slices.end();) {
+    bool owned = false;
+    for (const auto& ref : it->second["metadata"].value("ownerReferences", Json::array())) {
+      if (ref.value("kind", "") == "Node" && ref.value("name", "") == name && ref.value("uid", "") == uid)
+        owned = true;
+    }
+    if (!owned) {
+      ++it;
+      continue;
+    }
+    Json o = it->second;
+    it = slices.erase(it);
+    o["metadata"]["resourceVersion"] = std::to_string(++rv_);
+    Record("DELETED", "resourceslices", "", o);
+  }
+}
+
+std::vector<Json> ApiServerEmulator::Pool(const std::string& driver, const std::string& pool) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<Json> out;
+  auto r = store_.find("resourceslices");
+  if (r == store_.end()) return out;
+  for (const auto& [k, v] : r->second) {
+    const Json spec = v.value("spec", Json::object());
+    if (spec.value("driver", "") == driver && spec.value("pool", Json::object()).value("name", "") == pool)
+      out.push_back(v);
+  }
+  return out;
 }
 
 // ---- HTTP -------------------------------------------------------------------------------------
@@ -433,9 +551,20 @@ ApiServerEmulator::Route ApiServerEmulator::ParseRoute(const std::string& path) 
   static const std::regex hypernodes(R"(^/apis/topology\.volcano\.sh/v1alpha1/hypernodes(?:/([^/]+))?/?$)");
   static const std::regex leases(
       R"(^/apis/coordination\.k8s\.io/v1/namespaces/([^/]+)/leases(?:/([^/]+))?/?$)");
+  static const std::regex slices(R"(^/apis/resource\.k8s\.io/v1/resourceslices(?:/([^/]+))?/?$)");
+  static const std::regex classes(R"(^/apis/resource\.k8s\.io/v1/deviceclasses(?:/([^/]+))?/?$)");
+  static const std::regex claims(
+      R"(^/apis/resource\.k8s\.io/v1/namespaces/([^/]+)/resourceclaims(?:/([^/]+)(/status)?)?/?$)");
   std::smatch m;
   Route r;
-  if (std::regex_match(path, m, nodes)) {
+  if (std::regex_match(path, m, slices)) {
+    r = {"resourceslices", "", m[1].str(), true};
+  } else if (std::regex_match(path, m, classes)) {
+    r = {"deviceclasses", "", m[1].str(), true};
+  } else if (std::regex_match(path, m, claims)) {
+    r = {"resourceclaims", m[1].str(), m[2].str(), true};
+    r.status = m[3].matched;
+  } else if (std::regex_match(path, m, nodes)) {
     r = {"nodes", "", m[1].str(), true};
   } else if (std::regex_match(path, m, hypernodes)) {
     r = {"hypernodes", "", m[1].str(), true};
@@ -524,6 +653,15 @@ bool ApiServerEmulator::PreRoute(const httplib::Request& req, httplib::Response&
 }
 
 void ApiServerEmulator::Handle(const httplib::Request& req, httplib::Response& res) {
+  if (req.path == "/version" && req.method == "GET") {
+    std::lock_guard<std::mutex> lk(mu_);
+    Json v = {
+        {"major", std::to_string(version_major_)},
+        {"minor", std::to_string(gates_.minor)},
+        {"gitVersion", "v" + std::to_string(version_major_) + "." + std::to_string(gates_.minor) + ".0"},
+        {"platform", "linux/amd64"}};
+    return Reply(res, 200, v);
+  }
   Route r = ParseRoute(req.path);
   if (!r.ok) {
     Fail(res, 404, "NotFound", "the server could not find the requested resource");
@@ -568,10 +706,16 @@ void ApiServerEmulator::Serve(const Route& r, const httplib::Request& req, httpl
       return Reply(res, 200, it->second);
     }
     std::string sel = req.has_param("labelSelector") ? req.get_param_value("labelSelector") : "";
+    std::string fsel = req.has_param("fieldSelector") ? req.get_param_value("fieldSelector") : "";
+    std::string ferr;
+    if (!FieldMatches(fsel, Json::object({{"metadata", Json::object()}}), &ferr) && !ferr.empty()) {
+      Fail(res, 400, "BadRequest", ferr);
+      return;
+    }
     Json items = Json::array();
     for (const auto& [kk, v] : objs) {
       if (!r.ns.empty() && v["metadata"].value("namespace", "") != r.ns) continue;
-      if (Matches(sel, v)) items.push_back(v);
+      if (Matches(sel, v) && FieldMatches(fsel, v)) items.push_back(v);
     }
     Json list = {{"kind", std::string(k->kind) + "List"},
                  {"apiVersion", k->api_version},
@@ -598,7 +742,8 @@ void ApiServerEmulator::Serve(const Route& r, const httplib::Request& req, httpl
         !body["metadata"]["resourceVersion"].get<std::string>().empty()) {
       return invalid(name, "metadata.resourceVersion: Invalid value: must be empty on create");
     }
-    if (std::string why = Validate(r.resource, body); !why.empty()) return invalid(name, why);
+    Admit(r.resource, body);
+    if (std::string why = Validate(r.resource, body, gates_); !why.empty()) return invalid(name, why);
     if (objs.count(Key(r.ns, name))) {
       Fail(res, 409, "AlreadyExists", std::string(k->qualified) + " \"" + name + "\" already exists", k,
            name);
@@ -628,7 +773,20 @@ void ApiServerEmulator::Serve(const Route& r, const httplib::Request& req, httpl
     if (body["metadata"].contains("resourceVersion") && body["metadata"]["resourceVersion"].is_string()) {
       rv = body["metadata"]["resourceVersion"];
     }
-    if (std::string why = Validate(r.resource, body); !why.empty()) return invalid(name, why);
+    if (r.status) {
+      // The status subresource: only status changes.
+      if (it == objs.end()) return not_found();
+      Json merged = it->second;
+      merged["status"] = body.value("status", Json::object());
+      body = merged;
+      body["metadata"]["resourceVersion"] = rv.empty() ? it->second["metadata"]["resourceVersion"] : Json(rv);
+    }
+    Admit(r.resource, body);
+    if (std::string why = Validate(r.resource, body, gates_); !why.empty()) return invalid(name, why);
+    if (it != objs.end() && r.resource == "resourceslices") {
+      if (std::string why = ValidateResourceSliceUpdate(body, it->second); !why.empty())
+        return invalid(name, why);
+    }
     if (it == objs.end()) {
       if (r.resource != "leases") return not_found();
       if (!rv.empty()) return not_found();
@@ -644,7 +802,7 @@ void ApiServerEmulator::Serve(const Route& r, const httplib::Request& req, httpl
       return conflict(
           "the object has been modified; please apply your changes to the latest version and try again");
     }
-    if (r.resource != "leases" && r.resource != "nodes")
+    if (r.resource != "leases" && r.resource != "nodes" && !r.status)
       body["status"] = it->second.value("status", Json::object());
     Json stored = Stamp(r.resource, body, r.ns, &it->second);
     it->second = stored;
@@ -672,7 +830,12 @@ void ApiServerEmulator::Serve(const Route& r, const httplib::Request& req, httpl
     if (!patched.contains("metadata") || !patched["metadata"].is_object())
       patched["metadata"] = Json::object();
     patched["metadata"]["name"] = r.name;
-    if (std::string why = Validate(r.resource, patched); !why.empty()) return invalid(r.name, why);
+    Admit(r.resource, patched);
+    if (std::string why = Validate(r.resource, patched, gates_); !why.empty()) return invalid(r.name, why);
+    if (r.resource == "resourceslices") {
+      if (std::string why = ValidateResourceSliceUpdate(patched, it->second); !why.empty())
+        return invalid(r.name, why);
+    }
     if (patched == it->second) return Reply(res, 200, it->second);  // no-op patches do not bump
     Json stored = Stamp(r.resource, patched, r.ns, &it->second);
     it->second = stored;
@@ -702,6 +865,7 @@ void ApiServerEmulator::Serve(const Route& r, const httplib::Request& req, httpl
     objs.erase(it);
     o["metadata"]["resourceVersion"] = std::to_string(++rv_);
     Record("DELETED", r.resource, r.ns, o);
+    if (r.resource == "nodes") CollectGarbageLocked(o);
     return Reply(res, 200, o);
   }
   Fail(res, 405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
@@ -709,6 +873,7 @@ void ApiServerEmulator::Serve(const Route& r, const httplib::Request& req, httpl
 
 void ApiServerEmulator::ServeWatch(const Route& r, const httplib::Request& req, httplib::Response& res) {
   std::string sel = req.has_param("labelSelector") ? req.get_param_value("labelSelector") : "";
+  std::string fsel = req.has_param("fieldSelector") ? req.get_param_value("fieldSelector") : "";
   bool bookmarks =
       req.has_param("allowWatchBookmarks") && req.get_param_value("allowWatchBookmarks") == "true";
   int timeout_s =
@@ -743,7 +908,7 @@ void ApiServerEmulator::ServeWatch(const Route& r, const httplib::Request& req, 
     st->next_bookmark = std::chrono::steady_clock::now() + bookmark_interval_;
   }
   res.status = 200;
-  res.set_chunked_content_provider("application/json", [this, st, r, sel, bookmarks, k](
+  res.set_chunked_content_provider("application/json", [this, st, r, sel, fsel, bookmarks, k](
                                                            size_t, httplib::DataSink& sink) {
     auto write = [&](const std::string& type, const Json& obj) {
       std::string line = Json{{"type", type}, {"object", obj}}.dump() + "\n";
@@ -774,7 +939,7 @@ void ApiServerEmulator::ServeWatch(const Route& r, const httplib::Request& req, 
         if (objs != store_.end()) {
           for (const auto& [key, v] : objs->second) {
             if (!r.ns.empty() && v["metadata"].value("namespace", "") != r.ns) continue;
-            if (Matches(sel, v)) out.emplace_back("ADDED", v);
+            if (Matches(sel, v) && FieldMatches(fsel, v)) out.emplace_back("ADDED", v);
           }
         }
       }
@@ -792,7 +957,7 @@ void ApiServerEmulator::ServeWatch(const Route& r, const httplib::Request& req, 
         if (e.rv <= st->from) continue;
         st->from = e.rv;
         if (e.resource != r.resource || (!r.ns.empty() && e.ns != r.ns)) continue;
-        if (Matches(sel, e.object)) out.emplace_back(e.type, e.object);
+        if (Matches(sel, e.object) && FieldMatches(fsel, e.object)) out.emplace_back(e.type, e.object);
       }
     }
     for (const auto& [type, obj] : out) {

@@ -39,7 +39,9 @@
 
 namespace hyperaccel::sim {
 
-enum class Policy { kRandom, kBinpack, kTiers, kExtender, kHyperaccel };
+// kDraAligned / kDraAll: kube-scheduler's DRA allocator over hyperaccel-dra-driver's devices
+// (dra_policy.h); selected by name only, not part of AllPolicies().
+enum class Policy { kRandom, kBinpack, kTiers, kExtender, kHyperaccel, kDraAligned, kDraAll };
 const char* PolicyName(Policy p);
 Result<Policy> ParsePolicy(std::string_view name);
 std::vector<Policy> AllPolicies();

@@ -5,6 +5,15 @@
 //   nodes       /api/v1/nodes[/{name}]                                       kind Node
 //   hypernodes  /apis/topology.volcano.sh/v1alpha1/hypernodes[/{name}]        kind HyperNode (cluster-scoped)
 //   leases      /apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}]  kind Lease
+//   resourceslices  /apis/resource.k8s.io/v1/resourceslices[/{name}]          kind ResourceSlice
+//   deviceclasses   /apis/resource.k8s.io/v1/deviceclasses[/{name}]           kind DeviceClass
+//   resourceclaims  /apis/resource.k8s.io/v1/namespaces/{ns}/resourceclaims[/{name}[/status]]
+//   version         /version (major, minor, gitVersion; SetServerVersion)
+// resource.k8s.io objects are validated as dra_validation.h describes (422 Invalid with the field
+// error); fields of DRA feature gates that are off are dropped on write (SetDraGates), taints get
+// timeAdded. List and watch take fieldSelector (metadata.name, metadata.namespace, spec.nodeName,
+// spec.driver). Deleting a Node deletes the ResourceSlices whose ownerReferences name it (name and
+// UID), like the garbage collector.
 // Verbs: get, list (labelSelector: k=v, k==v, k!=v, k, !k), watch (?watch=1, resourceVersion,
 // allowWatchBookmarks, timeoutSeconds), create (POST), update (PUT; conditional on
 // metadata.resourceVersion; HyperNodes require it, Leases may be created by PUT), patch (PATCH with
@@ -41,6 +50,7 @@
 #include <vector>
 
 #include "hyperaccel/common/status.h"
+#include "hyperaccel/testing/dra_validation.h"
 
 namespace httplib {
 class Server;
@@ -104,6 +114,14 @@ class ApiServerEmulator {
   bool Remove(const std::string& resource, const std::string& name, const std::string& ns = "");
   uint64_t resource_version() const;
 
+  // Kubernetes version served on /version and the DRA validation/gate rules that go with it
+  // (default 1.35, partitionable devices and device taints on).
+  void SetServerVersion(int major, int minor);
+  void SetDraGates(bool partitionable, bool device_taints);
+  DraGates dra_gates() const;
+  // The ResourceSlices of one pool (for ValidatePool).
+  std::vector<Json> Pool(const std::string& driver, const std::string& pool) const;
+
   // Faults apply in insertion order to matching requests.
   void InjectFault(Fault fault);
   void ClearFaults();
@@ -135,6 +153,7 @@ class ApiServerEmulator {
     std::string ns;
     std::string name;
     bool ok = false;
+    bool status = false;  // the /status subresource
   };
   static Route ParseRoute(const std::string& path);
   void Handle(const httplib::Request& req, httplib::Response& res);
@@ -145,6 +164,8 @@ class ApiServerEmulator {
   void Record(const std::string& type, const std::string& resource, const std::string& ns,
               const Json& object);
   bool WaitStoppable(std::chrono::milliseconds d);
+  void Admit(const std::string& resource, Json& object) const;
+  void CollectGarbageLocked(const Json& node);
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -158,6 +179,8 @@ class ApiServerEmulator {
   std::map<std::string, std::set<std::string>> tokens_;
   std::vector<Fault> faults_;
   bool down_ = false;
+  int version_major_ = 1;
+  DraGates gates_;
   bool stopping_ = false;
   std::vector<RequestRecord> requests_;
   uint64_t request_seq_ = 0;

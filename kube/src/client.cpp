@@ -1,4 +1,4 @@
-#include "hyperaccel/topology_agent/kube_client.h"
+#include "hyperaccel/kube/client.h"
 
 #include <curl/curl.h>
 #include <openssl/evp.h>

@@ -1,0 +1,52 @@
+// The hyperaccel-dra-driver daemon: discovery (xrt/, with its health tracker) feeding the
+// ResourceSlice publisher, a watch on the node's slices, and the admin server (/metrics,
+// /healthz). The kubelet-side services (NodePrepareResources, registration) will run in the same
+// process, next to RunDriver's loop.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <string>
+
+#include "hyperaccel/common/status.h"
+#include "hyperaccel/dra_driver/publisher.h"
+#include "hyperaccel/xrt/discovery.h"
+
+namespace hyperaccel::dra {
+
+struct DriverOptions {
+  hw::DiscoveryOptions discovery;
+  PublisherOptions publisher;  // node_name is filled from discovery.node_name
+  std::string kubeconfig;      // empty: in-cluster, then $KUBECONFIG / ~/.kube/config
+  std::string admin_address = ":9402";
+  std::chrono::milliseconds rescan{5000};
+  // Full resync (one list, no write when nothing changed) even without events.
+  std::chrono::seconds resync{600};
+  bool once = false;  // publish once and exit (0 when published)
+
+  // Flag values turned into the fields above by FinishDriverFlags.
+  std::string arc_sizes_flag = "2,4,8";
+  std::string arcs_flag = "aligned";
+  std::string partitionable_flag = "auto";
+  std::string taints_flag = "auto";
+};
+
+// --kubeconfig, --admin-address, --rescan-ms, --resync-seconds, --once, --arc-sizes, --arcs,
+// --partitionable, --device-taints (each with an HYPERACCEL_* environment variable and a config key).
+void AddDriverFlags(CLI::App& app, DriverOptions& options);
+
+// Parses the string flags into typed options and resolves the node name. Errors name the flag.
+Status FinishDriverFlags(DriverOptions& options);
+
+// Parses "2,4,8".
+Result<std::vector<int>> ParseArcSizes(const std::string& value);
+
+// Runs the daemon until shutdown (or one publish with `once`). Returns the process exit code.
+int RunDriver(DriverOptions options);
+
+// `slices --dry-run`: prints the slices the driver would publish as YAML, without an API server.
+// `server_version` ("1.35") picks the counter layout; features come from the tristate flags
+// ("auto" = what that version has on by default: partitionable and taints from 1.36).
+int DryRunSlices(DriverOptions options, const std::string& server_version, std::ostream& out);
+
+}  // namespace hyperaccel::dra

@@ -1,0 +1,253 @@
+#include "hyperaccel/dra_driver/driver.h"
+
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <ostream>
+#include <thread>
+
+#include "hyperaccel/common/admin_server.h"
+#include "hyperaccel/common/cli.h"
+#include "hyperaccel/common/log.h"
+#include "hyperaccel/common/metrics.h"
+#include "hyperaccel/common/shutdown.h"
+
+namespace hyperaccel::dra {
+namespace {
+
+std::string Env(const char* flag) { return cli::EnvName("HYPERACCEL_", flag); }
+
+}  // namespace
+
+void AddDriverFlags(CLI::App& app, DriverOptions& o) {
+  app.add_option("--kubeconfig", o.kubeconfig, "kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+      ->envname(Env("kubeconfig"));
+  app.add_option("--admin-address", o.admin_address, "host:port for /metrics and /healthz; \"off\" = none")
+      ->envname(Env("admin-address"))
+      ->capture_default_str();
+  app.add_option_function<int>(
+         "--rescan-ms", [&o](int v) { o.rescan = std::chrono::milliseconds(v); },
+         "milliseconds between hardware rescans (default 5000)")
+      ->envname(Env("rescan-ms"))
+      ->check(CLI::Range(100, 3600000));
+  app.add_option_function<int>(
+         "--resync-seconds", [&o](int v) { o.resync = std::chrono::seconds(v); },
+         "seconds between full resyncs without events (default 600)")
+      ->envname(Env("resync-seconds"))
+      ->check(CLI::Range(1, 86400));
+  app.add_flag("--once", o.once, "publish once and exit")->envname(Env("once"));
+  app.add_option("--arc-sizes", o.arc_sizes_flag, "linked-arc sizes to publish, comma-separated")
+      ->envname(Env("arc-sizes"))
+      ->capture_default_str();
+  app.add_option("--arcs", o.arcs_flag, "which arcs: aligned (start a multiple of the size) or all")
+      ->envname(Env("arcs"))
+      ->check(CLI::IsMember({"aligned", "all"}))
+      ->capture_default_str();
+  app.add_option("--partitionable", o.partitionable_flag,
+                 "publish arcs with shared counters: auto (detect), true, false")
+      ->envname(Env("partitionable"))
+      ->capture_default_str();
+  app.add_option("--device-taints", o.taints_flag,
+                 "taint unhealthy cards instead of withdrawing them: auto (detect), true, false")
+      ->envname(Env("device-taints"))
+      ->capture_default_str();
+}
+
+Result<std::vector<int>> ParseArcSizes(const std::string& value) {
+  std::vector<int> out;
+  size_t start = 0;
+  while (start <= value.size()) {
+    size_t comma = value.find(',', start);
+    if (comma == std::string::npos) comma = value.size();
+    std::string part = value.substr(start, comma - start);
+    if (!part.empty()) {
+      int v = 0;
+      auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+      if (ec != std::errc() || ptr != part.data() + part.size()) {
+        return InvalidArgument("--arc-sizes: \"" + part + "\" is not a number");
+      }
+      out.push_back(v);
+    }
+    start = comma + 1;
+  }
+  if (auto st = ValidateArcSizes(out); !st.ok()) return st.WithContext("--arc-sizes");
+  return out;
+}
+
+Status FinishDriverFlags(DriverOptions& o) {
+  auto sizes = ParseArcSizes(o.arc_sizes_flag);
+  if (!sizes.ok()) return sizes.status();
+  o.publisher.arc_sizes = *sizes;
+  o.publisher.alignment =
+      o.arcs_flag == "all" ? placement::ArcAlignment::kAll : placement::ArcAlignment::kAligned;
+  auto p = ParseTristate(o.partitionable_flag, "partitionable");
+  if (!p.ok()) return p.status();
+  o.publisher.partitionable = *p;
+  auto t = ParseTristate(o.taints_flag, "device-taints");
+  if (!t.ok()) return t.status();
+  o.publisher.device_taints = *t;
+  o.publisher.node_name = hw::ResolveNodeName(o.discovery.node_name);
+  o.discovery.node_name = o.publisher.node_name;
+  if (o.admin_address == "off") o.admin_address.clear();
+  return Status::Ok();
+}
+
+int DryRunSlices(DriverOptions o, const std::string& server_version, std::ostream& out) {
+  auto version = kube::ParseServerVersion(R"({"gitVersion":"v)" + server_version + R"("})");
+  if (!version.ok()) {
+    HA_LOG(kError, "bad --server-version")
+        .kv("value", server_version)
+        .kv("error", version.status().message());
+    return 2;
+  }
+  auto discovery = hw::Discovery::Create(o.discovery);
+  if (!discovery.ok()) {
+    HA_LOG(kError, "cannot start discovery").kv("error", discovery.status().message());
+    return 2;
+  }
+  auto inventory = (*discovery)->Scan();
+  if (!inventory.ok()) {
+    HA_LOG(kError, "scan failed").kv("error", inventory.status().message());
+    return 1;
+  }
+  SliceOptions so;
+  so.node_name = o.publisher.node_name;
+  so.arc_sizes = o.publisher.arc_sizes;
+  so.alignment = o.publisher.alignment;
+  so.features.layout = version->AtLeast(1, 35) ? CounterLayout::kSplit : CounterLayout::kCombined;
+  auto on = [&](Tristate t) {
+    return t == Tristate::kOn || (t == Tristate::kAuto && version->AtLeast(1, 36));
+  };
+  so.features.partitionable = on(o.publisher.partitionable);
+  so.features.device_taints = on(o.publisher.device_taints);
+  auto slices = BuildSlices(*inventory, so);
+  if (!slices.ok()) {
+    HA_LOG(kError, "cannot build slices").kv("error", slices.status().message());
+    return 1;
+  }
+  for (auto& s : slices->slices) s["spec"]["pool"]["generation"] = 1;
+  out << SlicesYaml(slices->slices);
+  return 0;
+}
+
+int RunDriver(DriverOptions o) {
+  auto config = kube::ResolveClusterConfig(o.kubeconfig);
+  if (!config.ok()) {
+    HA_LOG(kError, "no API server configuration").kv("error", config.status().message());
+    return 2;
+  }
+  kube::ClientOptions copts;
+  copts.user_agent = "hyperaccel-dra-driver/0.1";
+  auto client = kube::Client::Create(*config, copts);
+  auto watch_client = kube::Client::Create(*config, copts);
+  if (!client.ok() || !watch_client.ok()) {
+    HA_LOG(kError, "cannot create API client")
+        .kv("error", (client.ok() ? watch_client.status() : client.status()).message());
+    return 2;
+  }
+  auto discovery = hw::Discovery::Create(o.discovery);
+  if (!discovery.ok()) {
+    HA_LOG(kError, "cannot start discovery").kv("error", discovery.status().message());
+    return 2;
+  }
+
+  metrics::Registry registry;
+  metrics::AddProcessMetrics(registry);
+  Publisher publisher(client->get(), o.publisher, &registry);
+
+  if (o.once) {
+    auto inventory = (*discovery)->Scan();
+    if (!inventory.ok()) {
+      HA_LOG(kError, "scan failed").kv("error", inventory.status().message());
+      return 1;
+    }
+    Status st = publisher.Sync(*inventory);
+    if (!st.ok()) {
+      HA_LOG(kError, "publish failed").kv("error", st.message());
+      return 1;
+    }
+    HA_LOG(kInfo, "published once")
+        .kv("slices", publisher.published().size())
+        .kv("writes", publisher.stats().Writes());
+    return 0;
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool dirty = true;
+  std::optional<hw::Inventory> inventory;
+  Status last = Unavailable("not synced yet");
+  auto wake = [&] {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      dirty = true;
+    }
+    cv.notify_all();
+  };
+
+  AdminServer admin(&registry, [&]() -> Status {
+    std::lock_guard<std::mutex> lk(mu);
+    return last;
+  });
+  if (auto st = admin.Start(o.admin_address); !st.ok()) {
+    HA_LOG(kError, "cannot serve metrics").kv("address", o.admin_address).kv("error", st.message());
+    return 1;
+  }
+  hw::Rescanner rescanner(discovery->get(), o.rescan, [&](const hw::Inventory& inv) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      inventory = inv;
+      dirty = true;
+    }
+    cv.notify_all();
+  });
+  rescanner.Start();
+  std::atomic<bool> stop{false};
+  std::thread watcher([&] {
+    Publisher::WatchSlices(
+        watch_client->get(), o.publisher.node_name, &stop,
+        [&](const std::string& rv) { return publisher.IsOwnWrite(rv); }, wake);
+  });
+  HA_LOG(kInfo, "started").kv("node", o.publisher.node_name).kv("admin", o.admin_address);
+
+  kube::Backoff backoff(std::chrono::milliseconds(500), std::chrono::seconds(30));
+  auto next_resync = std::chrono::steady_clock::now() + o.resync;
+  while (!shutdown::Requested()) {
+    std::optional<hw::Inventory> inv;
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      cv.wait_for(lk, std::chrono::milliseconds(200), [&] { return dirty && inventory.has_value(); });
+      if (std::chrono::steady_clock::now() >= next_resync) dirty = true;
+      if (!dirty || !inventory) continue;
+      dirty = false;
+      inv = inventory;
+    }
+    Status st = publisher.Sync(*inv);
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      last = st;
+    }
+    next_resync = std::chrono::steady_clock::now() + o.resync;
+    if (st.ok()) {
+      backoff.Reset();
+      continue;
+    }
+    auto delay = backoff.Next();
+    HA_LOG(kWarn, "publish failed; retrying").kv("error", st.message()).kv("retry_ms", delay.count());
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      dirty = true;
+    }
+    if (shutdown::WaitFor(delay)) break;
+  }
+  HA_LOG(kInfo, "shutting down");
+  stop = true;
+  rescanner.Stop();
+  watcher.join();
+  admin.Stop();
+  return 0;
+}
+
+}  // namespace hyperaccel::dra
