@@ -15,7 +15,6 @@
 // final state, waits for convergence and checks every published view against that state. Exit 0
 // only when all holds; otherwise every divergence is printed. See docs/soak.md.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -51,6 +50,7 @@
 #include "hyperaccel/placement/annotation.h"
 #include "hyperaccel/placement/names.h"
 #include "hyperaccel/testing/apiserver_emulator.h"
+#include "process.h"
 #include "synthetic.h"
 
 namespace fs = std::filesystem;
@@ -94,22 +94,6 @@ std::string Hex8(unsigned v) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "%08x", v);
   return buf;
-}
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
 }
 
 // A TCP connection to 127.0.0.1:port with send/receive timeouts; -1 when it cannot connect.
@@ -344,25 +328,8 @@ bool Soak::Spawn(const std::string& name, const std::string& binary, const std::
   c.admin_port = admin_port;
   std::string path = cfg_.bin_dir + "/" + binary;
   if (access(path.c_str(), X_OK) != 0) return Fail(path + " not found (build first)");
-  // Everything the child needs is prepared before fork (this process has threads).
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv{path.data()};
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = fork();
+  const pid_t pid = testing::SpawnDaemon(path, args, c.log);
   if (pid < 0) return Fail("fork: " + std::generic_category().message(errno));
-  if (pid == 0) {
-    int fd = open(c.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    // The daemons must not inherit this process's sockets (they would count as their fds).
-    close_range(3, ~0U, 0);
-    setpgid(0, 0);
-    execv(path.c_str(), argv.data());
-    _exit(127);
-  }
   c.pid = pid;
   children_.push_back(c);
   return true;
@@ -402,9 +369,9 @@ bool Soak::Setup() {
 
   std::cout << "== work directory " << work_ << ", sysfs " << sysfs_->root() << ", API server " << api_.url()
             << "\n";
-  const int plugin_port = FreePort();
-  const int agent_port = FreePort();
-  bridge_port_ = FreePort();
+  const int plugin_port = testing::FreeLoopbackPort();
+  const int agent_port = testing::FreeLoopbackPort();
+  bridge_port_ = testing::FreeLoopbackPort();
   if (plugin_port == 0 || agent_port == 0 || bridge_port_ == 0) return Fail("no free loopback port");
   const std::string discovery_common = "--sysfs-root=" + sysfs_->root();
   if (!Spawn("device-plugin", "hyperaccel-device-plugin",
