@@ -10,12 +10,8 @@
 // It prints the node labels, the HyperNode tree and each task's node and cards in link order, and
 // checks that the cards the bridge predicted are the cards the device plugin gave, that every task
 // got a linked set, and that the gang sits in one link domain. Exit 0 only when all holds.
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <httplib.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,6 +32,7 @@
 #include "hyperaccel/placement/names.h"
 #include "hyperaccel/placement/placement.h"
 #include "hyperaccel/testing/apiserver_emulator.h"
+#include "process.h"
 #include "synthetic.h"
 
 namespace fs = std::filesystem;
@@ -104,22 +101,6 @@ class Demo {
   std::unique_ptr<httplib::Client> bridge_;
 };
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
 void Demo::WriteCabling() {
   // Nodes 1 and 2: one ring of 16 cards through both nodes. Others: a ring of 8 each.
   std::ostringstream y;
@@ -159,19 +140,8 @@ bool Demo::Spawn(const std::string& name, const std::string& binary, const std::
   c.log = work_ + "/" + name + ".log";
   std::string path = bin_ + "/" + binary;
   if (access(path.c_str(), X_OK) != 0) return Fail(path + " not found (build first)");
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open(c.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    setpgid(0, 0);
-    std::vector<std::string> copy = args;
-    std::vector<char*> argv{path.data()};
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(path.c_str(), argv.data());
-    _exit(127);
-  }
+  const pid_t pid = testing::SpawnDaemon(path, args, c.log);
+  if (pid < 0) return Fail("cannot start " + path);
   c.pid = pid;
   children_.push_back(c);
   return true;
@@ -221,7 +191,7 @@ bool Demo::Setup() {
       return false;
     }
   }
-  bridge_port_ = FreePort();
+  bridge_port_ = testing::FreeLoopbackPort();
   if (!Spawn("volcano-bridge", "hyperaccel-volcano-bridge",
              {"--listen=127.0.0.1:" + std::to_string(bridge_port_)})) {
     return false;

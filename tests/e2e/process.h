@@ -38,4 +38,12 @@ std::string ReadLog(const Child& child);
 // Directory of the built binaries ($HYPERACCEL_BIN_DIR, set by ctest).
 std::string BinDir();
 
+// Starts `path` with `args` in its own process group without waiting, stdout and stderr appended
+// to `log_file` (created or truncated), inheriting no descriptor beyond 0-2 (so its /proc/PID/fd
+// holds only its own). Returns the pid, or -1 when fork failed.
+pid_t SpawnDaemon(const std::string& path, const std::vector<std::string>& args, const std::string& log_file);
+
+// A TCP port on 127.0.0.1 that was free a moment ago (0 when none could be bound).
+int FreeLoopbackPort();
+
 }  // namespace hyperaccel::testing
