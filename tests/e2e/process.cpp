@@ -73,21 +73,7 @@ Child StartBinary(const std::string& binary, const std::vector<std::string>& arg
   std::string path = binary.find('/') == std::string::npos ? BinDir() + "/" + binary : binary;
   Child child;
   child.log_path = log_path;
-  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log_fd < 0) throw std::runtime_error("cannot create " + log_path);
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv;
-  argv.push_back(path.data());
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  child.pid = fork();
-  if (child.pid == 0) {
-    dup2(log_fd, 1);
-    dup2(log_fd, 2);
-    execv(path.c_str(), argv.data());
-    _exit(127);
-  }
-  ::close(log_fd);
+  child.pid = SpawnDaemon(path, args, log_path);
   if (child.pid < 0) throw std::runtime_error("fork failed");
   return child;
 }
