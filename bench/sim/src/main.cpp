@@ -39,6 +39,7 @@ struct Flags {
   int percentage_nodes = 0;
   double unlinked_slowdown = 1;
   double cross_domain_slowdown = 1;
+  int fill = 0;
 };
 
 }  // namespace
@@ -46,7 +47,8 @@ struct Flags {
 int main(int argc, char** argv) {
   CLI::App app{
       "hyperaccel-sim: replay a workload (trace CSV or synthetic LLM mix) through the real placement and\n"
-      "Volcano-bridge code and compare scheduling policies (random, binpack, tiers, extender, hyperaccel).",
+      "Volcano-bridge code and compare scheduling policies (random, binpack, tiers, fgd, extender, "
+      "hyperaccel).",
       "hyperaccel-sim"};
   Flags f;
   cli::CommonFlags common;
@@ -75,7 +77,7 @@ int main(int argc, char** argv) {
   app.add_option("--nodes-per-rack", f.cluster.nodes_per_rack, "Nodes per rack (tier 2)")
       ->capture_default_str();
   app.add_option("--racks-per-idc", f.cluster.racks_per_idc, "Racks per IDC (tier 3)")->capture_default_str();
-  app.add_option("--policy", f.policy, "random, binpack, tiers, extender, hyperaccel or all")
+  app.add_option("--policy", f.policy, "random, binpack, tiers, fgd, extender, hyperaccel or all")
       ->capture_default_str();
   app.add_option("--kubelet-cards", f.kubelet_cards,
                  "The kubelet's own card choice for the baselines: first-fit or random (the real kubelet "
@@ -103,6 +105,11 @@ int main(int argc, char** argv) {
                  "Cost model: a gang spanning link domains runs this many times longer (1 = off)")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 100.0));
+  app.add_option("--fill", f.fill,
+                 "Also run FGD's fill experiment: jobs drawn from the workload arrive and never leave until "
+                 "this many placements in a row fail; reports allocated and unallocatable cards (0 = off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
   app.add_option("--horizon-s", f.horizon_s,
                  "Stop at this simulated time (0 = until every job that can run ran)")
       ->capture_default_str()
@@ -207,6 +214,7 @@ int main(int argc, char** argv) {
         sim::SimOptions o = options;
         o.policy = policies[i];
         results[i] = sim::Simulate(*cluster, jobs, o);
+        if (f.fill > 0) results[i].fill = sim::SimulateFill(*cluster, jobs, o, f.fill);
         HA_LOG(kInfo, "policy simulated")
             .kv("policy", sim::PolicyName(policies[i]))
             .kv("jobs", results[i].jobs)
