@@ -215,6 +215,21 @@ PolicyResult RunPolicy(const Cluster& c, const std::vector<JobSpec>& jobs, Polic
   return Simulate(c, jobs, o);
 }
 
+// Two 1-card jobs of 100 s, 100 s apart, on 2 cards: 200 card-seconds over 100 s x 2 cards = 1.0.
+// Halving the load doubles the gaps between arrivals and keeps the durations.
+TEST(Trace, ArrivalsScaleToAnOfferedLoad) {
+  auto jobs = Jobs("a,50,100,1,1,5,false\nb,150,100,1,1,5,false\n");
+  EXPECT_DOUBLE_EQ(OfferedLoad(jobs, 2), 1.0);
+  ASSERT_TRUE(ScaleArrivalsToLoad(jobs, 2, 0.5).ok());
+  EXPECT_DOUBLE_EQ(jobs[0].arrival_s, 50);
+  EXPECT_DOUBLE_EQ(jobs[1].arrival_s, 250);
+  EXPECT_DOUBLE_EQ(jobs[1].duration_s, 100);
+  EXPECT_DOUBLE_EQ(OfferedLoad(jobs, 2), 0.5);
+  auto burst = Jobs("a,0,100,1,1,5,false\nb,0,100,1,1,5,false\n");
+  EXPECT_NE(ScaleArrivalsToLoad(burst, 2, 1.0).message().find("all at once"), std::string::npos);
+  EXPECT_FALSE(ScaleArrivalsToLoad(jobs, 2, 0).ok());
+}
+
 // One 8-card ring. Two 1-card pods take cards 0 and 1 (first-fit); the one on card 0 ends. A
 // 4-card pod then sees cards 0, 2..7 free: first-fit gives 0,2,3,4 (not linked: 0's neighbours
 // are 1 and 7); the device plugin gives a linked four.
@@ -393,6 +408,41 @@ TEST(Engine, BurstTraceHasAWindowAndFinishes) {
     EXPECT_GT(r.utilization, 0.5) << PolicyName(p);
     EXPECT_GT(r.series.back().t, 0);
   }
+}
+
+// Two one-node link domains in one rack. Pods of 6 cards leave 2 free on each node (b ends at 50);
+// a 2 x 2 gang arriving at 1 fits one empty domain but no domain has room for it then. Without a
+// wait it splits at once; waiting up to 1000 s it starts at 50 on the node b freed; waiting up to
+// 20 s it gives up at the first cycle after that (c ends at 35) and splits.
+TEST(Engine, GangDomainWaitHoldsAGangForADomainThenFallsBack) {
+  const Cluster c = MakeCluster(2, 1, 2);
+  const auto jobs = Jobs(
+      "a,0,100,1,6,5,false\n"
+      "b,0,50,1,6,5,false\n"
+      "g,1,10,2,2,5,false\n"
+      "c,30,5,1,1,5,false\n");
+  auto run = [&](double wait) {
+    SimOptions o;
+    o.policy = Policy::kHyperaccel;
+    o.gang_domain_wait_s = wait;
+    return Simulate(c, jobs, o);
+  };
+  const auto now = run(0);
+  EXPECT_DOUBLE_EQ(now.start_s[2], 1);
+  EXPECT_EQ(now.gangs_fit_domain, 1);
+  EXPECT_EQ(now.gangs_fit_one_domain, 0);
+  EXPECT_EQ(now.gangs_split_no_domain_room, 1);
+  const auto held = run(1000);
+  EXPECT_DOUBLE_EQ(held.start_s[2], 50);
+  EXPECT_EQ(held.gangs_fit_one_domain, 1);
+  const auto bounded = run(20);
+  EXPECT_DOUBLE_EQ(bounded.start_s[2], 35);
+  EXPECT_EQ(bounded.gangs_fit_one_domain, 0);
+  // Only hyperaccel has the option; tiers stays soft.
+  SimOptions tiers;
+  tiers.policy = Policy::kTiers;
+  tiers.gang_domain_wait_s = 1000;
+  EXPECT_DOUBLE_EQ(Simulate(c, jobs, tiers).start_s[2], 1);
 }
 
 // ---- metrics users feel (hand-worked values) ----------------------------------------------------

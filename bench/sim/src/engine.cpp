@@ -317,8 +317,20 @@ class Engine {
         if (PlaceTasks(job, &(*tier)[static_cast<size_t>(h)])) return true;
         Discard();
       }
+      if (HardDomain(job)) return false;
     }
     return PlaceTasks(job, nullptr);
+  }
+
+  // Volcano's hard network topology at tier 1 (the link domain) for gangs small enough for one
+  // empty link domain: such a gang waits for a domain with room instead of spreading.
+  bool HardDomain(const JobSpec& job) const {
+    if (options_.policy != Policy::kHyperaccel || options_.gang_domain_wait_s <= 0) return false;
+    if (job.tasks * job.cards_per_task > cluster_.config().nodes_per_domain * cluster_.cards_per_node())
+      return false;
+    if (cluster_.config().nodes_per_domain * (cluster_.cards_per_node() / job.cards_per_task) < job.tasks)
+      return false;
+    return now_ - job.arrival_s < options_.gang_domain_wait_s;
   }
 
   bool TryJob(const JobSpec& job) {
@@ -515,6 +527,7 @@ class Engine {
   std::mt19937_64 rng_;
   int to_find_;
   int scan_offset_ = 0;
+  double now_ = 0;
 
   std::vector<Mask> free_;
   std::vector<int> free_count_;
@@ -619,6 +632,7 @@ PolicyResult Engine::Run() {
       ++pending_count_;
       arrived.push_back(key);
     }
+    now_ = now;
     if (freed) {
       FullCycle(now);
     } else {

@@ -75,8 +75,13 @@ std::string MinutesPlot(const std::vector<PolicyResult>& results, const std::str
   for (size_t i = 0; i < results.size(); ++i) {
     const std::string name = PolicyName(results[i].policy);
     if (i) s += ", ";
-    s += "'series-" + name + ".csv' using ($1/3600):($" + std::to_string(column) +
-         "/60) every ::1 with lines lw 1.5 title '" + name + "'";
+    s += "'series-";
+    s += name;
+    s += ".csv' using ($1/3600):($";
+    s += std::to_string(column);
+    s += "/60) every ::1 with lines lw 1.5 title '";
+    s += name;
+    s += "'";
   }
   return s + "\nset yrange [*:*]\n";
 }

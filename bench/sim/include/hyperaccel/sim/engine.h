@@ -63,6 +63,9 @@ struct SimOptions {
   // cards that are not one linked set / when its pods span link domains (the larger applies).
   double unlinked_slowdown = 1;
   double cross_domain_slowdown = 1;
+  // hyperaccel: a gang small enough for one empty link domain waits up to this long for a domain
+  // with room (Volcano's hard network topology at tier 1), then falls back to soft mode. 0 = off.
+  double gang_domain_wait_s = 0;
 };
 
 // One point of the time series; utilization and fragmentation are time averages over the
