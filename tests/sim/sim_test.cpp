@@ -591,6 +591,8 @@ TEST(Fill, StopsAfterConsecutiveFailuresAndCountsUnallocatableCards) {
     EXPECT_EQ(f.free_cards, 2);
     EXPECT_DOUBLE_EQ(f.allocated_rate, 0.75);
     EXPECT_DOUBLE_EQ(f.first_failure_allocated_rate, 0.75);
+    EXPECT_DOUBLE_EQ(f.first_failure_unallocatable_rate, 0.25);
+    EXPECT_DOUBLE_EQ(f.first_failure_unallocatable_linked_rate, 0.25);
     EXPECT_DOUBLE_EQ(f.unallocatable_cards, 2);
     EXPECT_DOUBLE_EQ(f.unallocatable_rate, 0.25);
     EXPECT_DOUBLE_EQ(f.unallocatable_linked_cards, 2);

@@ -415,6 +415,15 @@ class Engine {
     statement_.clear();
   }
 
+  // FGD's measure over the cluster now: expected free cards a pod drawn from the workload could
+  // not use, counting cards or needing a linked set.
+  double UnallocatableCards(bool linked) const {
+    double sum = 0;
+    for (size_t i = 0; i < free_.size(); ++i)
+      sum += linked ? expected_frag_.OfLinked(graph_, free_[i]) : expected_frag_.OfCount(free_count_[i]);
+    return sum;
+  }
+
   // Whether some link domain had room for the whole of `job` (counting cards) just before the
   // statement in progress took its cards.
   bool DomainHadRoom(const JobSpec& job) const {
@@ -680,8 +689,12 @@ FillResult Engine::Fill(int consecutive_failures) {
     const JobSpec& job = jobs_[static_cast<size_t>(index)];
     ++f.draws;
     if (job.cards_per_task > free_cards_ || !TryJob(job)) {
-      if (f.draws - 1 == f.placed)  // the first failure
-        f.first_failure_allocated_rate = 1.0 - static_cast<double>(free_cards_) / cluster_.total_cards();
+      if (f.draws - 1 == f.placed) {  // the first failure
+        const double total = cluster_.total_cards();
+        f.first_failure_allocated_rate = 1.0 - free_cards_ / total;
+        f.first_failure_unallocatable_rate = UnallocatableCards(false) / total;
+        f.first_failure_unallocatable_linked_rate = UnallocatableCards(true) / total;
+      }
       ++streak;
       continue;
     }
@@ -692,10 +705,8 @@ FillResult Engine::Fill(int consecutive_failures) {
   const int total = cluster_.total_cards();
   f.free_cards = free_cards_;
   f.allocated_cards = total - free_cards_;
-  for (size_t i = 0; i < free_.size(); ++i) {
-    f.unallocatable_cards += expected_frag_.OfCount(free_count_[i]);
-    f.unallocatable_linked_cards += expected_frag_.OfLinked(graph_, free_[i]);
-  }
+  f.unallocatable_cards = UnallocatableCards(false);
+  f.unallocatable_linked_cards = UnallocatableCards(true);
   if (total > 0) {
     f.allocated_rate = static_cast<double>(f.allocated_cards) / total;
     f.unallocatable_rate = f.unallocatable_cards / total;

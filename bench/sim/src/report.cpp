@@ -146,14 +146,16 @@ std::string FormatMarkdown(const ClusterConfig& cluster, const RunInfo& run,
         std::to_string(results.front().fill.consecutive_failures) +
         " placements in a row fail. Unallocatable: expected free cards a pod drawn from the workload could "
         "not use (counting cards / needing a linked set), as a share of all cards.\n\n"
-        "| policy | jobs placed | allocated cards at the first failure | allocated cards | unallocatable "
-        "(cards) | "
-        "unallocatable (linked sets) |\n|---|---|---|---|---|---|\n";
+        "| policy | jobs placed | at the first failure: allocated / unallocatable (cards) / unallocatable "
+        "(linked sets) | at the end: allocated / unallocatable (cards) / unallocatable (linked sets) |\n"
+        "|---|---|---|---|\n";
     for (const auto& r : results) {
       if (!r.fill.ran) continue;
       out += "| " + std::string(PolicyName(r.policy)) + " | " + std::to_string(r.fill.placed) + " | " +
-             Pct(r.fill.first_failure_allocated_rate) + " | " + Pct(r.fill.allocated_rate) + " | " +
-             Pct(r.fill.unallocatable_rate) + " | " + Pct(r.fill.unallocatable_linked_rate) + " |\n";
+             Pct(r.fill.first_failure_allocated_rate) + " / " + Pct(r.fill.first_failure_unallocatable_rate) +
+             " / " + Pct(r.fill.first_failure_unallocatable_linked_rate) + " | " +
+             Pct(r.fill.allocated_rate) + " / " + Pct(r.fill.unallocatable_rate) + " / " +
+             Pct(r.fill.unallocatable_linked_rate) + " |\n";
     }
   }
   return out;
@@ -223,17 +225,20 @@ std::string FormatJson(const ClusterConfig& cluster, const RunInfo& run,
     user["slowdown_p95"] = r.user.slowdown_p95;
     p["user"] = std::move(user);
     if (r.fill.ran) {
-      p["fill"] = {{"consecutive_failures", r.fill.consecutive_failures},
-                   {"draws", r.fill.draws},
-                   {"placed", r.fill.placed},
-                   {"allocated_cards", r.fill.allocated_cards},
-                   {"free_cards", r.fill.free_cards},
-                   {"allocated_rate", r.fill.allocated_rate},
-                   {"first_failure_allocated_rate", r.fill.first_failure_allocated_rate},
-                   {"unallocatable_cards", r.fill.unallocatable_cards},
-                   {"unallocatable_rate", r.fill.unallocatable_rate},
-                   {"unallocatable_linked_cards", r.fill.unallocatable_linked_cards},
-                   {"unallocatable_linked_rate", r.fill.unallocatable_linked_rate}};
+      p["fill"] = {
+          {"consecutive_failures", r.fill.consecutive_failures},
+          {"draws", r.fill.draws},
+          {"placed", r.fill.placed},
+          {"allocated_cards", r.fill.allocated_cards},
+          {"free_cards", r.fill.free_cards},
+          {"allocated_rate", r.fill.allocated_rate},
+          {"first_failure_allocated_rate", r.fill.first_failure_allocated_rate},
+          {"first_failure_unallocatable_rate", r.fill.first_failure_unallocatable_rate},
+          {"first_failure_unallocatable_linked_rate", r.fill.first_failure_unallocatable_linked_rate},
+          {"unallocatable_cards", r.fill.unallocatable_cards},
+          {"unallocatable_rate", r.fill.unallocatable_rate},
+          {"unallocatable_linked_cards", r.fill.unallocatable_linked_cards},
+          {"unallocatable_linked_rate", r.fill.unallocatable_linked_rate}};
     }
     auto& series = p["series"] = nlohmann::ordered_json::array();
     for (const auto& s : r.series) {

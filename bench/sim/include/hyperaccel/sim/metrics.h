@@ -80,6 +80,9 @@ struct FillResult {
   // Allocated cards / all cards when the first placement failed (1 when none failed): how full
   // the cluster got before a job drawn from the workload could not be placed.
   double first_failure_allocated_rate = 1;
+  // FGD's measure (below) at the first failure, as a share of all cards; 0 when none failed.
+  double first_failure_unallocatable_rate = 0;
+  double first_failure_unallocatable_linked_rate = 0;
   // FGD's measure at the end: expected free cards a pod drawn from the workload cannot use,
   // counting cards (ExpectedFragmentation::OfCount) and needing a linked set (OfLinked), summed
   // over the nodes; and as a share of all cards.
