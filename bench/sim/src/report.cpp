@@ -42,9 +42,13 @@ bool HaveGnuplot() {
   return std::system("command -v gnuplot >/dev/null 2>&1") == 0;  // NOLINT(concurrency-mt-unsafe)
 }
 
-// gnuplot script for one time-series column across policies.
+// How a time-series column is drawn: as is, as a percentage (fractions), in minutes (seconds).
+enum class Axis { kPlain, kPercent, kMinutes };
+
+// gnuplot script for one time-series column across policies; NaN cells (nothing to measure in
+// the interval) are skipped.
 std::string SeriesPlot(const std::vector<PolicyResult>& results, const std::string& png,
-                       const std::string& title, const std::string& ylabel, int column, bool percent) {
+                       const std::string& title, const std::string& ylabel, int column, Axis axis) {
   std::string s = "set terminal pngcairo size 900,500 font 'sans,10'\nset output '" + png + "'\n";
   s += "set title '" + title + "'\nset xlabel 'simulated time (h)'\nset ylabel '" + ylabel + "'\n";
   s += "set datafile separator ','\nset key outside right\nset grid\n";
@@ -55,35 +59,14 @@ std::string SeriesPlot(const std::vector<PolicyResult>& results, const std::stri
     s += "'series-";
     s += name;
     s += ".csv' using ($1/3600):(";
-    s += percent ? "100*$" : "$";
+    s += axis == Axis::kPercent ? "100*$" : "$";
     s += std::to_string(column);
+    s += axis == Axis::kMinutes ? "/60" : "";
     s += ") every ::1 with lines lw 2 title '";
     s += name;
     s += "'";
   }
   return s + "\n";
-}
-
-// gnuplot script for one time-series column across policies, in hours on the x axis and minutes
-// on the y axis (columns holding seconds); NaN cells (nothing to measure) are skipped.
-std::string MinutesPlot(const std::vector<PolicyResult>& results, const std::string& png,
-                        const std::string& title, int column) {
-  std::string s = "set terminal pngcairo size 900,500 font 'sans,10'\nset output '" + png + "'\n";
-  s += "set title '" + title + "'\nset xlabel 'simulated time (h)'\nset ylabel 'minutes'\n";
-  s += "set datafile separator ','\nset key outside right\nset grid\nset yrange [0:*]\n";
-  s += "plot ";
-  for (size_t i = 0; i < results.size(); ++i) {
-    const std::string name = PolicyName(results[i].policy);
-    if (i) s += ", ";
-    s += "'series-";
-    s += name;
-    s += ".csv' using ($1/3600):($";
-    s += std::to_string(column);
-    s += "/60) every ::1 with lines lw 1.5 title '";
-    s += name;
-    s += "'";
-  }
-  return s + "\nset yrange [*:*]\n";
 }
 
 std::string Waits(const WaitStats& w) {
@@ -286,24 +269,25 @@ Status WriteResults(const std::string& dir, const ClusterConfig& cluster, const 
   if (!ok) return Unavailable(dir + ": cannot write results");
   if (!HaveGnuplot()) return Status::Ok();
 
-  std::string script = SeriesPlot(results, "utilization.png", "Card utilization", "busy cards (%)", 2, true);
+  std::string script =
+      SeriesPlot(results, "utilization.png", "Card utilization", "busy cards (%)", 2, Axis::kPercent);
   script +=
       SeriesPlot(results, "fragmentation.png", "Fragmentation: free cards with no free linked neighbour",
-                 "stranded / free cards (%)", 3, true);
-  script += SeriesPlot(results, "pending.png", "Jobs waiting", "pending jobs", 4, false);
-  script +=
-      SeriesPlot(results, "locality-time.png",
-                 "Gangs in one link domain, of those that fit one (started in each interval)", "%", 6, true);
+                 "stranded / free cards (%)", 3, Axis::kPercent);
+  script += SeriesPlot(results, "pending.png", "Jobs waiting", "pending jobs", 4, Axis::kPlain);
+  script += SeriesPlot(results, "locality-time.png",
+                       "Gangs in one link domain, of those that fit one (started in each interval)", "%", 6,
+                       Axis::kPercent);
   for (int c = 0; c < kSizeClasses; ++c) {
     const bool any = std::any_of(results.begin(), results.end(), [c](const PolicyResult& r) {
       return r.user.by_size[static_cast<size_t>(c)].jobs > 0;
     });
     if (!any) continue;
     const std::string name = c == kSizeClasses - 1 ? "over-8" : std::string(SizeClassName(c));
-    script += MinutesPlot(
+    script += SeriesPlot(
         results, "wait-" + name + ".png",
         std::string("Mean wait of jobs started in each interval, ") + SizeClassName(c) + " card(s) per task",
-        7 + c);
+        "minutes", 7 + c, Axis::kMinutes);
   }
   // Locality bars: linked pods, gangs in one domain, gangs in one rack.
   std::string bars = "# policy,linked,domain,rack\n";
