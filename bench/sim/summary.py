@@ -1,47 +1,141 @@
 #!/usr/bin/env python3
 """Markdown summary of several hyperaccel-sim JSON results (one per seed): per policy the mean and
-standard deviation over the seeds, and each policy's mean wait relative to binpack's on the same
-seed. Usage: bench/sim/summary.py seed-1.json seed-2.json ..."""
+standard deviation over the seeds of each metric, and a check of the placement targets (issue 14)
+for hyperaccel against the best baseline (random, binpack, tiers, fgd) on each metric: waits may be
+at most 5 % (plus 1 s, so that classes that never wait compare equal) above the best baseline.
+Usage: bench/sim/summary.py seed-1.json ... [--variant NAME seed-1.json ...]
+A variant is a run of one policy (for example hyperaccel with another option) shown as an extra
+row and checked against the same baselines."""
 import json
 import statistics
 import sys
 
+BASELINES = ["random", "binpack", "tiers", "fgd"]
+CLASSES = ["1", "2", "3-4", "5-8", ">8"]
 
-def main(paths):
+
+def parse(argv):
+    main, variants, current = [], [], None
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--variant":
+            current = (argv[i + 1], [])
+            variants.append(current)
+            i += 2
+            continue
+        (current[1] if current else main).append(argv[i])
+        i += 1
+    return main, variants
+
+
+def stat(values, scale=1.0, fmt="{:.1f}"):
+    values = [v * scale for v in values]
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return (fmt + " ± " + fmt).format(statistics.mean(values), sd)
+
+
+def mean(values):
+    return statistics.mean(values) if values else float("nan")
+
+
+def main(argv):
+    paths, variants = parse(argv)
     runs = [json.load(open(p)) for p in paths]
     policies = [p["policy"] for p in runs[0]["policies"]]
     by = {name: [next(p for p in r["policies"] if p["policy"] == name) for r in runs] for name in policies}
-
-    def stat(values, scale=1.0, fmt="{:.1f}"):
-        values = [v * scale for v in values]
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return (fmt + " ± " + fmt).format(statistics.mean(values), sd)
+    for name, vpaths in variants:
+        by[name] = [json.load(open(p))["policies"][0] for p in vpaths]
+        policies.append(name)
 
     print("| policy | linked pods | gangs in one link domain (of those that fit one) | gangs in one rack "
-          "| mean wait (min) | p95 wait (min) | mean gang wait (min) | mean wait vs binpack | fragmentation |")
+          "(of those that fit one) | card-weighted wait, mean / p95 (min) | mean gang wait (min) "
+          "| mean single-pod wait (min) | slowdown mean | fragmentation |")
     print("|---|---|---|---|---|---|---|---|---|")
-    base = by.get("binpack")
     for name in policies:
         rs = by[name]
-        rel = "reference" if name == "binpack" else ""
-        if base and name != "binpack":
-            ratios = [r["wait_mean_s"] / b["wait_mean_s"] - 1 for r, b in zip(rs, base) if b["wait_mean_s"] > 0]
-            if ratios:
-                rel = "{:+.0f} % (from {:+.0f} to {:+.0f} %)".format(
-                    100 * statistics.mean(ratios), 100 * min(ratios), 100 * max(ratios))
-        print("| {} | {} % | {} % | {} % | {} | {} | {} | {} | {} % |".format(
+        print("| {} | {} % | {} % | {} % | {} / {} | {} | {} | {} | {} % |".format(
             name,
             stat([r["linked_rate"] for r in rs], 100),
             stat([r["gang_fit_domain_rate"] for r in rs], 100),
-            stat([r["gang_rack_rate"] for r in rs], 100),
-            stat([r["wait_mean_s"] for r in rs], 1 / 60),
-            stat([r["wait_p95_s"] for r in rs], 1 / 60),
-            stat([r["gang_wait_mean_s"] for r in rs], 1 / 60),
-            rel,
-            stat([r["fragmentation_mean"] for r in rs], 100)))
+            stat([r.get("gang_fit_rack_rate", 0) for r in rs], 100),
+            stat([r["user"]["card_weighted_wait"]["mean_s"] for r in rs], 1 / 60),
+            stat([r["user"]["card_weighted_wait"]["p95_s"] for r in rs], 1 / 60),
+            stat([r["user"]["gang_wait"]["mean_s"] for r in rs], 1 / 60),
+            stat([r["user"]["single_pod_wait"]["mean_s"] for r in rs], 1 / 60),
+            stat([r["user"]["slowdown_mean"] for r in rs], 1, "{:.2f}"),
+            stat([r["fragmentation_mean"] for r in rs], 100, "{:.2f}")))
+    print()
+    print("Mean wait by cards per task (min; p95 in parentheses, means over the seeds):")
+    print()
+    present = [c for c in CLASSES if any(r["user"]["wait_by_cards_per_task"][c]["jobs"] > 0
+                                         for rs in by.values() for r in rs)]
+    print("| policy | " + " | ".join(c + (" card" if c == "1" else " cards") for c in present)
+          + " | fill: unallocatable at the first failure (linked sets) |")
+    print("|---" * (len(present) + 2) + "|")
+    for name in policies:
+        rs = by[name]
+        cells = []
+        for c in present:
+            m = mean([r["user"]["wait_by_cards_per_task"][c]["mean_s"] / 60 for r in rs])
+            p = mean([r["user"]["wait_by_cards_per_task"][c]["p95_s"] / 60 for r in rs])
+            cells.append("{:.2f} ({:.1f})".format(m, p))
+        fills = [r["fill"]["first_failure_unallocatable_linked_rate"] for r in rs if "fill" in r]
+        cells.append(stat(fills, 100, "{:.2f}") + " %" if fills else "-")
+        print("| " + name + " | " + " | ".join(cells) + " |")
     print()
     print("Mean ± standard deviation over {} seeds ({}).".format(
         len(runs), ", ".join(str(r["run"]["seed"]) for r in runs)))
+
+    # Targets: hyperaccel (and each variant) against the best baseline on each metric.
+    ours = [p for p in policies if p not in BASELINES and p != "extender"]
+    base = [b for b in BASELINES if b in by]
+    if not base:
+        return
+    checks = [
+        ("gangs in one link domain, of those that fit one", lambda r: r["gang_fit_domain_rate"], "min", 0.90),
+        ("linked multi-card pods", lambda r: r["linked_rate"], "min", 0.99),
+        ("card-weighted mean wait", lambda r: r["user"]["card_weighted_wait"]["mean_s"], "wait", None),
+    ] + [("mean wait, {} card(s) per task".format(c),
+          (lambda c: lambda r: r["user"]["wait_by_cards_per_task"][c]["mean_s"])(c), "wait", None)
+         for c in present] + [
+        ("fragmentation (time average)", lambda r: r["fragmentation_mean"], "lower", None),
+    ]
+    if all("fill" in r for b in base for r in by[b]):
+        checks.append(("fill: unallocatable at the first failure (linked sets)",
+                       lambda r: r["fill"]["first_failure_unallocatable_linked_rate"], "lower", None))
+    print()
+    print("Targets (means over the seeds; best baseline among " + ", ".join(base) + "):")
+    print()
+    print("| policy | metric | value | best baseline | target | holds |")
+    print("|---|---|---|---|---|---|")
+    for name in ours:
+        for label, get, kind, floor in checks:
+            try:
+                values = [get(r) for r in by[name]]
+            except KeyError:  # a variant run without the fill experiment
+                continue
+            v = mean(values)
+            bvals = {b: mean([get(r) for r in by[b]]) for b in base}
+            if kind == "min":
+                best = max(bvals, key=bvals.get)
+                target, ok = "≥ {:.0f} %".format(100 * floor), v >= floor
+                shown = "{:.1f} %".format(100 * v)
+                bshown = "{} {:.1f} %".format(best, 100 * bvals[best])
+            elif kind == "wait":
+                best = min(bvals, key=bvals.get)
+                limit = bvals[best] * 1.05 + 1  # 1 s of slack: a class that never waits compares equal
+                target, ok = "≤ {:.2f} min (+5 % + 1 s)".format(limit / 60), v <= limit
+                shown = "{:.2f} min".format(v / 60)
+                bshown = "{} {:.2f} min".format(best, bvals[best] / 60)
+            else:
+                best = min(bvals, key=bvals.get)
+                target, ok = "< every baseline", v < bvals[best]
+                shown = "{:.2f} %".format(100 * v)
+                bshown = "{} {:.2f} %".format(best, 100 * bvals[best])
+            print("| {} | {} | {} | {} | {} | {} |".format(name, label, shown, bshown, target,
+                                                          "yes" if ok else "**no**"))
 
 
 if __name__ == "__main__":

@@ -215,6 +215,21 @@ PolicyResult RunPolicy(const Cluster& c, const std::vector<JobSpec>& jobs, Polic
   return Simulate(c, jobs, o);
 }
 
+// Two 1-card jobs of 100 s, 100 s apart, on 2 cards: 200 card-seconds over 100 s x 2 cards = 1.0.
+// Halving the load doubles the gaps between arrivals and keeps the durations.
+TEST(Trace, ArrivalsScaleToAnOfferedLoad) {
+  auto jobs = Jobs("a,50,100,1,1,5,false\nb,150,100,1,1,5,false\n");
+  EXPECT_DOUBLE_EQ(OfferedLoad(jobs, 2), 1.0);
+  ASSERT_TRUE(ScaleArrivalsToLoad(jobs, 2, 0.5).ok());
+  EXPECT_DOUBLE_EQ(jobs[0].arrival_s, 50);
+  EXPECT_DOUBLE_EQ(jobs[1].arrival_s, 250);
+  EXPECT_DOUBLE_EQ(jobs[1].duration_s, 100);
+  EXPECT_DOUBLE_EQ(OfferedLoad(jobs, 2), 0.5);
+  auto burst = Jobs("a,0,100,1,1,5,false\nb,0,100,1,1,5,false\n");
+  EXPECT_NE(ScaleArrivalsToLoad(burst, 2, 1.0).message().find("all at once"), std::string::npos);
+  EXPECT_FALSE(ScaleArrivalsToLoad(jobs, 2, 0).ok());
+}
+
 // One 8-card ring. Two 1-card pods take cards 0 and 1 (first-fit); the one on card 0 ends. A
 // 4-card pod then sees cards 0, 2..7 free: first-fit gives 0,2,3,4 (not linked: 0's neighbours
 // are 1 and 7); the device plugin gives a linked four.
@@ -395,6 +410,199 @@ TEST(Engine, BurstTraceHasAWindowAndFinishes) {
   }
 }
 
+// Two one-node link domains in one rack. Pods of 6 cards leave 2 free on each node (b ends at 50);
+// a 2 x 2 gang arriving at 1 fits one empty domain but no domain has room for it then. Without a
+// wait it splits at once; waiting up to 1000 s it starts at 50 on the node b freed; waiting up to
+// 20 s it gives up at the first cycle after that (c ends at 35) and splits.
+TEST(Engine, GangDomainWaitHoldsAGangForADomainThenFallsBack) {
+  const Cluster c = MakeCluster(2, 1, 2);
+  const auto jobs = Jobs(
+      "a,0,100,1,6,5,false\n"
+      "b,0,50,1,6,5,false\n"
+      "g,1,10,2,2,5,false\n"
+      "c,30,5,1,1,5,false\n");
+  auto run = [&](double wait) {
+    SimOptions o;
+    o.policy = Policy::kHyperaccel;
+    o.gang_domain_wait_s = wait;
+    return Simulate(c, jobs, o);
+  };
+  const auto now = run(0);
+  EXPECT_DOUBLE_EQ(now.start_s[2], 1);
+  EXPECT_EQ(now.gangs_fit_domain, 1);
+  EXPECT_EQ(now.gangs_fit_one_domain, 0);
+  EXPECT_EQ(now.gangs_split_no_domain_room, 1);
+  const auto held = run(1000);
+  EXPECT_DOUBLE_EQ(held.start_s[2], 50);
+  EXPECT_EQ(held.gangs_fit_one_domain, 1);
+  const auto bounded = run(20);
+  EXPECT_DOUBLE_EQ(bounded.start_s[2], 35);
+  EXPECT_EQ(bounded.gangs_fit_one_domain, 0);
+  // Only hyperaccel has the option; tiers stays soft.
+  SimOptions tiers;
+  tiers.policy = Policy::kTiers;
+  tiers.gang_domain_wait_s = 1000;
+  EXPECT_DOUBLE_EQ(Simulate(c, jobs, tiers).start_s[2], 1);
+}
+
+// ---- metrics users feel (hand-worked values) ----------------------------------------------------
+
+// Five jobs: a (1 x 1 card) waits 0 and runs 10; b (1 x 2) waits 30, runs 30; c (2 x 4, a gang)
+// waits 60, runs 60; d (1 x 8) waits 100, runs 100; e (1 x 1) never starts.
+TEST(UserMetrics, WaitsBySizeGangsCardsAndSlowdownByHand) {
+  const auto jobs = Jobs(
+      "a,0,10,1,1,5,false\n"
+      "b,0,30,1,2,5,false\n"
+      "c,10,60,2,4,5,false\n"
+      "d,0,100,1,8,5,false\n"
+      "e,0,10,1,1,5,false\n");
+  ASSERT_EQ(jobs.size(), 5U);
+  // Parsed in arrival order: a, b, d, e (t=0, file order), then c (t=10).
+  ASSERT_EQ(jobs[2].id, "d");
+  ASSERT_EQ(jobs[4].id, "c");
+  const std::vector<double> start = {0, 30, 100, -1, 70};
+  const std::vector<double> run = {10, 30, 100, -1, 60};
+  const UserMetrics m = ComputeUserMetrics(jobs, start, run);
+  EXPECT_EQ(m.by_size[0].jobs, 1);  // a (e never started)
+  EXPECT_DOUBLE_EQ(m.by_size[0].mean_s, 0);
+  EXPECT_EQ(m.by_size[1].jobs, 1);
+  EXPECT_DOUBLE_EQ(m.by_size[1].mean_s, 30);
+  EXPECT_EQ(m.by_size[2].jobs, 1);
+  EXPECT_DOUBLE_EQ(m.by_size[2].mean_s, 60);
+  EXPECT_EQ(m.by_size[3].jobs, 1);
+  EXPECT_DOUBLE_EQ(m.by_size[3].p99_s, 100);
+  EXPECT_EQ(m.by_size[4].jobs, 0);
+  // Single pods a, b, d wait 0, 30, 100: p95 at rank 1.9 = 30 + 0.9 x 70, p99 at 1.98.
+  EXPECT_EQ(m.single.jobs, 3);
+  EXPECT_NEAR(m.single.mean_s, 130.0 / 3, 1e-9);
+  EXPECT_NEAR(m.single.p95_s, 93, 1e-9);
+  EXPECT_NEAR(m.single.p99_s, 98.6, 1e-9);
+  EXPECT_EQ(m.gang.jobs, 1);
+  EXPECT_DOUBLE_EQ(m.gang.mean_s, 60);
+  // Cards 1, 2, 8, 8: (0 + 60 + 480 + 800) / 19; cumulative weights 1, 3, 11, 19 put the
+  // card-weighted p95 (18.05) and p99 at 100 s.
+  EXPECT_NEAR(m.card_weighted.mean_s, 1340.0 / 19, 1e-9);
+  EXPECT_DOUBLE_EQ(m.card_weighted.p95_s, 100);
+  EXPECT_DOUBLE_EQ(m.card_weighted.p99_s, 100);
+  // Slowdowns 1, 2, 2, 2.
+  EXPECT_DOUBLE_EQ(m.slowdown_mean, 1.75);
+  EXPECT_DOUBLE_EQ(m.slowdown_p95, 2);
+}
+
+TEST(UserMetrics, PercentilesAndSizeClasses) {
+  EXPECT_DOUBLE_EQ(WeightedPercentile({{0, 1}, {30, 2}, {60, 8}, {100, 8}}, 0.5), 60);  // 9.5 of 19
+  EXPECT_DOUBLE_EQ(WeightedPercentile({{5, 1}, {1, 1}}, 0.5), 1);
+  EXPECT_DOUBLE_EQ(WeightedPercentile({}, 0.5), 0);
+  EXPECT_DOUBLE_EQ(Percentile({}, 0.5), 0);
+  EXPECT_DOUBLE_EQ(Percentile({4, 0}, 0.5), 2);
+  EXPECT_EQ(SizeClass(1), 0);
+  EXPECT_EQ(SizeClass(2), 1);
+  EXPECT_EQ(SizeClass(3), 2);
+  EXPECT_EQ(SizeClass(4), 2);
+  EXPECT_EQ(SizeClass(8), 3);
+  EXPECT_EQ(SizeClass(9), 4);
+  EXPECT_STREQ(SizeClassName(4), ">8");
+  const UserMetrics none = ComputeUserMetrics({}, {}, {});
+  EXPECT_EQ(none.card_weighted.jobs, 0);
+  EXPECT_DOUBLE_EQ(none.slowdown_mean, 0);
+}
+
+// The scenario of GangsStartAllOrNothingAndPriorityOrdersTheQueue (waits 0, 109, 0, 97; runs 100,
+// 50, 100, 10; every pod 8 cards) through Simulate: the metrics are filled from the replay.
+TEST(UserMetrics, FilledByTheReplay) {
+  const Cluster c = MakeCluster(2, 2, 2);
+  const auto jobs = Jobs(
+      "hold,0,100,1,8,5,false\n"
+      "gang,1,50,2,8,9,false\n"
+      "fill,2,100,1,8,1,false\n"
+      "late,3,10,1,8,1,false\n");
+  for (Policy p : AllPolicies()) {
+    const auto r = RunPolicy(c, jobs, p);
+    EXPECT_EQ(r.run_s, (std::vector<double>{100, 50, 100, 10})) << PolicyName(p);
+    EXPECT_EQ(r.user.by_size[3].jobs, 4);
+    EXPECT_DOUBLE_EQ(r.user.by_size[3].mean_s, 51.5);
+    EXPECT_NEAR(r.user.single.mean_s, 97.0 / 3, 1e-9);
+    EXPECT_DOUBLE_EQ(r.user.gang.mean_s, 109);
+    EXPECT_DOUBLE_EQ(r.user.card_weighted.mean_s, (109.0 * 16 + 97 * 8) / 40);  // 63
+    EXPECT_NEAR(r.user.slowdown_mean, (1 + 159.0 / 50 + 1 + 10.7) / 4, 1e-9);
+    EXPECT_EQ(r.gangs_fit_rack, 1);  // a rack of two 8-card nodes holds the 2 x 8 gang
+    EXPECT_EQ(r.gangs_fit_one_rack, 1);
+    EXPECT_DOUBLE_EQ(r.gang_fit_rack_rate, 1.0);
+    EXPECT_EQ(r.gangs_split_no_domain_room, 0);
+  }
+}
+
+// Workload pods: one of 1 card, two of 2, one of 4, so shares 1/4, 1/2, 1/4. A node with f free
+// cards leaves unusable, in expectation: f=1 -> 0.75 (2- and 4-card pods), f=2 -> 0.25 x 2,
+// f=3 -> 0.25 x 3, f >= 4 -> 0.
+TEST(Fgd, ExpectedFragmentationByHand) {
+  const auto jobs = Jobs("a,0,10,1,1,5,false\nb,0,10,2,2,5,false\nc,0,10,1,4,5,false\n");
+  const auto shares = PodSizeShares(jobs);
+  EXPECT_DOUBLE_EQ(shares[1], 0.25);
+  EXPECT_DOUBLE_EQ(shares[2], 0.5);
+  EXPECT_DOUBLE_EQ(shares[4], 0.25);
+  const ExpectedFragmentation f(shares, 8);
+  EXPECT_DOUBLE_EQ(f.OfCount(0), 0);
+  EXPECT_DOUBLE_EQ(f.OfCount(1), 0.75);
+  EXPECT_DOUBLE_EQ(f.OfCount(2), 0.5);
+  EXPECT_DOUBLE_EQ(f.OfCount(3), 0.75);
+  EXPECT_DOUBLE_EQ(f.OfCount(4), 0);
+  EXPECT_DOUBLE_EQ(f.OfCount(8), 0);
+  // Linked: on an 8-card ring, free 0,1,2,4,6,7 is the arc 6-7-0-1-2 (5 cards) and card 4 alone.
+  const Cluster c = MakeCluster(1);
+  EXPECT_DOUBLE_EQ(f.OfLinked(c.graph(), 0b11010111), 0.75);
+  EXPECT_DOUBLE_EQ(f.OfLinked(c.graph(), 0b01010101), 3.0);  // four lone cards
+  EXPECT_DOUBLE_EQ(f.OfLinked(c.graph(), 0b00000110), 0.5);  // 1-2: only 4-card pods miss it
+}
+
+// Two nodes of 8, each its own domain. A 5-card and a 6-card pod leave 3 and 2 free. A 1-card pod
+// s (until 11) then two 2-card pods p and q. binpack puts s on the fuller node (2 free -> 1), p
+// takes the other (3 -> 1), and q waits for s to end (t=11). FGD puts s where fragmentation grows
+// least: on the 3-free node (3 -> 2 keeps a 2-card slot), so p and q both start at once.
+TEST(Fgd, KeepsSlotsForTheWorkloadWhereBinpackStrandsThem) {
+  const Cluster c = MakeCluster(2);
+  const auto jobs = Jobs(
+      "big5,0,100,1,5,5,false\n"
+      "big6,0,100,1,6,5,false\n"
+      "s,1,10,1,1,5,false\n"
+      "p,2,100,1,2,5,false\n"
+      "q,3,100,1,2,5,false\n");
+  const auto binpack = RunPolicy(c, jobs, Policy::kBinpack);
+  EXPECT_DOUBLE_EQ(binpack.start_s[4], 11);
+  const auto fgd = RunPolicy(c, jobs, Policy::kFgd);
+  EXPECT_DOUBLE_EQ(fgd.start_s[3], 2);
+  EXPECT_DOUBLE_EQ(fgd.start_s[4], 3);
+  EXPECT_EQ(ParsePolicy("fgd").value(), Policy::kFgd);
+}
+
+// One 8-card node and one job shape, 1 x 3 cards: two are placed (6 cards), then every draw
+// fails; the run stops after 5 failures in a row. The 2 free cards are unusable by 3-card pods.
+TEST(Fill, StopsAfterConsecutiveFailuresAndCountsUnallocatableCards) {
+  const Cluster c = MakeCluster(1);
+  const auto jobs = Jobs("a,0,10,1,3,5,false\nb,0,10,1,3,5,false\n");
+  for (Policy p : AllPolicies()) {
+    SimOptions o;
+    o.policy = p;
+    const FillResult f = SimulateFill(c, jobs, o, 5);
+    EXPECT_TRUE(f.ran);
+    EXPECT_EQ(f.placed, 2) << PolicyName(p);
+    EXPECT_EQ(f.draws, 7);
+    EXPECT_EQ(f.allocated_cards, 6);
+    EXPECT_EQ(f.free_cards, 2);
+    EXPECT_DOUBLE_EQ(f.allocated_rate, 0.75);
+    EXPECT_DOUBLE_EQ(f.first_failure_allocated_rate, 0.75);
+    EXPECT_DOUBLE_EQ(f.first_failure_unallocatable_rate, 0.25);
+    EXPECT_DOUBLE_EQ(f.first_failure_unallocatable_linked_rate, 0.25);
+    EXPECT_DOUBLE_EQ(f.unallocatable_cards, 2);
+    EXPECT_DOUBLE_EQ(f.unallocatable_rate, 0.25);
+    EXPECT_DOUBLE_EQ(f.unallocatable_linked_cards, 2);
+  }
+  // Jobs that can never fit are not drawn: nothing to place, nothing drawn.
+  const FillResult none = SimulateFill(c, Jobs("w,0,10,1,16,5,false\n"), SimOptions{}, 5);
+  EXPECT_EQ(none.draws, 0);
+  EXPECT_EQ(none.free_cards, 8);
+}
+
 TEST(Report, JsonCarriesEveryPolicyAndMetric) {
   const Cluster c = MakeCluster(4, 2, 4);
   const auto jobs = Jobs("a,0,10,2,4,5,false\nb,1,10,1,2,5,true\n");
@@ -406,15 +614,32 @@ TEST(Report, JsonCarriesEveryPolicyAndMetric) {
   const auto doc = nlohmann::json::parse(FormatJson(c.config(), run, results));
   EXPECT_EQ(doc["schema"], "hyperaccel.ai/sim/v1");
   EXPECT_EQ(doc["cluster"]["nodes"], 4);
-  ASSERT_EQ(doc["policies"].size(), 5U);
+  ASSERT_EQ(doc["policies"].size(), AllPolicies().size());
   for (const auto& p : doc["policies"]) {
     for (const char* key : {"policy", "linked_rate", "gang_domain_rate", "gang_rack_rate", "wait_mean_s",
-                            "wait_p95_s", "utilization", "fragmentation_mean", "never_started", "series"})
+                            "wait_p95_s", "utilization", "fragmentation_mean", "never_started", "series",
+                            "gang_fit_rack_rate", "gangs_split_no_domain_room", "user"})
       EXPECT_TRUE(p.contains(key)) << key;
+    for (const char* key : {"card_weighted_wait", "wait_by_cards_per_task", "single_pod_wait", "gang_wait",
+                            "slowdown_mean", "slowdown_p95"})
+      EXPECT_TRUE(p["user"].contains(key)) << key;
+    EXPECT_TRUE(p["user"]["wait_by_cards_per_task"].contains("3-4"));
+    EXPECT_FALSE(p.contains("fill"));  // only when the fill experiment ran
     EXPECT_EQ(p["started"], 2);
   }
   const std::string md = FormatMarkdown(c.config(), run, results);
   EXPECT_NE(md.find("| hyperaccel | 100.0 % |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| card-weighted | 1 card |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("Fill experiment"), std::string::npos);
+  for (auto& r : results) r.fill = SimulateFill(c, jobs, SimOptions{}, 3);
+  EXPECT_NE(FormatMarkdown(c.config(), run, results).find("Fill experiment"), std::string::npos);
+  const auto filled = nlohmann::json::parse(FormatJson(c.config(), run, results));
+  EXPECT_EQ(filled["policies"][0]["fill"]["consecutive_failures"], 3);
+  // Series CSV: a NaN where nothing started in the interval, never an empty cell.
+  const std::string csv = FormatSeriesCsv(results.back());
+  EXPECT_EQ(
+      csv.rfind("time_s,utilization,fragmentation,pending,largest_free_linked,gang_fit_domain_rate,", 0), 0U);
+  EXPECT_EQ(csv.find(",,"), std::string::npos);
 }
 
 // ---- the binary -------------------------------------------------------------------------------
@@ -444,12 +669,13 @@ TEST(SimCli, WritesResultsAndPlots) {
                                             "--write-trace=" + (dir / "t.csv").string(), "--log-level=warn"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto doc = nlohmann::json::parse(r.out);
-  EXPECT_EQ(doc["policies"].size(), 5U);
+  EXPECT_EQ(doc["policies"].size(), AllPolicies().size());
   EXPECT_EQ(doc["run"]["jobs"], 800);
   for (const char* f : {"results.md", "results.json", "series-hyperaccel.csv", "series-random.csv", "t.csv"})
     EXPECT_TRUE(std::filesystem::exists(dir / f)) << f;
   if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {  // NOLINT(concurrency-mt-unsafe)
-    for (const char* f : {"utilization.png", "fragmentation.png", "pending.png", "locality.png"})
+    for (const char* f : {"utilization.png", "fragmentation.png", "pending.png", "locality.png",
+                          "locality-time.png", "wait-1.png", "wait-5-8.png"})
       EXPECT_GT(std::filesystem::file_size(dir / f), 1000U) << f;
   }
   // The written trace replays to the same result.
@@ -458,9 +684,9 @@ TEST(SimCli, WritesResultsAndPlots) {
                          "--nodes-per-rack=8", "--policy=hyperaccel", "--format=json", "--log-level=warn"});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   const auto doc2 = nlohmann::json::parse(again.out);
-  EXPECT_EQ(doc2["policies"][0]["started"], doc["policies"][4]["started"]);
+  EXPECT_EQ(doc2["policies"][0]["started"], doc["policies"][5]["started"]);
   EXPECT_NEAR(doc2["policies"][0]["linked_rate"].get<double>(),
-              doc["policies"][4]["linked_rate"].get<double>(), 0.01);
+              doc["policies"][5]["linked_rate"].get<double>(), 0.01);
   std::filesystem::remove_all(dir);
 }
 

@@ -21,6 +21,7 @@ const char* PolicyName(Policy p) {
     case Policy::kRandom: return "random";
     case Policy::kBinpack: return "binpack";
     case Policy::kTiers: return "tiers";
+    case Policy::kFgd: return "fgd";
     case Policy::kHyperaccel: return "hyperaccel";
     case Policy::kExtender: return "extender";
     case Policy::kDraAligned: return "dra-aligned";
@@ -35,11 +36,12 @@ Result<Policy> ParsePolicy(std::string_view name) {
   for (Policy p : {Policy::kDraAligned, Policy::kDraAll})
     if (name == PolicyName(p)) return p;
   return InvalidArgument("unknown policy \"" + std::string(name) +
-                         "\" (random, binpack, tiers, extender, hyperaccel, dra-aligned, dra-all)");
+                         "\" (random, binpack, tiers, fgd, extender, hyperaccel, dra-aligned, dra-all)");
 }
 
 std::vector<Policy> AllPolicies() {
-  return {Policy::kRandom, Policy::kBinpack, Policy::kTiers, Policy::kExtender, Policy::kHyperaccel};
+  return {Policy::kRandom, Policy::kBinpack,  Policy::kTiers,
+          Policy::kFgd,    Policy::kExtender, Policy::kHyperaccel};
 }
 
 int NodesToFind(int nodes, int percentage, int min_nodes) {
@@ -66,15 +68,6 @@ Mask FirstFit(Mask free, int k) {
   return out;
 }
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double pos = p * static_cast<double>(v.size() - 1);
-  const size_t lo = static_cast<size_t>(pos);
-  const size_t hi = std::min(v.size() - 1, lo + 1);
-  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
-}
-
 struct PendingKey {
   int64_t priority;
   double arrival;
@@ -94,7 +87,8 @@ class Engine {
         jobs_(jobs),
         options_(options),
         rng_(options.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(options.policy)),
-        to_find_(NodesToFind(cluster.size(), options.percentage_of_nodes, options.min_nodes_to_find)) {
+        to_find_(NodesToFind(cluster.size(), options.percentage_of_nodes, options.min_nodes_to_find)),
+        expected_frag_(PodSizeShares(jobs), cluster.cards_per_node()) {
     const size_t n = static_cast<size_t>(cluster.size());
     if (options.policy == Policy::kDraAligned || options.policy == Policy::kDraAll) {
       dra_.emplace(graph_, options.policy == Policy::kDraAll ? placement::ArcAlignment::kAll
@@ -131,6 +125,7 @@ class Engine {
   }
 
   PolicyResult Run();
+  FillResult Fill(int consecutive_failures);
 
  private:
   struct Step {
@@ -259,9 +254,13 @@ class Engine {
         continue;
       }
       if (!bridge) {
-        node = options_.policy == Policy::kRandom
-                   ? found_[std::uniform_int_distribution<size_t>(0, found_.size() - 1)(rng_)]
-                   : PickBest(found_, [&](int n) { return -free_count_[static_cast<size_t>(n)]; });
+        if (options_.policy == Policy::kRandom) {
+          node = found_[std::uniform_int_distribution<size_t>(0, found_.size() - 1)(rng_)];
+        } else if (options_.policy == Policy::kFgd) {
+          node = PickBest(found_, [&](int n) { return -FgdGrowth(n, k); });
+        } else {
+          node = PickBest(found_, [&](int n) { return -free_count_[static_cast<size_t>(n)]; });
+        }
         Take(node, KubeletCards(free_[static_cast<size_t>(node)], k));
         continue;
       }
@@ -290,6 +289,13 @@ class Engine {
       gang.idcs.insert(sn.idc);
     }
     return true;
+  }
+
+  // FGD's score: how much the node's expected fragmentation (free cards a pod drawn from the
+  // workload could not use, counting cards) grows when a task of `k` cards lands on it.
+  double FgdGrowth(int node, int k) const {
+    const int free = free_count_[static_cast<size_t>(node)];
+    return expected_frag_.OfCount(free - k) - expected_frag_.OfCount(free);
   }
 
   // The kubelet's choice of cards when the plugin gives no preference.
@@ -329,8 +335,20 @@ class Engine {
         if (PlaceTasks(job, &(*tier)[static_cast<size_t>(h)])) return true;
         Discard();
       }
+      if (HardDomain(job)) return false;
     }
     return PlaceTasks(job, nullptr);
+  }
+
+  // Volcano's hard network topology at tier 1 (the link domain) for gangs small enough for one
+  // empty link domain: such a gang waits for a domain with room instead of spreading.
+  bool HardDomain(const JobSpec& job) const {
+    if (options_.policy != Policy::kHyperaccel || options_.gang_domain_wait_s <= 0) return false;
+    if (job.tasks * job.cards_per_task > cluster_.config().nodes_per_domain * cluster_.cards_per_node())
+      return false;
+    if (cluster_.config().nodes_per_domain * (cluster_.cards_per_node() / job.cards_per_task) < job.tasks)
+      return false;
+    return now_ - job.arrival_s < options_.gang_domain_wait_s;
   }
 
   bool TryJob(const JobSpec& job) {
@@ -362,6 +380,9 @@ class Engine {
     const double wait = now - job.arrival_s;
     result_.start_s[static_cast<size_t>(index)] = now;
     waits_.push_back(wait);
+    const auto size_class = static_cast<size_t>(SizeClass(job.cards_per_task));
+    interval_wait_[size_class] += wait;
+    ++interval_started_[size_class];
     ++result_.started;
     result_.pods += job.tasks;
     bool one_domain = true, one_rack = true;
@@ -389,6 +410,15 @@ class Engine {
       if (job.tasks <= per_domain) {
         ++result_.gangs_fit_domain;
         result_.gangs_fit_one_domain += one_domain ? 1 : 0;
+        ++interval_fit_domain_;
+        interval_fit_one_domain_ += one_domain ? 1 : 0;
+        if (!one_domain && !DomainHadRoom(job)) ++result_.gangs_split_no_domain_room;
+      }
+      const int per_rack =
+          cluster_.config().nodes_per_rack * (cluster_.cards_per_node() / job.cards_per_task);
+      if (job.tasks <= per_rack) {
+        ++result_.gangs_fit_rack;
+        result_.gangs_fit_one_rack += one_rack ? 1 : 0;
       }
       gang_waits_.push_back(wait);
     }
@@ -397,9 +427,36 @@ class Engine {
     if (split) factor = std::max(factor, options_.unlinked_slowdown);
     if (!one_domain) factor = std::max(factor, options_.cross_domain_slowdown);
     if (factor > 1) ++result_.slowed_jobs;
+    result_.run_s[static_cast<size_t>(index)] = job.duration_s * factor;
     running_.push({now + job.duration_s * factor, index});
     placements_[static_cast<size_t>(index)] = std::move(statement_);
     statement_.clear();
+  }
+
+  // FGD's measure over the cluster now: expected free cards a pod drawn from the workload could
+  // not use, counting cards or needing a linked set.
+  double UnallocatableCards(bool linked) const {
+    double sum = 0;
+    for (size_t i = 0; i < free_.size(); ++i)
+      sum += linked ? expected_frag_.OfLinked(graph_, free_[i]) : expected_frag_.OfCount(free_count_[i]);
+    return sum;
+  }
+
+  // Whether some link domain had room for the whole of `job` (counting cards) just before the
+  // statement in progress took its cards.
+  bool DomainHadRoom(const JobSpec& job) const {
+    const int k = job.cards_per_task;
+    for (const auto& members : domain_nodes_) {
+      int64_t slots = 0;
+      for (int n : members) {
+        int free = free_count_[static_cast<size_t>(n)];
+        for (const Step& s : statement_)
+          if (s.node == n) free += Count(s.cards);
+        slots += free / k;
+      }
+      if (slots >= job.tasks) return true;
+    }
+    return false;
   }
 
   // One scheduling cycle over the whole queue, in queue order. Free cards only shrink during a
@@ -479,8 +536,15 @@ class Engine {
     s.pending = pending_count_;
     for (Mask free : free_)
       s.largest_free_linked = std::max(s.largest_free_linked, FragmentationOf(free).largest_free_linked);
+    if (interval_fit_domain_ > 0)
+      s.gang_fit_domain_rate = static_cast<double>(interval_fit_one_domain_) / interval_fit_domain_;
+    for (size_t c = 0; c < s.wait_mean_s.size(); ++c)
+      if (interval_started_[c] > 0) s.wait_mean_s[c] = interval_wait_[c] / interval_started_[c];
     result_.series.push_back(s);
     interval_ = {};
+    interval_wait_ = {};
+    interval_started_ = {};
+    interval_fit_domain_ = interval_fit_one_domain_ = 0;
   }
 
   const Cluster& cluster_;
@@ -491,6 +555,7 @@ class Engine {
   std::mt19937_64 rng_;
   int to_find_;
   int scan_offset_ = 0;
+  double now_ = 0;
 
   std::vector<Mask> free_;
   std::vector<int> free_count_;
@@ -515,8 +580,12 @@ class Engine {
   std::unordered_map<std::string, double> score_by_node_;
   std::unordered_map<uint32_t, std::unordered_map<Mask, bool>> predicate_memo_;  // need -> free -> fits
   std::unordered_map<Mask, placement::Fragmentation> frag_memo_;
-  int stranded_ = 0;  // free cards in no free linked pair, over all nodes
+  ExpectedFragmentation expected_frag_;  // FGD's measure against this workload's pod sizes
+  int stranded_ = 0;                     // free cards in no free linked pair, over all nodes
   Integrals window_, interval_;
+  std::array<double, kSizeClasses> interval_wait_{};  // jobs started in the sample interval
+  std::array<int, kSizeClasses> interval_started_{};
+  int interval_fit_domain_ = 0, interval_fit_one_domain_ = 0;
   std::vector<double> waits_, gang_waits_;
   PolicyResult result_;
 };
@@ -527,6 +596,7 @@ PolicyResult Engine::Run() {
   result_.jobs = static_cast<int>(jobs_.size());
   placements_.resize(jobs_.size());
   result_.start_s.assign(jobs_.size(), -1.0);
+  result_.run_s.assign(jobs_.size(), -1.0);
   const double t0 = jobs_.empty() ? 0 : jobs_.front().arrival_s;
   // The measurement window: the arrival window, or, when every job arrives at once, the time the
   // cluster would need to run all the work at full utilization.
@@ -590,6 +660,7 @@ PolicyResult Engine::Run() {
       ++pending_count_;
       arrived.push_back(key);
     }
+    now_ = now;
     if (freed) {
       FullCycle(now);
     } else {
@@ -605,6 +676,8 @@ PolicyResult Engine::Run() {
   result_.gang_domain_rate = rate(result_.gangs_one_domain, result_.gangs);
   result_.gang_fit_domain_rate = rate(result_.gangs_fit_one_domain, result_.gangs_fit_domain);
   result_.gang_rack_rate = rate(result_.gangs_one_rack, result_.gangs);
+  result_.gang_fit_rack_rate = rate(result_.gangs_fit_one_rack, result_.gangs_fit_rack);
+  result_.user = ComputeUserMetrics(jobs_, result_.start_s, result_.run_s);
   double sum = 0;
   for (double w : waits_) sum += w;
   result_.wait_mean_s = waits_.empty() ? 0 : sum / static_cast<double>(waits_.size());
@@ -619,10 +692,57 @@ PolicyResult Engine::Run() {
   return result_;
 }
 
+FillResult Engine::Fill(int consecutive_failures) {
+  FillResult f;
+  f.ran = true;
+  f.consecutive_failures = consecutive_failures;
+  std::vector<int> drawable;
+  for (size_t i = 0; i < jobs_.size(); ++i)
+    if (!Infeasible(jobs_[i])) drawable.push_back(static_cast<int>(i));
+  // Seeded by the seed alone: every policy sees the same sequence of draws.
+  std::mt19937_64 draw(options_.seed * 0xD1B54A32D192ED03ULL + 0x632BE59BD9B4E019ULL);
+  // Every success takes at least one card, so at most total_cards successes happen, each after
+  // fewer than `consecutive_failures` failures: the loop ends.
+  for (int streak = 0; !drawable.empty() && streak < consecutive_failures && free_cards_ > 0;) {
+    const int index = drawable[std::uniform_int_distribution<size_t>(0, drawable.size() - 1)(draw)];
+    const JobSpec& job = jobs_[static_cast<size_t>(index)];
+    ++f.draws;
+    if (job.cards_per_task > free_cards_ || !TryJob(job)) {
+      if (f.draws - 1 == f.placed) {  // the first failure
+        const double total = cluster_.total_cards();
+        f.first_failure_allocated_rate = 1.0 - free_cards_ / total;
+        f.first_failure_unallocatable_rate = UnallocatableCards(false) / total;
+        f.first_failure_unallocatable_linked_rate = UnallocatableCards(true) / total;
+      }
+      ++streak;
+      continue;
+    }
+    streak = 0;
+    ++f.placed;
+    statement_.clear();  // placed for good: fill jobs never leave
+  }
+  const int total = cluster_.total_cards();
+  f.free_cards = free_cards_;
+  f.allocated_cards = total - free_cards_;
+  f.unallocatable_cards = UnallocatableCards(false);
+  f.unallocatable_linked_cards = UnallocatableCards(true);
+  if (total > 0) {
+    f.allocated_rate = static_cast<double>(f.allocated_cards) / total;
+    f.unallocatable_rate = f.unallocatable_cards / total;
+    f.unallocatable_linked_rate = f.unallocatable_linked_cards / total;
+  }
+  return f;
+}
+
 }  // namespace
 
 PolicyResult Simulate(const Cluster& cluster, const std::vector<JobSpec>& jobs, const SimOptions& options) {
   return Engine(cluster, jobs, options).Run();
+}
+
+FillResult SimulateFill(const Cluster& cluster, const std::vector<JobSpec>& jobs, const SimOptions& options,
+                        int consecutive_failures) {
+  return Engine(cluster, jobs, options).Fill(std::max(1, consecutive_failures));
 }
 
 }  // namespace hyperaccel::sim

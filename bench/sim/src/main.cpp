@@ -39,6 +39,9 @@ struct Flags {
   int percentage_nodes = 0;
   double unlinked_slowdown = 1;
   double cross_domain_slowdown = 1;
+  int fill = 0;
+  double trace_load = 0;
+  double gang_domain_wait_s = 0;
 };
 
 }  // namespace
@@ -46,7 +49,8 @@ struct Flags {
 int main(int argc, char** argv) {
   CLI::App app{
       "hyperaccel-sim: replay a workload (trace CSV or synthetic LLM mix) through the real placement and\n"
-      "Volcano-bridge code and compare scheduling policies (random, binpack, tiers, extender, hyperaccel).",
+      "Volcano-bridge code and compare scheduling policies (random, binpack, tiers, fgd, extender, "
+      "hyperaccel).",
       "hyperaccel-sim"};
   Flags f;
   cli::CommonFlags common;
@@ -65,6 +69,11 @@ int main(int argc, char** argv) {
   app.add_option("--load", f.load, "Synthetic: offered load as a share of all cards (1.0 = saturated)")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 10.0));
+  app.add_option("--trace-load", f.trace_load,
+                 "Trace: compress or stretch arrivals so the offered load on this cluster is this share of "
+                 "its cards (0 = replay the trace's own times)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 100.0));
   app.add_option("--nodes", f.cluster.nodes, "Nodes")->capture_default_str();
   app.add_option("--cards-per-node", f.cluster.cards_per_node, "Cards per node (1..64)")
       ->capture_default_str();
@@ -77,7 +86,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--racks-per-idc", f.cluster.racks_per_idc, "Racks per IDC (tier 3)")->capture_default_str();
   app.add_option("--policy", f.policy,
-                 "random, binpack, tiers, extender, hyperaccel, dra-aligned, dra-all or all")
+                 "random, binpack, tiers, fgd, extender, hyperaccel, dra-aligned, dra-all or all")
       ->capture_default_str();
   app.add_option("--kubelet-cards", f.kubelet_cards,
                  "The kubelet's own card choice for the baselines: first-fit or random (the real kubelet "
@@ -105,6 +114,16 @@ int main(int argc, char** argv) {
                  "Cost model: a gang spanning link domains runs this many times longer (1 = off)")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 100.0));
+  app.add_option("--fill", f.fill,
+                 "Also run FGD's fill experiment: jobs drawn from the workload arrive and never leave until "
+                 "this many placements in a row fail; reports allocated and unallocatable cards (0 = off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
+  app.add_option("--gang-domain-wait-s", f.gang_domain_wait_s,
+                 "hyperaccel: a gang that fits one link domain waits up to this long for a domain with room "
+                 "(Volcano hard network topology, tier 1) before spreading (0 = off)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--horizon-s", f.horizon_s,
                  "Stop at this simulated time (0 = until every job that can run ran)")
       ->capture_default_str()
@@ -155,6 +174,18 @@ int main(int argc, char** argv) {
     }
     jobs = std::move(t).value();
     run.workload = "trace " + std::filesystem::path(f.trace).filename().string();
+    if (f.trace_load > 0) {
+      const double before = sim::OfferedLoad(jobs, cluster->total_cards());
+      if (Status s = sim::ScaleArrivalsToLoad(jobs, cluster->total_cards(), f.trace_load); !s.ok()) {
+        std::cerr << "error: --trace-load: " << s.message() << "\n";
+        return 2;
+      }
+      char what[128];
+      std::snprintf(what, sizeof what, ", arrival times x %.4f for offered load %.2f (was %.2f)",
+                    before / f.trace_load, f.trace_load, before);
+      run.workload += what;
+      run.load = f.trace_load;
+    }
     run.seed = f.seed ? f.seed : 1;
   } else {
     sim::SyntheticConfig sc;
@@ -193,6 +224,7 @@ int main(int argc, char** argv) {
   options.kubelet_random = f.kubelet_cards == "random";
   options.unlinked_slowdown = f.unlinked_slowdown;
   options.cross_domain_slowdown = f.cross_domain_slowdown;
+  options.gang_domain_wait_s = f.gang_domain_wait_s;
   run.kubelet_random = options.kubelet_random;
   run.unlinked_slowdown = f.unlinked_slowdown;
   run.cross_domain_slowdown = f.cross_domain_slowdown;
@@ -209,6 +241,7 @@ int main(int argc, char** argv) {
         sim::SimOptions o = options;
         o.policy = policies[i];
         results[i] = sim::Simulate(*cluster, jobs, o);
+        if (f.fill > 0) results[i].fill = sim::SimulateFill(*cluster, jobs, o, f.fill);
         HA_LOG(kInfo, "policy simulated")
             .kv("policy", sim::PolicyName(policies[i]))
             .kv("jobs", results[i].jobs)

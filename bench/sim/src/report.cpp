@@ -1,5 +1,6 @@
 #include "hyperaccel/sim/report.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -41,9 +42,13 @@ bool HaveGnuplot() {
   return std::system("command -v gnuplot >/dev/null 2>&1") == 0;  // NOLINT(concurrency-mt-unsafe)
 }
 
-// gnuplot script for one time-series column across policies.
+// How a time-series column is drawn: as is, as a percentage (fractions), in minutes (seconds).
+enum class Axis { kPlain, kPercent, kMinutes };
+
+// gnuplot script for one time-series column across policies; NaN cells (nothing to measure in
+// the interval) are skipped.
 std::string SeriesPlot(const std::vector<PolicyResult>& results, const std::string& png,
-                       const std::string& title, const std::string& ylabel, int column, bool percent) {
+                       const std::string& title, const std::string& ylabel, int column, Axis axis) {
   std::string s = "set terminal pngcairo size 900,500 font 'sans,10'\nset output '" + png + "'\n";
   s += "set title '" + title + "'\nset xlabel 'simulated time (h)'\nset ylabel '" + ylabel + "'\n";
   s += "set datafile separator ','\nset key outside right\nset grid\n";
@@ -54,13 +59,25 @@ std::string SeriesPlot(const std::vector<PolicyResult>& results, const std::stri
     s += "'series-";
     s += name;
     s += ".csv' using ($1/3600):(";
-    s += percent ? "100*$" : "$";
+    s += axis == Axis::kPercent ? "100*$" : "$";
     s += std::to_string(column);
+    s += axis == Axis::kMinutes ? "/60" : "";
     s += ") every ::1 with lines lw 2 title '";
     s += name;
     s += "'";
   }
   return s + "\n";
+}
+
+std::string Waits(const WaitStats& w) {
+  if (w.jobs == 0) return "-";
+  return Duration(w.mean_s) + " / " + Duration(w.p95_s) + " / " + Duration(w.p99_s);
+}
+
+std::string CsvNumber(double v, const char* format) { return v < 0 ? "NaN" : Fmt(format, v); }
+
+nlohmann::ordered_json WaitJson(const WaitStats& w) {
+  return {{"jobs", w.jobs}, {"mean_s", w.mean_s}, {"p95_s", w.p95_s}, {"p99_s", w.p99_s}};
 }
 
 }  // namespace
@@ -88,6 +105,41 @@ std::string FormatMarkdown(const ClusterConfig& cluster, const RunInfo& run,
            " | " + Duration(r.wait_mean_s) + " | " + Duration(r.wait_p95_s) + " | " +
            Duration(r.gang_wait_mean_s) + " | " + Pct(r.utilization) + " | " + Pct(r.fragmentation_mean) +
            " | " + std::to_string(r.never_started) + " | " + Fmt("%.1f s", r.runtime_s) + " |\n";
+  }
+  out +=
+      "\nWaits users feel (mean / p95 / p99): every card weighs the same (card-weighted), by pod size "
+      "(cards per task), single pods against gangs; slowdown = (wait + run) / run; gangs in one rack of "
+      "those that fit one.\n\n| policy | card-weighted | 1 card | 2 cards | 3-4 cards | 5-8 cards | >8 cards "
+      "| "
+      "single pods | gangs | slowdown mean / p95 | gangs in one rack (of those that fit one) |\n";
+  out += "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& r : results) {
+    const UserMetrics& u = r.user;
+    out += "| " + std::string(PolicyName(r.policy)) + " | " + Waits(u.card_weighted);
+    for (const auto& w : u.by_size) out += " | " + Waits(w);
+    out += " | " + Waits(u.single) + " | " + Waits(u.gang) + " | " + Fmt("%.2f", u.slowdown_mean) + " / " +
+           Fmt("%.2f", u.slowdown_p95) + " | " + Pct(r.gang_fit_rack_rate) + " |\n";
+  }
+  const bool fill =
+      std::any_of(results.begin(), results.end(), [](const PolicyResult& r) { return r.fill.ran; });
+  if (fill) {
+    out +=
+        "\nFill experiment (FGD): jobs drawn from the workload arrive on the empty cluster and never leave, "
+        "until " +
+        std::to_string(results.front().fill.consecutive_failures) +
+        " placements in a row fail. Unallocatable: expected free cards a pod drawn from the workload could "
+        "not use (counting cards / needing a linked set), as a share of all cards.\n\n"
+        "| policy | jobs placed | at the first failure: allocated / unallocatable (cards) / unallocatable "
+        "(linked sets) | at the end: allocated / unallocatable (cards) / unallocatable (linked sets) |\n"
+        "|---|---|---|---|\n";
+    for (const auto& r : results) {
+      if (!r.fill.ran) continue;
+      out += "| " + std::string(PolicyName(r.policy)) + " | " + std::to_string(r.fill.placed) + " | " +
+             Pct(r.fill.first_failure_allocated_rate) + " / " + Pct(r.fill.first_failure_unallocatable_rate) +
+             " / " + Pct(r.fill.first_failure_unallocatable_linked_rate) + " | " +
+             Pct(r.fill.allocated_rate) + " / " + Pct(r.fill.unallocatable_rate) + " / " +
+             Pct(r.fill.unallocatable_linked_rate) + " |\n";
+    }
   }
   return out;
 }
@@ -132,6 +184,10 @@ std::string FormatJson(const ClusterConfig& cluster, const RunInfo& run,
     p["gang_fit_domain_rate"] = r.gang_fit_domain_rate;
     p["slowed_jobs"] = r.slowed_jobs;
     p["gang_rack_rate"] = r.gang_rack_rate;
+    p["gangs_split_no_domain_room"] = r.gangs_split_no_domain_room;
+    p["gangs_fit_rack"] = r.gangs_fit_rack;
+    p["gangs_fit_one_rack"] = r.gangs_fit_one_rack;
+    p["gang_fit_rack_rate"] = r.gang_fit_rack_rate;
     p["wait_mean_s"] = r.wait_mean_s;
     p["wait_p50_s"] = r.wait_p50_s;
     p["wait_p95_s"] = r.wait_p95_s;
@@ -141,13 +197,41 @@ std::string FormatJson(const ClusterConfig& cluster, const RunInfo& run,
     p["end_s"] = r.end_s;
     p["runtime_s"] = r.runtime_s;
     p["scheduling_attempts"] = r.scheduling_attempts;
+    nlohmann::ordered_json user;
+    user["card_weighted_wait"] = WaitJson(r.user.card_weighted);
+    auto& by_size = user["wait_by_cards_per_task"] = nlohmann::ordered_json::object();
+    for (int c = 0; c < kSizeClasses; ++c)
+      by_size[SizeClassName(c)] = WaitJson(r.user.by_size[static_cast<size_t>(c)]);
+    user["single_pod_wait"] = WaitJson(r.user.single);
+    user["gang_wait"] = WaitJson(r.user.gang);
+    user["slowdown_mean"] = r.user.slowdown_mean;
+    user["slowdown_p95"] = r.user.slowdown_p95;
+    p["user"] = std::move(user);
+    if (r.fill.ran) {
+      p["fill"] = {
+          {"consecutive_failures", r.fill.consecutive_failures},
+          {"draws", r.fill.draws},
+          {"placed", r.fill.placed},
+          {"allocated_cards", r.fill.allocated_cards},
+          {"free_cards", r.fill.free_cards},
+          {"allocated_rate", r.fill.allocated_rate},
+          {"first_failure_allocated_rate", r.fill.first_failure_allocated_rate},
+          {"first_failure_unallocatable_rate", r.fill.first_failure_unallocatable_rate},
+          {"first_failure_unallocatable_linked_rate", r.fill.first_failure_unallocatable_linked_rate},
+          {"unallocatable_cards", r.fill.unallocatable_cards},
+          {"unallocatable_rate", r.fill.unallocatable_rate},
+          {"unallocatable_linked_cards", r.fill.unallocatable_linked_cards},
+          {"unallocatable_linked_rate", r.fill.unallocatable_linked_rate}};
+    }
     auto& series = p["series"] = nlohmann::ordered_json::array();
     for (const auto& s : r.series) {
       series.push_back({{"t", s.t},
                         {"utilization", s.utilization},
                         {"fragmentation", s.fragmentation},
                         {"pending", s.pending},
-                        {"largest_free_linked", s.largest_free_linked}});
+                        {"largest_free_linked", s.largest_free_linked},
+                        {"gang_fit_domain_rate", s.gang_fit_domain_rate},
+                        {"wait_mean_s", s.wait_mean_s}});
     }
     list.push_back(std::move(p));
   }
@@ -155,12 +239,17 @@ std::string FormatJson(const ClusterConfig& cluster, const RunInfo& run,
 }
 
 std::string FormatSeriesCsv(const PolicyResult& result) {
-  std::string out = "time_s,utilization,fragmentation,pending,largest_free_linked\n";
+  std::string out =
+      "time_s,utilization,fragmentation,pending,largest_free_linked,gang_fit_domain_rate,wait_1_s,wait_2_s,"
+      "wait_3_4_s,wait_5_8_s,wait_over_8_s\n";
   char buf[128];
   for (const auto& s : result.series) {
-    std::snprintf(buf, sizeof buf, "%.1f,%.5f,%.5f,%d,%d\n", s.t, s.utilization, s.fragmentation, s.pending,
+    std::snprintf(buf, sizeof buf, "%.1f,%.5f,%.5f,%d,%d,", s.t, s.utilization, s.fragmentation, s.pending,
                   s.largest_free_linked);
     out += buf;
+    out += CsvNumber(s.gang_fit_domain_rate, "%.5f");
+    for (double w : s.wait_mean_s) out += "," + CsvNumber(w, "%.1f");
+    out += "\n";
   }
   return out;
 }
@@ -180,11 +269,26 @@ Status WriteResults(const std::string& dir, const ClusterConfig& cluster, const 
   if (!ok) return Unavailable(dir + ": cannot write results");
   if (!HaveGnuplot()) return Status::Ok();
 
-  std::string script = SeriesPlot(results, "utilization.png", "Card utilization", "busy cards (%)", 2, true);
+  std::string script =
+      SeriesPlot(results, "utilization.png", "Card utilization", "busy cards (%)", 2, Axis::kPercent);
   script +=
       SeriesPlot(results, "fragmentation.png", "Fragmentation: free cards with no free linked neighbour",
-                 "stranded / free cards (%)", 3, true);
-  script += SeriesPlot(results, "pending.png", "Jobs waiting", "pending jobs", 4, false);
+                 "stranded / free cards (%)", 3, Axis::kPercent);
+  script += SeriesPlot(results, "pending.png", "Jobs waiting", "pending jobs", 4, Axis::kPlain);
+  script += SeriesPlot(results, "locality-time.png",
+                       "Gangs in one link domain, of those that fit one (started in each interval)", "%", 6,
+                       Axis::kPercent);
+  for (int c = 0; c < kSizeClasses; ++c) {
+    const bool any = std::any_of(results.begin(), results.end(), [c](const PolicyResult& r) {
+      return r.user.by_size[static_cast<size_t>(c)].jobs > 0;
+    });
+    if (!any) continue;
+    const std::string name = c == kSizeClasses - 1 ? "over-8" : std::string(SizeClassName(c));
+    script += SeriesPlot(
+        results, "wait-" + name + ".png",
+        std::string("Mean wait of jobs started in each interval, ") + SizeClassName(c) + " card(s) per task",
+        "minutes", 7 + c, Axis::kMinutes);
+  }
   // Locality bars: linked pods, gangs in one domain, gangs in one rack.
   std::string bars = "# policy,linked,domain,rack\n";
   for (const auto& r : results) {

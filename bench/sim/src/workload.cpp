@@ -188,4 +188,24 @@ std::vector<JobSpec> Synthesize(const SyntheticConfig& config) {
   return jobs;
 }
 
+double OfferedLoad(const std::vector<JobSpec>& jobs, int cluster_cards) {
+  if (jobs.size() < 2 || cluster_cards <= 0) return 0;
+  const double window = jobs.back().arrival_s - jobs.front().arrival_s;
+  if (window <= 0) return 0;
+  double work = 0;
+  for (const JobSpec& j : jobs) work += j.duration_s * j.tasks * j.cards_per_task;
+  return work / (window * cluster_cards);
+}
+
+Status ScaleArrivalsToLoad(std::vector<JobSpec>& jobs, int cluster_cards, double load) {
+  if (!(load > 0)) return InvalidArgument("load to scale arrivals to must be positive");
+  const double now = OfferedLoad(jobs, cluster_cards);
+  if (now <= 0)
+    return InvalidArgument("cannot scale arrivals: the jobs arrive all at once (no arrival window)");
+  const double factor = now / load;
+  const double t0 = jobs.front().arrival_s;
+  for (JobSpec& j : jobs) j.arrival_s = t0 + (j.arrival_s - t0) * factor;
+  return Status::Ok();
+}
+
 }  // namespace hyperaccel::sim

@@ -24,24 +24,30 @@
 //   extender    our bridge alone (no HyperNodes): the bridge's predicate and prioritize
 //               (placement scoring plus gang locality) on the sampled nodes, then the device
 //               plugin's linked choice (placement::Choose)
+//   fgd         fragmentation gradient descent (Weng et al., ATC'23) on whole cards: each task goes
+//               to the feasible node whose expected fragmentation (free cards a pod drawn from the
+//               workload's pod sizes could not use) grows least; the kubelet's cards. Blind to
+//               links and tiers, like the published scheduler.
 //   hyperaccel  our whole stack: the HyperNode tiers the topology agent publishes, as `tiers`, and
 //               inside each HyperNode the bridge's predicate and prioritize and the device
 //               plugin's choice, as `extender`
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "hyperaccel/common/status.h"
 #include "hyperaccel/sim/cluster.h"
+#include "hyperaccel/sim/metrics.h"
 #include "hyperaccel/sim/workload.h"
 
 namespace hyperaccel::sim {
 
 // kDraAligned / kDraAll: kube-scheduler's DRA allocator over hyperaccel-dra-driver's devices
 // (dra_policy.h); selected by name only, not part of AllPolicies().
-enum class Policy { kRandom, kBinpack, kTiers, kExtender, kHyperaccel, kDraAligned, kDraAll };
+enum class Policy { kRandom, kBinpack, kTiers, kFgd, kExtender, kHyperaccel, kDraAligned, kDraAll };
 const char* PolicyName(Policy p);
 Result<Policy> ParsePolicy(std::string_view name);
 std::vector<Policy> AllPolicies();
@@ -59,6 +65,9 @@ struct SimOptions {
   // cards that are not one linked set / when its pods span link domains (the larger applies).
   double unlinked_slowdown = 1;
   double cross_domain_slowdown = 1;
+  // hyperaccel: a gang small enough for one empty link domain waits up to this long for a domain
+  // with room (Volcano's hard network topology at tier 1), then falls back to soft mode. 0 = off.
+  double gang_domain_wait_s = 0;
 };
 
 // One point of the time series; utilization and fragmentation are time averages over the
@@ -69,6 +78,10 @@ struct Sample {
   double fragmentation = 0;     // stranded free cards (no free linked neighbour) / free cards
   int pending = 0;              // jobs waiting
   int largest_free_linked = 0;  // the largest free linked set on any node
+  // Of the jobs started since the previous point: gangs that fit one link domain and got one
+  // (rate; -1 when none started), and the mean wait per pod size class (-1 when none started).
+  double gang_fit_domain_rate = -1;
+  std::array<double, kSizeClasses> wait_mean_s{-1, -1, -1, -1, -1};
 };
 
 struct PolicyResult {
@@ -83,14 +96,21 @@ struct PolicyResult {
   int gangs = 0;            // started jobs with at least 2 pods
   int gangs_one_domain = 0;
   int gangs_one_rack = 0;
-  int gangs_fit_domain = 0;         // started gangs small enough for one empty link domain
-  int gangs_fit_one_domain = 0;     // of those, gangs placed inside one link domain
+  int gangs_fit_domain = 0;      // started gangs small enough for one empty link domain
+  int gangs_fit_one_domain = 0;  // of those, gangs placed inside one link domain
+  // Of the gangs that fit one link domain but were split across domains: how many started at a
+  // moment when no link domain had enough free cards (counting cards only) for the whole gang,
+  // so keeping them local would have meant waiting.
+  int gangs_split_no_domain_room = 0;
+  int gangs_fit_rack = 0;           // started gangs small enough for one empty rack
+  int gangs_fit_one_rack = 0;       // of those, gangs placed inside one rack
   int slowed_jobs = 0;              // jobs the optional slowdowns made longer
   double linked_rate = 0;           // linked_pods / multi_card_pods
   double gang_domain_rate = 0;      // gangs_one_domain / gangs
   double gang_fit_domain_rate = 0;  // gangs_fit_one_domain / gangs_fit_domain
   double gang_rack_rate = 0;
-  double wait_mean_s = 0;  // over started jobs
+  double gang_fit_rack_rate = 0;  // gangs_fit_one_rack / gangs_fit_rack
+  double wait_mean_s = 0;         // over started jobs
   double wait_p50_s = 0;
   double wait_p95_s = 0;
   double gang_wait_mean_s = 0;  // over started gangs
@@ -103,10 +123,21 @@ struct PolicyResult {
   int64_t scheduling_attempts = 0;  // gang placement attempts (statements)
   std::vector<Sample> series;
   std::vector<double> start_s;  // per job (trace order): when it started, -1 when it never did
+  std::vector<double> run_s;    // per job: how long it ran (the cost model included), -1 when it never did
+  UserMetrics user;             // waits and slowdowns as users feel them (report.h)
+  FillResult fill;              // the fill experiment, when one was run (SimulateFill)
 };
 
 // Runs one policy over `jobs` (sorted by arrival). Deterministic for a given seed.
 PolicyResult Simulate(const Cluster& cluster, const std::vector<JobSpec>& jobs, const SimOptions& options);
+
+// The fill experiment of FGD (Weng et al., ATC'23): jobs drawn uniformly at random (seeded by
+// options.seed only, so every policy sees the same draws) from `jobs` arrive one after the other
+// on the empty cluster and never leave; each is placed by options.policy, all or nothing; the run
+// stops after `consecutive_failures` failed placements in a row. Jobs that could never fit are not
+// drawn. Reports the allocated and the unallocatable free cards at that point.
+FillResult SimulateFill(const Cluster& cluster, const std::vector<JobSpec>& jobs, const SimOptions& options,
+                        int consecutive_failures);
 
 // Volcano's number of feasible nodes to find for a cluster of `nodes` nodes.
 int NodesToFind(int nodes, int percentage, int min_nodes);

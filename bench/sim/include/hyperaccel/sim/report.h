@@ -27,11 +27,13 @@ std::string FormatMarkdown(const ClusterConfig& cluster, const RunInfo& run,
                            const std::vector<PolicyResult>& results);
 std::string FormatJson(const ClusterConfig& cluster, const RunInfo& run,
                        const std::vector<PolicyResult>& results);
-// time_s,utilization,fragmentation,pending,largest_free_linked
+// time_s,utilization,fragmentation,pending,largest_free_linked,gang_fit_domain_rate,wait_1_s,
+// wait_2_s,wait_3_4_s,wait_5_8_s,wait_over_8_s (NaN where nothing started in the interval)
 std::string FormatSeriesCsv(const PolicyResult& result);
 
 // Writes results.md, results.json and series-<policy>.csv into `dir` (created when missing) and,
-// when gnuplot is on PATH, utilization.png, fragmentation.png, pending.png and locality.png.
+// when gnuplot is on PATH, utilization.png, fragmentation.png, pending.png, locality.png,
+// locality-time.png and wait-<size class>.png for each pod size class that ran.
 // `plots` is set to whether the PNGs were drawn.
 Status WriteResults(const std::string& dir, const ClusterConfig& cluster, const RunInfo& run,
                     const std::vector<PolicyResult>& results, bool* plots);

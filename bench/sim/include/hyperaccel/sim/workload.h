@@ -55,4 +55,13 @@ struct SyntheticConfig {
 };
 std::vector<JobSpec> Synthesize(const SyntheticConfig& config);
 
+// Offered load of `jobs` on `cluster_cards` cards: card-seconds asked for / (arrival window x
+// cards). 0 when the window is empty (every job arrives at once) or there are no cards.
+double OfferedLoad(const std::vector<JobSpec>& jobs, int cluster_cards);
+
+// Compresses or stretches the arrival times of `jobs` (sorted by arrival) around the first arrival
+// so that OfferedLoad becomes `load`; durations are kept. Error when the window is empty or `load`
+// is not positive.
+Status ScaleArrivalsToLoad(std::vector<JobSpec>& jobs, int cluster_cards, double load);
+
 }  // namespace hyperaccel::sim
