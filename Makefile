@@ -21,13 +21,13 @@ build: configure
 	cmake --build --preset default -j $(JOBS)
 
 test: build
-	@echo "== run every test (ctest; about 5 minutes on 2 cores)"
+	@echo "== run every test (ctest; about 2 minutes on 2 cores)"
 	ctest --preset default
 
 demo: configure
 	@echo "== build the demo: 3 daemons and the demo driver (75 of the 151 build steps: several minutes on 2 cores from scratch, seconds when up to date)"
 	cmake --build --preset default -j $(JOBS) --target hyperaccel-demo
-	@echo "== run the demo (about 15 seconds)"
+	@echo "== run the demo (a few seconds)"
 	scripts/demo build/bin
 
 asan: deps

@@ -13,7 +13,10 @@ void ConfigureDaemonMemory(const DaemonMemoryOptions& options) {
   const char* tunables = std::getenv("GLIBC_TUNABLES");     // NOLINT(concurrency-mt-unsafe)
   const bool operator_set =
       arena_env != nullptr || (tunables != nullptr && std::strstr(tunables, "arena_max") != nullptr);
-  if (options.malloc_arenas > 0 && !operator_set) (void)mallopt(M_ARENA_MAX, options.malloc_arenas);
+  // Before any thread exists (the contract of this function).
+  if (options.malloc_arenas > 0 && !operator_set) {
+    (void)mallopt(M_ARENA_MAX, options.malloc_arenas);  // NOLINT(concurrency-mt-unsafe)
+  }
 }
 
 }  // namespace hyperaccel
