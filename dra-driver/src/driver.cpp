@@ -94,7 +94,7 @@ Status FinishDriverFlags(DriverOptions& o) {
   return Status::Ok();
 }
 
-int DryRunSlices(DriverOptions o, const std::string& server_version, std::ostream& out) {
+int DryRunSlices(const DriverOptions& o, const std::string& server_version, std::ostream& out) {
   auto version = kube::ParseServerVersion(R"({"gitVersion":"v)" + server_version + R"("})");
   if (!version.ok()) {
     HA_LOG(kError, "bad --server-version")

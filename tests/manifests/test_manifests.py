@@ -978,6 +978,8 @@ class Flags(unittest.TestCase):
 # RBAC derived from the agent's REST calls.
 
 AGENT_SRC = os.path.join(SOURCE, "topology-agent", "src")
+# The REST client the agent uses (moved from topology-agent/ to the shared kube/ library).
+KUBE_CLIENT_SRC = os.path.join(SOURCE, "kube", "src", "client.cpp")
 AGENT_INC = os.path.join(SOURCE, "topology-agent", "include", "hyperaccel", "topology_agent")
 CLIENT_VERBS = ("Get", "List", "Watch", "Create", "Replace", "MergePatch", "Delete", "Update")
 
@@ -1028,8 +1030,8 @@ def split_args(args):
 
 
 def client_http_methods():
-    """Client verb -> list of (HTTP method, watch?) from kube_client.cpp (what each verb sends)."""
-    text = strip_comments(open(os.path.join(AGENT_SRC, "kube_client.cpp"), encoding="utf-8").read())
+    """Client verb -> list of (HTTP method, watch?) from kube/src/client.cpp (what each verb sends)."""
+    text = strip_comments(open(KUBE_CLIENT_SRC, encoding="utf-8").read())
     bodies = function_bodies(text)
     out = {}
     for verb in CLIENT_VERBS:

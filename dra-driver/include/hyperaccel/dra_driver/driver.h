@@ -47,6 +47,6 @@ int RunDriver(DriverOptions options);
 // `slices --dry-run`: prints the slices the driver would publish as YAML, without an API server.
 // `server_version` ("1.35") picks the counter layout; features come from the tristate flags
 // ("auto" = what that version has on by default: partitionable and taints from 1.36).
-int DryRunSlices(DriverOptions options, const std::string& server_version, std::ostream& out);
+int DryRunSlices(const DriverOptions& options, const std::string& server_version, std::ostream& out);
 
 }  // namespace hyperaccel::dra
