@@ -79,12 +79,21 @@ void InstanceLock::ClearStandby() {
   standby_fd_ = -1;
 }
 
-bool InstanceLock::StandbyWaiting() const {
-  const int fd = ::open(standby_path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+namespace {
+
+// True when someone holds an exclusive lock on `path` (which must exist).
+bool LockedByOthers(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return false;
-  const bool waiting = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  const bool locked = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
   ::close(fd);
-  return waiting;
+  return locked;
 }
+
+}  // namespace
+
+bool InstanceLock::StandbyWaiting() const { return LockedByOthers(standby_path_); }
+
+bool InstanceLock::HeldByAnother() const { return !held() && LockedByOthers(lock_path_); }
 
 }  // namespace hyperaccel::device_plugin

@@ -35,6 +35,8 @@ class InstanceLock {
   void ClearStandby();
   // True when another instance waits to take over (holds the standby marker).
   bool StandbyWaiting() const;
+  // True when another instance holds the lock (we do not).
+  bool HeldByAnother() const;
 
   const std::string& lock_path() const { return lock_path_; }
 

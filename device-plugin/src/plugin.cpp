@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -25,16 +27,26 @@ std::string JoinPath(const std::string& dir, const std::string& name) {
   return (std::filesystem::path(dir) / name).string();
 }
 
-// Removes a socket file left behind by an earlier run (or by an instance that handed the socket
-// over to us); refuses to remove anything else. Called only while holding the socket's lock.
-Status RemoveStaleSocket(const std::string& path) {
+// Checks that `path` is free or a socket (stale, or the one of an instance that handed the socket
+// over to us): it is replaced atomically by rename(2). Refuses to replace anything else. Called only
+// while holding the socket's lock.
+Status CheckReplaceable(const std::string& path) {
   FileId id = StatFile(path);
-  if (!id.exists) return Status::Ok();
-  if (!id.is_socket) return FailedPrecondition(path + " exists and is not a socket; refusing to replace it");
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return Unavailable("cannot remove stale socket " + path + ": " + std::strerror(errno));
-  }
+  if (id.exists && !id.is_socket)
+    return FailedPrecondition(path + " exists and is not a socket; refusing to replace it");
   return Status::Ok();
+}
+
+// A fresh name in the socket's directory to bind to before renaming over the socket path. gRPC
+// unlinks the path it listened on when the server goes away; binding elsewhere and renaming means
+// an old server never removes the socket of the instance that took over, and clients never see
+// the path missing.
+std::string BindPath(const std::string& socket_path) {
+  static std::atomic<uint64_t> counter{0};
+  return (std::filesystem::path(socket_path).parent_path() /
+          (".hyperaccel-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) +
+           ".sock"))
+      .string();
 }
 
 }  // namespace
@@ -202,7 +214,7 @@ struct Plugin::Impl {
   // ---- control thread ------------------------------------------------------------------------
 
   Status Serve(Endpoint& e) {
-    if (Status st = RemoveStaleSocket(e.socket_path); !st.ok()) return st;
+    if (Status st = CheckReplaceable(e.socket_path); !st.ok()) return st;
     auto service = std::make_unique<DevicePluginService>(
         e.resource, options, &metrics, [this, ep = &e](uint64_t gen, int open, bool ended) {
           ep->open_streams.store(open);
@@ -218,16 +230,27 @@ struct Plugin::Impl {
       e.service = std::move(service);
     }
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("unix:" + e.socket_path, grpc::InsecureServerCredentials());
+    const std::string bind_path = BindPath(e.socket_path);
+    builder.AddListeningPort("unix:" + bind_path, grpc::InsecureServerCredentials());
     builder.RegisterService(e.service.get());
     const auto t0 = Clock::now();
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-    if (!server) return Unavailable("cannot listen on " + e.socket_path);
+    if (!server) return Unavailable("cannot listen on " + bind_path);
+    if (::rename(bind_path.c_str(), e.socket_path.c_str()) != 0) {
+      const std::string why = std::strerror(errno);
+      server->Shutdown(std::chrono::system_clock::now());
+      server->Wait();
+      return Unavailable("cannot move " + bind_path + " to " + e.socket_path + ": " + why);
+    }
     FileId own = StatFile(e.socket_path);
     const auto t1 = Clock::now();
 
     // The kubelet dials us back inside Register: make sure we answer first.
-    auto channel = grpc::CreateChannel("unix:" + e.socket_path, grpc::InsecureChannelCredentials());
+    // Our own connection: a pooled one could still lead to the instance that handed over to us.
+    grpc::ChannelArguments channel_args;
+    channel_args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto channel =
+        grpc::CreateCustomChannel("unix:" + e.socket_path, grpc::InsecureChannelCredentials(), channel_args);
     auto stub = v1beta1::DevicePlugin::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -452,8 +475,10 @@ struct Plugin::Impl {
 
   // Stop() of an instance whose successor waits: let it take the socket while we still answer
   // the kubelet, so no Allocate meets a closed socket. Ends when the kubelet moved to the new
-  // instance (our socket file replaced and our ListAndWatch stream ended) or after
-  // `handover_timeout`.
+  // instance (the successor holds the lock and our ListAndWatch stream ended) or after
+  // `handover_timeout`. The socket path is the successor's from the moment it holds the lock, so
+  // it is never removed here (a socket left by a successor that never came is stale, and the
+  // next instance removes it under the lock).
   void HandOver(Endpoint& e) {
     HA_LOG(kInfo, "handing the socket over to the waiting instance")
         .kv("resource", e.resource)
@@ -462,7 +487,7 @@ struct Plugin::Impl {
     const auto deadline = Clock::now() + options.handover_timeout;
     bool moved = false;
     while (Clock::now() < deadline) {
-      moved = !(StatFile(e.socket_path) == e.own_id) && e.open_streams.load() == 0;
+      moved = e.open_streams.load() == 0 && e.lock->HeldByAnother();
       if (moved) break;
       std::unique_lock lock(state_mu);
       state_cv.wait_for(lock, std::chrono::milliseconds(20));
@@ -474,7 +499,7 @@ struct Plugin::Impl {
           .kv("resource", e.resource)
           .kv("timeout_ms", options.handover_timeout.count());
     }
-    StopServing(e, true);  // removes the socket only if it is still ours
+    StopServing(e, false);
   }
 
   void Backoff(Endpoint& e, const std::string& error, const char* what) {

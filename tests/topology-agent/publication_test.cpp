@@ -256,7 +256,9 @@ TEST(BuildHyperNodes, UncabledNodesJoinTheirRackThroughTheirOwnLeaf) {
   EXPECT_EQ(leaves.size(), 5u);
   for (const auto& [node, n] : leaves) EXPECT_EQ(n, 1) << node;
   for (const auto& h : hns) {
-    if (h.tier < 3) EXPECT_EQ(parents.count(h.name), 1u) << h.name << " has no parent";
+    if (h.tier < 3) {
+      EXPECT_EQ(parents.count(h.name), 1u) << h.name << " has no parent";
+    }
   }
   auto find = [&](const std::string& name) -> const HyperNodeSpec* {
     for (const auto& h : hns) {

@@ -182,59 +182,6 @@ TEST_F(ReconcileTest, UncabledNodePublishesAllTierLabels) {
   EXPECT_EQ(labels["hyperaccel.ai/idc"], "dc2");
 }
 
-// Direct mode: uncabled nodes get a leaf each under their shared rack and IDC, beside a cabled
-// domain in the same rack; no HyperNode has two parents.
-TEST_F(ReconcileTest, UncabledNodesGetHyperNodesInDirectMode) {
-  emu_.PutNode("c1", {{"rack", "r1"}, {"zone", "dc"}});
-  emu_.PutNode("u1", {{"rack", "r1"}, {"zone", "dc"}});
-  emu_.PutNode("u2", {{"rack", "r1"}, {"zone", "dc"}});
-  FakeDomains domains;
-  auto c1 = MakeInventory("c1", 4);
-  domains.AddNode(c1, "d1");
-  AgentOptions o;
-  o.hypernodes = "direct";
-  o.tiers.rack_label = "rack";
-  o.tiers.idc_label = "zone";
-  o.lease_duration_s = 2;
-  o.lease_renew_deadline_s = 1.5;
-  o.lease_retry_period_s = 0.1;
-  World wc = MakeWorld(c1), w1 = MakeWorld(MakeInventory("u1", 2)), w2 = MakeWorld(MakeInventory("u2", 0));
-  std::vector<std::unique_ptr<Agent>> agents;
-  for (auto* w : {&wc, &w1, &w2}) {
-    o.identity = "agent-" + w->inventory->node_name;
-    auto a = MakeAgent(emu_, *w, o, domains);
-    ASSERT_TRUE(a.ok()) << a.status().ToString();
-    agents.push_back(std::move(*a));
-    agents.back()->Start();
-  }
-  auto members = [&](const std::string& name) {
-    std::vector<std::string> out;
-    auto h = emu_.Get("hypernodes", name);
-    if (!h) return out;
-    for (const auto& m : (*h)["spec"]["members"]) out.push_back(m["selector"]["exactMatch"]["name"]);
-    return out;
-  };
-  const std::string leaf_u1 = HyperNodeName(1, NodeLocalDomain("u1"));
-  const std::string leaf_u2 = HyperNodeName(1, NodeLocalDomain("u2"));
-  const std::string leaf_c = HyperNodeName(1, "d1");
-  std::vector<std::string> rack_members = {leaf_c, leaf_u1, leaf_u2};
-  std::sort(rack_members.begin(), rack_members.end());
-  EXPECT_TRUE(Eventually([&] { return members(HyperNodeName(2, "dc.r1")) == rack_members; }))
-      << ::testing::PrintToString(members(HyperNodeName(2, "dc.r1")));
-  EXPECT_EQ(members(leaf_u1), std::vector<std::string>{"u1"});
-  EXPECT_EQ(members(leaf_u2), std::vector<std::string>{"u2"});
-  EXPECT_EQ(members(HyperNodeName(3, "dc")), std::vector<std::string>{HyperNodeName(2, "dc.r1")});
-  // One parent per HyperNode, one leaf per node, over everything written.
-  auto list = emu_.List("hypernodes");
-  std::map<std::string, int> parents;
-  for (const auto& h : list) {
-    for (const auto& m : h["spec"]["members"])
-      ++parents[m["selector"]["exactMatch"]["name"].get<std::string>()];
-  }
-  for (const auto& [child, n] : parents) EXPECT_EQ(n, 1) << child;
-  for (auto& a : agents) a->Stop();
-}
-
 TEST_F(ReconcileTest, LeaseRaceHasOneWinnerAndTakeoverAfterExpiry) {
   auto c1 = MakeClient(emu_), c2 = MakeClient(emu_);
   auto now = std::chrono::steady_clock::now();
@@ -428,6 +375,59 @@ TEST_F(ReconcileTest, AgentRestartWritesNothingNew) {
   EXPECT_EQ(emu_.CountRequests("PATCH"), 0u);
   EXPECT_EQ(emu_.CountRequests("GET"), 1u);  // one read at start, then nothing while unchanged
   EXPECT_TRUE((*b)->Ready().ok());
+}
+
+// Direct mode: uncabled nodes get a leaf each under their shared rack and IDC, beside a cabled
+// domain in the same rack; no HyperNode has two parents.
+TEST_F(ReconcileTest, UncabledNodesGetHyperNodesInDirectMode) {
+  emu_.PutNode("c1", {{"rack", "r1"}, {"zone", "dc"}});
+  emu_.PutNode("u1", {{"rack", "r1"}, {"zone", "dc"}});
+  emu_.PutNode("u2", {{"rack", "r1"}, {"zone", "dc"}});
+  FakeDomains domains;
+  auto c1 = MakeInventory("c1", 4);
+  domains.AddNode(c1, "d1");
+  AgentOptions o;
+  o.hypernodes = "direct";
+  o.tiers.rack_label = "rack";
+  o.tiers.idc_label = "zone";
+  o.lease_duration_s = 2;
+  o.lease_renew_deadline_s = 1.5;
+  o.lease_retry_period_s = 0.1;
+  World wc = MakeWorld(c1), w1 = MakeWorld(MakeInventory("u1", 2)), w2 = MakeWorld(MakeInventory("u2", 0));
+  std::vector<std::unique_ptr<Agent>> agents;
+  for (auto* w : {&wc, &w1, &w2}) {
+    o.identity = "agent-" + w->inventory->node_name;
+    auto a = MakeAgent(emu_, *w, o, domains);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    agents.push_back(std::move(*a));
+    agents.back()->Start();
+  }
+  auto members = [&](const std::string& name) {
+    std::vector<std::string> out;
+    auto h = emu_.Get("hypernodes", name);
+    if (!h) return out;
+    for (const auto& m : (*h)["spec"]["members"]) out.push_back(m["selector"]["exactMatch"]["name"]);
+    return out;
+  };
+  const std::string leaf_u1 = HyperNodeName(1, NodeLocalDomain("u1"));
+  const std::string leaf_u2 = HyperNodeName(1, NodeLocalDomain("u2"));
+  const std::string leaf_c = HyperNodeName(1, "d1");
+  std::vector<std::string> rack_members = {leaf_c, leaf_u1, leaf_u2};
+  std::sort(rack_members.begin(), rack_members.end());
+  EXPECT_TRUE(Eventually([&] { return members(HyperNodeName(2, "dc.r1")) == rack_members; }))
+      << ::testing::PrintToString(members(HyperNodeName(2, "dc.r1")));
+  EXPECT_EQ(members(leaf_u1), std::vector<std::string>{"u1"});
+  EXPECT_EQ(members(leaf_u2), std::vector<std::string>{"u2"});
+  EXPECT_EQ(members(HyperNodeName(3, "dc")), std::vector<std::string>{HyperNodeName(2, "dc.r1")});
+  // One parent per HyperNode, one leaf per node, over everything written.
+  auto list = emu_.List("hypernodes");
+  std::map<std::string, int> parents;
+  for (const auto& h : list) {
+    for (const auto& m : h["spec"]["members"])
+      ++parents[m["selector"]["exactMatch"]["name"].get<std::string>()];
+  }
+  for (const auto& [child, n] : parents) EXPECT_EQ(n, 1) << child;
+  for (auto& a : agents) a->Stop();
 }
 
 TEST_F(ReconcileTest, CardLossFollowsIntoLabelsAndHyperNodes) {

@@ -137,7 +137,12 @@ struct KubeletSim::Impl final : public v1beta1::Registration::Service {
               "endpoint must be a socket file name, got " + req->endpoint()};
     }
     const std::string path = (std::filesystem::path(options.dir) / req->endpoint()).string();
-    auto channel = grpc::CreateChannel("unix:" + path, grpc::InsecureChannelCredentials());
+    // A connection of its own per registration, like the kubelet (Go gRPC shares none): with
+    // gRPC's global subchannel pool a new registration on the same path could reuse the
+    // connection to the plugin instance that just handed the socket over.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto channel = grpc::CreateCustomChannel("unix:" + path, grpc::InsecureChannelCredentials(), args);
     auto stub = std::shared_ptr<v1beta1::DevicePlugin::Stub>(v1beta1::DevicePlugin::NewStub(channel));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + options.dial_timeout);
