@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <string_view>
@@ -78,15 +79,15 @@ inline std::string ReadUntilClosed(int fd, std::chrono::milliseconds timeout) {
 
 // True when the peer has closed the connection (EOF or reset) within `timeout`; bytes that
 // arrive first are read and dropped.
+// A zero timeout looks once without waiting.
 inline bool ClosedByPeer(int fd, std::chrono::milliseconds timeout) {
   const auto end = std::chrono::steady_clock::now() + timeout;
   char buf[4096];
   for (;;) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
     pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    if (poll(&p, 1, static_cast<int>(std::max<long>(0, left.count()))) <= 0) return false;
     if (recv(fd, buf, sizeof buf, MSG_DONTWAIT) <= 0) return true;
   }
 }
