@@ -47,7 +47,7 @@ struct ServerOptions {
   // From the end of the header to the end of the body: this, plus the body's length at
   // body_bytes_per_second (a large snapshot gets the time a slow network needs for it).
   std::chrono::milliseconds body_timeout{500};
-  size_t body_bytes_per_second = size_t{32} << 20;
+  size_t body_bytes_per_second = size_t{16} << 20;
   // Request buffers and JSON parsers unused for this long are freed (their memory returned).
   // Volcano calls every schedule period (1 s by default), so a busy scheduler keeps them warm.
   int idle_release_seconds = 3;
