@@ -1,8 +1,11 @@
 // Bridge benchmarks; prints one table. Targets (ARCHITECTURE.md §6): predicate p99 < 200 µs
 // (keep-alive and new connection), prioritize 1000 nodes p99 < 20 ms, onSessionOpen parse
-// >= 1 GB/s. Usage:
+// >= 1 GB/s; predicate p99 < 5 ms while 200 slow (slowloris) connections are held. Usage:
 //   hyperaccel-bridge-bench [--url HOST:PORT] [--write-bodies DIR] [--quick]
-// Without --url the HTTP rows use a server started in this process.
+//   hyperaccel-bridge-bench --url HOST:PORT --memory PID BODY_FILE [--max-body-bytes N]
+// Without --url the HTTP rows use a server started in this process. --memory posts BODY_FILE,
+// padded with spaces to the largest allowed body, on 16 connections at once to the server process
+// PID and reports its peak resident memory and the answers.
 #include <httplib.h>
 
 #include <algorithm>
@@ -11,6 +14,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +24,7 @@
 #include "hyperaccel/bridge/service.h"
 #include "hyperaccel/bridge/wire.h"
 #include "hyperaccel/common/log.h"
+#include "loopback.h"
 #include "synthetic.h"
 
 namespace {
@@ -199,6 +205,8 @@ std::vector<double> HttpLoad(const std::string& host, int port, const std::strin
   return all;
 }
 
+void SlowlorisCase(const std::string& host, int port, bool quick);
+
 void Http(const std::string& url, bool quick) {
   std::unique_ptr<metrics::Registry> registry;
   std::unique_ptr<Bridge> bridge;
@@ -210,6 +218,7 @@ void Http(const std::string& url, bool quick) {
     bridge = std::make_unique<Bridge>(BridgeOptions{}, registry.get());
     ServerOptions o;
     o.listen = "127.0.0.1:0";
+    o.max_connections_per_client = 1000;  // the slow connections share 127.0.0.1 (see run.sh)
     server = std::make_unique<HttpServer>(bridge.get(), registry.get(), o);
     if (!server->Start().ok()) return;
     port = server->port();
@@ -229,26 +238,186 @@ void Http(const std::string& url, bool quick) {
                         clients == 1 ? "p99 < 200 µs" : ""});
     }
   }
+  SlowlorisCase(host, port, quick);
+}
+
+// The slow client: a predicate's header plus one byte of its declared body.
+constexpr std::string_view kSlowStart =
+    "POST /predicate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    "Content-Length: 100000\r\n\r\n{";
+
+// Holds `n` slow connections to `port`, reopening each one the server closes (every 20 ms).
+class Slowloris {
+ public:
+  Slowloris(int port, int n) : port_(port) {
+    for (int i = 0; i < n; ++i) fds_.push_back(Open());
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        for (int& fd : fds_) {
+          if (fd >= 0 && !hyperaccel::testing::ClosedByPeer(fd, std::chrono::milliseconds(0))) continue;
+          if (fd >= 0) close(fd);
+          fd = Open();
+          ++reopened_;
+        }
+      }
+    });
+  }
+  ~Slowloris() {
+    stop_ = true;
+    thread_.join();
+    for (int fd : fds_) {
+      if (fd >= 0) close(fd);
+    }
+  }
+  Slowloris(const Slowloris&) = delete;
+  Slowloris& operator=(const Slowloris&) = delete;
+  int reopened() const { return reopened_.load(); }
+
+ private:
+  int Open() const {
+    const int fd = hyperaccel::testing::ConnectLoopback(port_);
+    if (fd >= 0) hyperaccel::testing::SendAll(fd, kSlowStart);
+    return fd;
+  }
+  int port_;
+  std::vector<int> fds_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> reopened_{0};
+};
+
+// Predicate latency on new connections and on a keep-alive one, with 0 and 200 slow connections.
+void SlowlorisCase(const std::string& host, int port, bool quick) {
+  hyperaccel::testing::RaiseFdLimit(4096);
+  const std::string body = PredicateBody();
+  const int n = quick ? 300 : 2000;
+  for (int slow : {0, 200}) {
+    std::unique_ptr<Slowloris> attack;
+    if (slow > 0) {
+      attack = std::make_unique<Slowloris>(port, slow);
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    for (bool keep : {false, true}) {
+      auto t = HttpLoad(host, port, body, 1, n, keep);
+      g_rows.push_back({"HTTP predicate, " + std::string(keep ? "keep-alive" : "new connection") + ", " +
+                            std::to_string(slow) + " slow connections p50 / p99",
+                        Micros(Percentile(t, 0.5)) + " / " + Micros(Percentile(t, 0.99)),
+                        slow > 0 ? "p99 < 5 ms" : ""});
+    }
+    if (attack) {
+      g_rows.push_back({"  slow connections the server closed (reopened by the attacker)",
+                        std::to_string(attack->reopened()), ""});
+    }
+  }
+}
+
+uint64_t RssKiB(int pid, const char* field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  const size_t n = std::strlen(field);
+  while (std::getline(in, line)) {
+    if (line.compare(0, n, field) == 0) return std::stoull(line.substr(n + 1));
+  }
+  return 0;
+}
+
+// 16 connections post a maximum-size body at once; the server process's resident memory is
+// sampled meanwhile. Prints the peak and how each request was answered.
+int MemoryCase(const std::string& url, int pid, const std::string& body_file, size_t max_body) {
+  std::ifstream in(body_file, std::ios::binary);
+  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (body.empty() || body.size() > max_body) {
+    std::fprintf(stderr, "%s: empty or larger than --max-body-bytes\n", body_file.c_str());
+    return 1;
+  }
+  body.resize(max_body, ' ');  // trailing whitespace keeps it one valid JSON object
+  const int port = std::stoi(url.substr(url.rfind(':') + 1));
+  const std::string header =
+      "POST /onSessionOpen HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+      "Connection: close\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n";
+  const uint64_t before = RssKiB(pid, "VmRSS:");
+  std::atomic<bool> done{false};
+  uint64_t peak = before;
+  std::thread sampler([&] {
+    while (!done) {
+      peak = std::max(peak, RssKiB(pid, "VmRSS:"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  std::vector<int> status(16, 0);
+  std::vector<double> seconds(16, 0);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < status.size(); ++i) {
+    clients.emplace_back([&, i] {
+      const auto t0 = Clock::now();
+      const int fd = hyperaccel::testing::ConnectLoopback(port);
+      if (fd < 0) return;
+      // Header, then the body in 1 MiB writes; a server that answers early (413/503) and closes
+      // ends the writes.
+      bool sent = hyperaccel::testing::SendAll(fd, header);
+      for (size_t off = 0; sent && off < body.size(); off += size_t{1} << 20) {
+        sent = hyperaccel::testing::SendAll(
+            fd, std::string_view(body).substr(off, std::min(size_t{1} << 20, body.size() - off)));
+      }
+      const std::string answer = hyperaccel::testing::ReadUntilClosed(fd, std::chrono::seconds(30));
+      close(fd);
+      if (answer.size() >= 12 && answer.compare(0, 9, "HTTP/1.1 ") == 0)
+        status[i] = std::stoi(answer.substr(9, 3));
+      seconds[i] = std::chrono::duration<double>(Clock::now() - t0).count();
+    });
+  }
+  for (auto& t : clients) t.join();
+  done = true;
+  sampler.join();
+  std::map<int, int> by_status;
+  for (int s : status) ++by_status[s];
+  std::printf(
+      "16 concurrent %zu-byte onSessionOpen bodies: server RSS %.1f MiB before, peak %.1f MiB "
+      "(VmHWM %.1f MiB), %.1f MiB after\n",
+      body.size(), static_cast<double>(before) / 1024, static_cast<double>(peak) / 1024,
+      static_cast<double>(RssKiB(pid, "VmHWM:")) / 1024, static_cast<double>(RssKiB(pid, "VmRSS:")) / 1024);
+  for (const auto& [s, count] : by_status) std::printf("  HTTP %d: %d request(s)\n", s, count);
+  std::printf("  slowest request %.2f s\n", *std::max_element(seconds.begin(), seconds.end()));
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string url, write_dir;
+  std::string url, write_dir, memory_body;
+  int memory_pid = 0;
+  size_t max_body = ServerOptions{}.max_body_bytes;
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--url") && i + 1 < argc)
       url = argv[++i];
+    else if (!std::strcmp(argv[i], "--memory") && i + 2 < argc) {
+      memory_pid = std::atoi(argv[++i]);
+      memory_body = argv[++i];
+    } else if (!std::strcmp(argv[i], "--max-body-bytes") && i + 1 < argc)
+      max_body = std::stoull(argv[++i]);
     else if (!std::strcmp(argv[i], "--write-bodies") && i + 1 < argc)
       write_dir = argv[++i];
     else if (!std::strcmp(argv[i], "--quick"))
       quick = true;
     else {
-      std::fprintf(stderr, "usage: %s [--url HOST:PORT] [--write-bodies DIR] [--quick]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--url HOST:PORT] [--write-bodies DIR] [--quick]\n"
+                   "       %s --url HOST:PORT --memory PID BODY_FILE [--max-body-bytes N]\n",
+                   argv[0], argv[0]);
       return 2;
     }
   }
   log::SetLevel(log::Level::kError);
+  if (!memory_body.empty()) {
+    if (url.empty() || memory_pid <= 0) {
+      std::fprintf(stderr, "--memory needs --url and the server's PID\n");
+      return 2;
+    }
+    return MemoryCase(url, memory_pid, memory_body, max_body);
+  }
   InProcess(quick, write_dir);
   Http(url, quick);
   size_t w = 0;

@@ -236,6 +236,8 @@ class Kustomize(unittest.TestCase):
                 one(self, objs, "Service", "hyperaccel-volcano-bridge")
                 one(self, objs, "ServiceAccount", "hyperaccel-node")
                 one(self, objs, "ServiceAccount", "hyperaccel-volcano-bridge")
+                one(self, objs, "NetworkPolicy", "hyperaccel-volcano-bridge")
+                one(self, objs, "NetworkPolicy", "hyperaccel-node")
                 self.assertIsNotNone(scheduler_conf(objs))
                 self.assertIsNotNone(controller_conf(objs))
                 for obj in objs:
@@ -423,6 +425,66 @@ class Structure(unittest.TestCase):
         # The scheduler's calls of one cycle must all reach one replica.
         if dep["spec"].get("replicas", 1) > 1:
             self.assertEqual(svc["spec"].get("sessionAffinity"), "ClientIP")
+
+    def policy_ports(self, policy, workload):
+        """The container ports a NetworkPolicy's ingress rules open, by number."""
+        named = {p["name"]: p["containerPort"] for c in pod_spec(workload)["containers"] for p in c.get("ports", [])}
+        out = set()
+        for rule in policy["spec"]["ingress"]:
+            self.assertTrue(rule.get("ports"), "a rule without ports opens every port")
+            for p in rule["ports"]:
+                self.assertEqual(p.get("protocol", "TCP"), "TCP")
+                self.assertIn(p["port"], named if isinstance(p["port"], str) else named.values())
+                out.add(named.get(p["port"], p["port"]))
+        return out
+
+    def policy_peers(self, policy):
+        peers = []
+        for rule in policy["spec"]["ingress"]:
+            self.assertTrue(rule.get("from"), "a rule without `from` admits every client")
+            for peer in rule["from"]:
+                self.assertNotIn("ipBlock", peer, "peers by label, not address")
+                ns = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                self.assertTrue(ns, f"peer {peer} not limited to one namespace")
+                peers.append((ns, peer.get("podSelector", {}).get("matchLabels")))
+        return peers
+
+    def test_network_policies(self):
+        policies = {p["metadata"]["name"]: p for p in find(self.objs, "NetworkPolicy")}
+        # The bridge: its one listening port, from the Volcano scheduler (and Prometheus) only.
+        dep = one(self, self.objs, "Deployment", "hyperaccel-volcano-bridge")
+        bridge = policies.get("hyperaccel-volcano-bridge")
+        self.assertIsNotNone(bridge, "no NetworkPolicy for the bridge")
+        self.assertEqual(bridge["spec"]["policyTypes"], ["Ingress"])
+        selector = bridge["spec"]["podSelector"]["matchLabels"]
+        self.assertTrue(selector)
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        self.assertTrue(all(labels.get(k) == v for k, v in selector.items()), "the policy misses the bridge pods")
+        listen = int(flag_value(container(self, dep, "volcano-bridge")["args"], "--listen").rsplit(":", 1)[1])
+        self.assertEqual(self.policy_ports(bridge, dep), {listen})
+        peers = self.policy_peers(bridge)
+        self.assertIn((VOLCANO_NAMESPACE, {"app": "volcano-scheduler"}), peers)
+        # The scheduler peer is the namespace whose scheduler reads our extender configuration.
+        self.assertIsNotNone(scheduler_conf(self.objs))
+        for ns, pods in peers:
+            if ns == VOLCANO_NAMESPACE:
+                self.assertEqual(pods, {"app": "volcano-scheduler"}, "all of volcano-system may call the bridge")
+            else:
+                self.assertEqual((ns, pods), ("monitoring", None), "an unexpected client of the bridge")
+        # The node pods: every port they listen on, from the monitoring namespace only.
+        node = policies.get("hyperaccel-node")
+        self.assertIsNotNone(node, "no NetworkPolicy for the node DaemonSet")
+        self.assertEqual(node["spec"]["policyTypes"], ["Ingress"])
+        ds_labels = self.ds["spec"]["template"]["metadata"]["labels"]
+        node_selector = node["spec"]["podSelector"]["matchLabels"]
+        self.assertTrue(node_selector)
+        self.assertTrue(all(ds_labels.get(k) == v for k, v in node_selector.items()))
+        all_ports = {p["containerPort"] for c in self.spec["containers"] for p in c.get("ports", [])}
+        self.assertEqual(self.policy_ports(node, self.ds), all_ports)
+        self.assertEqual(self.policy_peers(node), [("monitoring", None)])
+        # Nothing else in our namespace is isolated by accident (an empty podSelector would).
+        for p in policies.values():
+            self.assertTrue(p["spec"]["podSelector"].get("matchLabels"), p["metadata"]["name"])
 
     def test_scheduler_config(self):
         conf = scheduler_conf(self.objs)

@@ -138,6 +138,52 @@ TEST(Service, TaskWithoutCardsPassesAndGetsNoScores) {
             Json::parse(R"({"nodeScore":{},"errorMessage":""})"));
 }
 
+// Content after the root object is an error (400 naming it), not silently dropped: a body cut
+// and pasted from two requests, or smuggled bytes, must not be judged by its first half.
+TEST(Service, TrailingGarbageIsA400) {
+  synthetic::TaskSpec t;
+  synthetic::NodeSpec n;
+  n.name = "n1";
+  const std::string body = synthetic::PredicateBody(t, n, {});
+  Bridge b({}, nullptr);
+  EXPECT_EQ(b.Handle(Verb::kPredicate, JsonBuffer(body + " \n\t")).status, 200);  // whitespace is fine
+  for (const std::string& tail : {std::string("x"), std::string("{}"), std::string(" 1"), std::string("]")}) {
+    for (Verb v : kAllVerbs) {
+      const std::string root = v == Verb::kPredicate ? body : "{}";
+      Reply r = b.Handle(v, JsonBuffer(root + tail));
+      EXPECT_EQ(r.status, 400) << VerbName(v) << " tail '" << tail << "'";
+      EXPECT_NE(r.error.find("after the JSON object"), std::string::npos) << r.error;
+    }
+  }
+}
+
+// A task asking for a negative number of cards is refused (code 3, never fits) with a reason that
+// says so, rather than passing as a task that needs no cards.
+TEST(Service, NegativeCardRequestIsRefused) {
+  synthetic::TaskSpec t;
+  t.cards = 2;
+  synthetic::NodeSpec n;
+  n.name = "n1";
+  Json body = Json::parse(synthetic::PredicateBody(t, n, {}));
+  body["task"]["Resreq"]["ScalarResources"]["hyperaccel.ai/fpga"] = -2000;
+  Bridge b({}, nullptr);
+  const Json answer = Call(b, Verb::kPredicate, body.dump());
+  EXPECT_EQ(answer["code"], kUnschedulableForever);
+  EXPECT_NE(answer["status"].get<std::string>().find("negative"), std::string::npos) << answer;
+  EXPECT_NE(answer["status"].get<std::string>().find("-2"), std::string::npos) << answer;
+  // A fractional negative request (-1 milli-card) is just as negative.
+  body["task"]["Resreq"]["ScalarResources"]["hyperaccel.ai/fpga"] = -1;
+  EXPECT_EQ(Call(b, Verb::kPredicate, body.dump())["code"], kUnschedulableForever);
+  // Prioritize gives such a task no scores; allocate events for it record nothing.
+  synthetic::TaskSpec event = t;
+  event.uid = "negative";
+  event.node = "n1";
+  Json alloc = Json::parse(synthetic::TaskEventBody(event));
+  alloc["task"]["Resreq"]["ScalarResources"]["hyperaccel.ai/fpga"] = -2000;
+  Call(b, Verb::kAllocate, alloc.dump());
+  EXPECT_EQ(b.state().Stats().tentative, 0u);
+}
+
 TEST(Service, MetricsCountRequestsLatencyAndErrors) {
   metrics::Registry reg;
   Bridge b({}, &reg);

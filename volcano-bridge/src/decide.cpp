@@ -139,7 +139,11 @@ uint64_t ShapeOf(const placement::CardGraph& graph) {
 
 PredicateDecision DecidePredicate(const TaskNeed& need, const NodeCards& node, std::string_view resource) {
   const int k = need.cards;
-  if (k <= 0) return {};
+  if (k < 0) {
+    return {kUnschedulableForever, std::string(resource) + ": " + std::to_string(k) +
+                                       " requested: a task cannot request a negative number of cards"};
+  }
+  if (k == 0) return {};
   if (!node.topology) {
     if (node.capacity < k) {
       return {kUnschedulableForever,

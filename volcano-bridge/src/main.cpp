@@ -38,17 +38,57 @@ int main(int argc, char** argv) {
   app.add_option("--resource-name", bridge_options.resource, "extended resource that counts cards")
       ->envname(cli::EnvName(env, "resource-name"))
       ->capture_default_str();
-  app.add_option("--max-body-bytes", server.max_body_bytes, "largest request body accepted (413 above)")
+  app.add_option("--max-body-bytes", server.max_body_bytes,
+                 "largest request body accepted (413 above, from Content-Length before reading)")
       ->envname(cli::EnvName(env, "max-body-bytes"))
       ->check(CLI::Range(size_t{1024}, size_t{1} << 34))
       ->capture_default_str();
-  app.add_option("--threads", server.threads, "connections served at once (more wait in the listen queue)")
+  app.add_option("--max-inflight-body-bytes", server.max_inflight_body_bytes,
+                 "request body bytes read or handled at once, all connections (503 above); keep it at "
+                 "least --max-body-bytes plus room for small requests")
+      ->envname(cli::EnvName(env, "max-inflight-body-bytes"))
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 36))
+      ->capture_default_str();
+  app.add_option("--max-connections", server.max_connections,
+                 "open connections; a new one beyond closes the oldest idle one of the busiest client")
+      ->envname(cli::EnvName(env, "max-connections"))
+      ->check(CLI::Range(16, 100000))
+      ->capture_default_str();
+  app.add_option("--max-connections-per-client", server.max_connections_per_client,
+                 "open connections from one client address; a new one beyond closes its oldest idle one")
+      ->envname(cli::EnvName(env, "max-connections-per-client"))
+      ->check(CLI::Range(4, 100000))
+      ->capture_default_str();
+  app.add_option("--threads", server.threads, "event loop threads at most (one per CPU, at least 2)")
       ->envname(cli::EnvName(env, "threads"))
       ->check(CLI::Range(2, 1024))
       ->capture_default_str();
   app.add_option("--keep-alive-seconds", server.keep_alive_seconds, "idle keep-alive connection timeout")
       ->envname(cli::EnvName(env, "keep-alive-seconds"))
       ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  int header_timeout_ms = static_cast<int>(server.header_timeout.count());
+  app.add_option("--header-timeout-ms", header_timeout_ms,
+                 "a request's header must arrive within this of its first byte")
+      ->envname(cli::EnvName(env, "header-timeout-ms"))
+      ->check(CLI::Range(10, 600000))
+      ->capture_default_str();
+  int body_timeout_ms = static_cast<int>(server.body_timeout.count());
+  app.add_option("--body-timeout-ms", body_timeout_ms,
+                 "a request's body must arrive within this of its header, plus its length at "
+                 "--body-bytes-per-second")
+      ->envname(cli::EnvName(env, "body-timeout-ms"))
+      ->check(CLI::Range(10, 600000))
+      ->capture_default_str();
+  app.add_option("--body-bytes-per-second", server.body_bytes_per_second,
+                 "slowest body transfer rate allowed for the time a large body gets")
+      ->envname(cli::EnvName(env, "body-bytes-per-second"))
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--topology-cache-bytes", bridge_options.topology_cache_bytes,
+                 "decoded node topology annotations kept between calls, in bytes")
+      ->envname(cli::EnvName(env, "topology-cache-bytes"))
+      ->check(CLI::Range(size_t{0}, size_t{1} << 36))
       ->capture_default_str();
   app.add_option("--tls-cert", server.tls_cert, "PEM certificate: serve HTTPS (needs --tls-key)")
       ->envname(cli::EnvName(env, "tls-cert"))
@@ -57,6 +97,8 @@ int main(int argc, char** argv) {
       ->envname(cli::EnvName(env, "tls-key"))
       ->check(CLI::ExistingFile);
   if (const int rc = hyperaccel::cli::Parse(app, argc, argv); rc >= 0) return rc;
+  server.header_timeout = std::chrono::milliseconds(header_timeout_ms);
+  server.body_timeout = std::chrono::milliseconds(body_timeout_ms);
 #if defined(HYPERACCEL_BRIDGE_NEEDS_AVX2)
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("bmi2") ||
       !__builtin_cpu_supports("pclmul")) {

@@ -18,6 +18,7 @@
 #include <iterator>
 #include <limits>
 #include <list>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
@@ -44,13 +45,20 @@ constexpr size_t kMaxIdleBuffers = 16;
 // Form-encoded bodies (curl -d without a Content-Type) are refused above this size with a hint.
 constexpr size_t kFormLimit = 8192;
 constexpr uint32_t kHeaderLimit = 64 * 1024;
-// Beast reads at most 64 KiB at a time; a buffer that size from the start reads a predicate body
-// (about 100 KiB) in two reads instead of growing from 512 bytes.
+// An idle connection's first read takes up to this much (the request line and headers, usually
+// all of them); the buffer grows from there. Small, so that many idle connections cost little.
+constexpr size_t kFirstReadBytes = size_t{4} * 1024;
+// What a lingering connection reads (and drops) at a time.
 constexpr size_t kReadBufferBytes = size_t{64} * 1024;
-// A request (or a response write, or a TLS handshake) that makes no progress for this long is
-// dropped; so is an error response's connection that the client does not close.
-constexpr auto kReadTimeout = std::chrono::seconds(10);
+// A response write or a TLS handshake that takes longer than this is dropped.
+constexpr auto kWriteTimeout = std::chrono::seconds(10);
+constexpr auto kHandshakeTimeout = std::chrono::seconds(1);
+// How long an error answer's connection reads and drops what the client still sends.
 constexpr auto kLingerTimeout = std::chrono::seconds(2);
+// How often deadlines are checked (so they are enforced to within this).
+constexpr auto kDeadlineTick = std::chrono::milliseconds(50);
+// Dropped connections are logged at most this often (an attack must not flood the log).
+constexpr auto kDropLogInterval = std::chrono::seconds(10);
 // Stop() waits this long for requests in flight before it closes their connections.
 constexpr auto kStopTimeout = std::chrono::seconds(15);
 
@@ -105,6 +113,28 @@ class BufferPool {
   std::vector<Idle> idle_;
 };
 
+// The bytes of request bodies held at once (--max-inflight-body-bytes). A body reserves its
+// announced length before it is read (a chunked body, as it arrives) and gives it back once it
+// has been handled.
+class BodyBudget {
+ public:
+  explicit BodyBudget(size_t limit) : limit_(limit) {}
+  bool Reserve(size_t bytes) {
+    size_t held = held_.load(std::memory_order_relaxed);
+    do {
+      if (bytes > limit_ - std::min(held, limit_)) return false;
+    } while (!held_.compare_exchange_weak(held, held + bytes, std::memory_order_relaxed));
+    return true;
+  }
+  void Release(size_t bytes) { held_.fetch_sub(bytes, std::memory_order_relaxed); }
+  size_t held() const { return held_.load(std::memory_order_relaxed); }
+  size_t limit() const { return limit_; }
+
+ private:
+  const size_t limit_;
+  std::atomic<size_t> held_{0};
+};
+
 bool IsFormEncoded(std::string_view content_type) {
   return StartsWith(content_type, "application/x-www-form-urlencoded");
 }
@@ -112,11 +142,20 @@ bool IsFormEncoded(std::string_view content_type) {
 // A Beast body type that reads a request body straight into a JsonBuffer from the pool (reserved
 // to the announced Content-Length), so the body is copied once, from the socket buffer. The
 // parser enforces --max-body-bytes; form-encoded bodies over kFormLimit fail here (body_limit),
-// before they are read when they announce their length.
+// before they are read when they announce their length; so do bodies the in-flight budget cannot
+// take (`over_budget` then says so).
 struct JsonBody {
   struct value_type {
     JsonBuffer buffer;
     BufferPool* pool = nullptr;
+    BodyBudget* budget = nullptr;
+    size_t reserved = 0;  // bytes of `budget` this body holds
+    bool over_budget = false;
+
+    void ReleaseBudget() {
+      if (budget != nullptr && reserved > 0) budget->Release(reserved);
+      reserved = 0;
+    }
   };
 
   class reader {
@@ -132,6 +171,10 @@ struct JsonBody {
         ec = http::error::body_limit;
         return;
       }
+      if (!Reserve(announced)) {
+        ec = http::error::body_limit;
+        return;
+      }
       if (body_.pool != nullptr) body_.buffer = body_.pool->Take(announced);
       body_.buffer.Clear();
       if (announced > 0) body_.buffer.Reserve(announced);
@@ -140,7 +183,14 @@ struct JsonBody {
 
     template <class ConstBufferSequence>
     size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
-      if (beast::buffer_bytes(buffers) > limit_ - body_.buffer.size()) {
+      const size_t bytes = beast::buffer_bytes(buffers);
+      if (bytes > limit_ - body_.buffer.size()) {
+        ec = http::error::body_limit;
+        return 0;
+      }
+      // A chunked body reserves its bytes as they come.
+      if (body_.buffer.size() + bytes > body_.reserved &&
+          !Reserve(body_.buffer.size() + bytes - body_.reserved)) {
         ec = http::error::body_limit;
         return 0;
       }
@@ -156,6 +206,16 @@ struct JsonBody {
     void finish(beast::error_code& ec) { ec = {}; }
 
    private:
+    bool Reserve(size_t bytes) {
+      if (bytes == 0 || body_.budget == nullptr) return true;
+      if (!body_.budget->Reserve(bytes)) {
+        body_.over_budget = true;
+        return false;
+      }
+      body_.reserved += bytes;
+      return true;
+    }
+
     const http::fields& fields_;
     value_type& body_;
     size_t limit_ = std::numeric_limits<size_t>::max();
@@ -167,11 +227,18 @@ using Request = http::request<JsonBody>;
 // What the connections share with the server. Constant while serving, except the members with
 // their own synchronisation.
 struct Shared {
+  explicit Shared(size_t inflight_limit) : budget(inflight_limit) {}
   Bridge* bridge = nullptr;
   metrics::Registry* registry = nullptr;
   ServerOptions options;
   std::string prefix;  // "" or "/v1"
   BufferPool buffers;
+  BodyBudget budget;
+  metrics::Counter* dropped = nullptr;  // connections closed by a limit or deadline, by reason
+
+  void CountDropped(const char* reason) const {
+    if (dropped != nullptr) dropped->Inc({reason});
+  }
 };
 
 // An open connection, as the server's housekeeping sees it. The calls post to its event loop.
@@ -182,44 +249,56 @@ class Connection {
   virtual void CloseIfExpired(Clock::time_point now) = 0;
   // Closes the connection unless a request is in flight (Stop()).
   virtual void CloseIfIdle() = 0;
+  // False while a request is being handled or answered (the connection is then not closed to
+  // make room for another).
+  virtual bool Evictable() const = 0;
+  // Closes the connection to make room for another (a connection limit).
+  virtual void Evict(const char* reason) = 0;
 };
 
-// The open connections: a limit on how many, and Stop()'s wait for them to finish.
+// The open connections, oldest first, with their client addresses: the limits on how many (in
+// total and per client), and Stop()'s wait for them to finish.
 class ConnectionSet {
  public:
-  using Entry = std::list<std::weak_ptr<Connection>>::iterator;
+  struct Slot {
+    std::weak_ptr<Connection> connection;
+    asio::ip::address peer;
+    bool counted = true;  // false once chosen to make room (it no longer counts against the limits)
+  };
+  using Entry = std::list<Slot>::iterator;
 
-  explicit ConnectionSet(size_t limit) : limit_(limit) {}
+  ConnectionSet(size_t limit, size_t per_client)
+      : limit_(std::max<size_t>(1, limit)), per_client_(std::max<size_t>(1, per_client)) {}
 
-  // Registers a connection; nullopt once stopping (the caller closes it).
-  std::optional<Entry> Add(std::weak_ptr<Connection> c) {
+  // Registers a connection from `peer`, first choosing connections to close to make room for it
+  // within the limits (the caller closes them, outside the lock). nullopt once stopping, or when
+  // nothing can make room (every connection of the client is busy); the caller closes `c` then.
+  std::optional<Entry> Add(std::weak_ptr<Connection> c, const asio::ip::address& peer,
+                           std::vector<std::pair<std::shared_ptr<Connection>, const char*>>* evict) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return std::nullopt;
-    return open_.insert(open_.end(), std::move(c));
-  }
-
-  // Called by a connection as it is destroyed; resumes accepting if Full() paused it.
-  void Remove(Entry e) {
-    bool resume = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      open_.erase(e);
-      if (paused_ && open_.size() < limit_ && !stopping_) {
-        paused_ = false;
-        resume = true;
-      }
-      if (open_.empty()) drained_.notify_all();
+    if (per_peer_[peer] >= per_client_) {
+      auto victim = OldestEvictable(peer);
+      if (!victim) return Refused(peer);
+      evict->emplace_back(std::move(victim), "client_limit");
+    } else if (counted_ >= limit_) {
+      auto busiest = std::max_element(per_peer_.begin(), per_peer_.end(),
+                                      [](const auto& a, const auto& b) { return a.second < b.second; });
+      auto victim = OldestEvictable(busiest->first);
+      if (!victim) return Refused(peer);
+      evict->emplace_back(std::move(victim), "connection_limit");
     }
-    if (resume) resume_accept_();
+    ++per_peer_[peer];
+    ++counted_;
+    return open_.insert(open_.end(), Slot{std::move(c), peer, true});
   }
 
-  // True (and accepting paused until a connection closes) when the limit is reached.
-  bool Full(std::function<void()> resume_accept) {
+  // Called by a connection as it is destroyed.
+  void Remove(Entry e) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (open_.size() < limit_) return false;
-    paused_ = true;
-    resume_accept_ = std::move(resume_accept);
-    return true;
+    if (e->counted) Uncount(*e);
+    open_.erase(e);
+    if (open_.empty()) drained_.notify_all();
   }
 
   template <typename F>
@@ -227,8 +306,9 @@ class ConnectionSet {
     std::vector<std::shared_ptr<Connection>> open;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& w : open_) {
-        if (auto c = w.lock()) open.push_back(std::move(c));
+      open.reserve(open_.size());
+      for (const auto& slot : open_) {
+        if (auto c = slot.connection.lock()) open.push_back(std::move(c));
       }
     }
     for (const auto& c : open) f(*c);
@@ -251,13 +331,39 @@ class ConnectionSet {
   }
 
  private:
+  // The oldest counted connection of `peer` not busy with a request, uncounted; null if none.
+  // Caller holds mu_.
+  std::shared_ptr<Connection> OldestEvictable(const asio::ip::address& peer) {
+    for (auto& slot : open_) {
+      if (!slot.counted || slot.peer != peer) continue;
+      auto c = slot.connection.lock();
+      if (!c || !c->Evictable()) continue;
+      Uncount(slot);
+      return c;
+    }
+    return nullptr;
+  }
+
+  std::nullopt_t Refused(const asio::ip::address& peer) {
+    if (per_peer_[peer] == 0) per_peer_.erase(peer);
+    return std::nullopt;
+  }
+
+  void Uncount(Slot& slot) {
+    slot.counted = false;
+    --counted_;
+    auto it = per_peer_.find(slot.peer);
+    if (it != per_peer_.end() && --it->second == 0) per_peer_.erase(it);
+  }
+
   const size_t limit_;
+  const size_t per_client_;
   std::mutex mu_;
   std::condition_variable drained_;
-  std::list<std::weak_ptr<Connection>> open_;
-  bool paused_ = false;
+  std::list<Slot> open_;
+  std::map<asio::ip::address, size_t> per_peer_;  // counted connections by client address
+  size_t counted_ = 0;
   bool stopping_ = false;
-  std::function<void()> resume_accept_;
 };
 
 // One accepted connection (plain TCP or TLS): reads requests one after another, each into a
@@ -275,6 +381,7 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
   }
   ~HttpConnection() override {
     GiveBody();
+    if (parser_) parser_->get().body().ReleaseBudget();
     load_.fetch_sub(1, std::memory_order_relaxed);
     if (entry_) set_.Remove(*entry_);
   }
@@ -283,9 +390,8 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
 
   void Start(ConnectionSet::Entry entry) {
     entry_ = entry;
-    buffer_.reserve(kReadBufferBytes);
     if constexpr (kTls) {
-      SetDeadline(kReadTimeout);
+      SetDeadline(kHandshakeTimeout);
       stream_.async_handshake(ssl::stream_base::server,
                               [self = this->shared_from_this()](beast::error_code ec) {
                                 if (ec) return self->Close();
@@ -300,8 +406,18 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
     if (deadline_.load(std::memory_order_relaxed) > now.time_since_epoch().count()) return;
     asio::post(stream_.get_executor(), [self = this->shared_from_this()] {
       if (self->deadline_.load(std::memory_order_relaxed) <= Clock::now().time_since_epoch().count()) {
+        self->shared_.CountDropped(self->DeadlineName());
         self->Close();
       }
+    });
+  }
+
+  bool Evictable() const override { return !busy_.load(std::memory_order_relaxed); }
+
+  void Evict(const char* reason) override {
+    shared_.CountDropped(reason);
+    asio::post(stream_.get_executor(), [self = this->shared_from_this()] {
+      if (!self->busy_.load(std::memory_order_relaxed)) self->Close();
     });
   }
 
@@ -316,6 +432,19 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
 
  private:
   enum class State { kHandshake, kReading, kWriting, kLingering, kClosed };
+  // Which deadline runs while reading a request.
+  enum class Phase { kIdle, kHeader, kBody };
+
+  const char* DeadlineName() const {
+    if (state_ == State::kHandshake) return "handshake_timeout";
+    if (state_ != State::kReading) return "write_timeout";
+    switch (phase_) {
+      case Phase::kIdle: return "idle_timeout";
+      case Phase::kHeader: return "header_timeout";
+      case Phase::kBody: return "body_timeout";
+    }
+    return "timeout";
+  }
 
   void SetDeadline(Clock::duration d) {
     deadline_.store((Clock::now() + d).time_since_epoch().count(), std::memory_order_relaxed);
@@ -325,13 +454,45 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
 
   void ReadRequest() {
     state_ = State::kReading;
+    phase_ = Phase::kIdle;
+    busy_.store(false, std::memory_order_relaxed);
     header_checked_ = false;
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(shared_.options.max_body_bytes);
     parser_->get().body().pool = &shared_.buffers;
+    parser_->get().body().budget = &shared_.budget;
+    if (buffer_.size() > 0) {
+      StartHeaderDeadline();  // a pipelined request has begun already
+      return ReadSome();
+    }
+    // Wait for the first bytes with the idle deadline. (The parser makes no progress, and so
+    // does not call back, until a whole header has arrived: the header deadline must start here.)
     SetDeadline(std::chrono::seconds(shared_.options.keep_alive_seconds));
-    ReadSome();
+    stream_.async_read_some(buffer_.prepare(kFirstReadBytes),
+                            [self = this->shared_from_this()](beast::error_code ec, size_t bytes) {
+                              if (self->state_ == State::kClosed) return;
+                              if (ec) return self->Close();  // closed, reset, or idle too long
+                              self->buffer_.commit(bytes);
+                              self->StartHeaderDeadline();
+                              self->ReadSome();
+                            });
+  }
+
+  void StartHeaderDeadline() {
+    phase_ = Phase::kHeader;
+    SetDeadline(shared_.options.header_timeout);
+  }
+
+  // The body's deadline: body_timeout plus its length at body_bytes_per_second (the largest
+  // allowed body when the length is not announced).
+  void StartBodyDeadline() {
+    phase_ = Phase::kBody;
+    const auto announced = parser_->content_length();
+    const double bytes = static_cast<double>(announced ? *announced : shared_.options.max_body_bytes);
+    const double rate = static_cast<double>(std::max<size_t>(1, shared_.options.body_bytes_per_second));
+    SetDeadline(shared_.options.body_timeout +
+                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(bytes / rate)));
   }
 
   void ReadSome() {
@@ -343,9 +504,10 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
   void OnRead(beast::error_code ec) {
     if (state_ == State::kClosed) return;
     if (ec) return OnReadError(ec);
-    SetDeadline(kReadTimeout);
+    // Progress does not extend a deadline: a request that trickles in still has to arrive in time.
     if (parser_->is_header_done() && !header_checked_) {
       header_checked_ = true;
+      StartBodyDeadline();
       const Request& req = parser_->get();
       if (!parser_->is_done() && beast::iequals(req[http::field::expect], "100-continue")) {
         continue_.emplace(http::status::continue_, req.version());
@@ -362,6 +524,7 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
   }
 
   void OnReadError(beast::error_code ec) {
+    if (ec == http::error::body_limit && parser_->get().body().over_budget) return Reject(503);
     if (ec == http::error::body_limit) return Reject(413);
     if (ec == http::error::header_limit) return Reject(431);
     // A parse error (rather than the connection ending or failing): the request is malformed.
@@ -400,6 +563,9 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
                     ? "form-encoded body over 8 KiB: send Content-Type: application/json"
                     : "request body larger than " + std::to_string(shared_.options.max_body_bytes) +
                           " bytes (--max-body-bytes)";
+    } else if (status == 503) {
+      message = "busy: request bodies in flight would pass " + std::to_string(shared_.budget.limit()) +
+                " bytes (--max-inflight-body-bytes); try again";
     } else if (status == 431) {
       message = "request header larger than " + std::to_string(kHeaderLimit) + " bytes";
     } else if (status == 404) {
@@ -408,13 +574,17 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
       message = "bad request";
     }
     if (auto verb = VerbAt(path)) {
-      shared_.bridge->CountRejected(*verb, status, status == 413 ? "too_large" : "http");
+      shared_.bridge->CountRejected(*verb, status,
+                                    status == 413   ? "too_large"
+                                    : status == 503 ? "busy"
+                                                    : "http");
     }
     HA_LOG(kWarn, "rejected request").kv("path", path).kv("status", status).kv("error", message);
     Respond(status, "application/json", JsonError(message));
   }
 
   void OnRequest() {
+    busy_.store(true, std::memory_order_relaxed);
     const Request& req = parser_->get();
     const std::string path = Path();
     if (auto verb = VerbAt(path)) {
@@ -454,8 +624,11 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
     Reject(404);
   }
 
+  // Returns the body's buffer to the pool and its bytes to the in-flight budget.
   void GiveBody() {
-    if (parser_) shared_.buffers.Give(std::move(parser_->get().body().buffer));
+    if (!parser_) return;
+    shared_.buffers.Give(std::move(parser_->get().body().buffer));
+    parser_->get().body().ReleaseBudget();
   }
 
   void Respond(int status, std::string_view content_type, std::string body) {
@@ -468,8 +641,10 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
     response_.body() = std::move(body);
     response_.keep_alive(keep_alive);
     response_.prepare_payload();
+    if (status == 503) response_.set(http::field::retry_after, "1");
     state_ = State::kWriting;
-    SetDeadline(kReadTimeout);
+    busy_.store(true, std::memory_order_relaxed);
+    SetDeadline(kWriteTimeout);
     http::async_write(stream_, response_,
                       [self = this->shared_from_this(), keep_alive, complete](beast::error_code ec, size_t) {
                         self->response_ = {};
@@ -485,6 +660,7 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
   // connection (and lose the answer) while the client is still writing.
   void Linger() {
     state_ = State::kLingering;
+    busy_.store(false, std::memory_order_relaxed);
     GiveBody();
     beast::error_code ignored;
     socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -517,6 +693,8 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
   std::optional<ConnectionSet::Entry> entry_;
   std::atomic<Clock::rep> deadline_{Clock::time_point::max().time_since_epoch().count()};
   State state_ = State::kHandshake;
+  Phase phase_ = Phase::kIdle;
+  std::atomic<bool> busy_{false};  // handling or answering a request (read by ConnectionSet::Add)
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<JsonBody>> parser_;
   bool header_checked_ = false;
@@ -532,8 +710,10 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
 class HttpServer::Impl {
  public:
   Impl(Bridge* bridge, metrics::Registry* registry, const ServerOptions& options, std::string prefix,
-       int threads)
-      : connections_(static_cast<size_t>(std::max(1, options.threads))),
+       int threads, metrics::Counter* dropped)
+      : shared_(options.max_inflight_body_bytes),
+        connections_(static_cast<size_t>(std::max(1, options.max_connections)),
+                     static_cast<size_t>(std::max(1, options.max_connections_per_client))),
         loops_(MakeLoops(threads)),
         acceptor_(loops_.front()->io),
         retry_(loops_.front()->io) {
@@ -541,6 +721,7 @@ class HttpServer::Impl {
     shared_.registry = registry;
     shared_.options = options;
     shared_.prefix = std::move(prefix);
+    shared_.dropped = dropped;
   }
 
   Status LoadTls(const std::string& cert, const std::string& key) {
@@ -605,6 +786,7 @@ class HttpServer::Impl {
   }
 
   Shared& shared() { return shared_; }
+  size_t inflight_bytes() const { return shared_.budget.held(); }
 
  private:
   struct Loop {
@@ -648,24 +830,53 @@ class HttpServer::Impl {
       }
       beast::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
+      const tcp::endpoint remote = socket.remote_endpoint(ignored);
+      if (ignored) {  // already gone
+        Accept();
+        return;
+      }
       if (tls_) {
-        Serve(std::make_shared<HttpConnection<ssl::stream<tcp::socket>>>(
-            ssl::stream<tcp::socket>(std::move(socket), *tls_), shared_, connections_, loop.connections));
+        Serve(
+            std::make_shared<HttpConnection<ssl::stream<tcp::socket>>>(
+                ssl::stream<tcp::socket>(std::move(socket), *tls_), shared_, connections_, loop.connections),
+            remote.address());
       } else {
         Serve(std::make_shared<HttpConnection<tcp::socket>>(std::move(socket), shared_, connections_,
-                                                            loop.connections));
+                                                            loop.connections),
+              remote.address());
       }
-      if (connections_.Full([this] { asio::post(acceptor_.get_executor(), [this] { Accept(); }); })) return;
       Accept();
     });
   }
 
   template <class C>
-  void Serve(std::shared_ptr<C> c) {
-    auto entry = connections_.Add(c);
-    if (!entry) return;  // stopping: closed as `c` goes
+  void Serve(std::shared_ptr<C> c, const asio::ip::address& peer) {
+    std::vector<std::pair<std::shared_ptr<Connection>, const char*>> evict;
+    auto entry = connections_.Add(c, peer, &evict);
+    for (auto& [victim, reason] : evict) victim->Evict(reason);
+    if (!evict.empty()) LogDropped(evict.front().second, peer);
+    if (!entry) {  // stopping, or every connection of the client is busy: closed as `c` goes
+      if (!connections_.stopping()) {
+        shared_.CountDropped("refused");
+        LogDropped("refused", peer);
+      }
+      return;
+    }
     // Inline when the connection is on the listening socket's loop, else queued to its own.
     asio::dispatch(c->executor(), [c, e = *entry] { c->Start(e); });
+  }
+
+  // On the listening socket's loop only.
+  void LogDropped(const char* reason, const asio::ip::address& peer) {
+    ++dropped_since_log_;
+    const auto now = Clock::now();
+    if (now - last_drop_log_ < kDropLogInterval) return;
+    HA_LOG(kWarn, "closed connections of clients over a connection limit")
+        .kv("reason", reason)
+        .kv("client", peer.to_string())
+        .kv("closed", dropped_since_log_);
+    dropped_since_log_ = 0;
+    last_drop_log_ = now;
   }
 
   // Declaration order is destruction order reversed: the connections (owned by handlers queued
@@ -676,24 +887,39 @@ class HttpServer::Impl {
   std::vector<std::unique_ptr<Loop>> loops_;
   tcp::acceptor acceptor_;
   asio::steady_timer retry_;
+  uint64_t dropped_since_log_ = 0;
+  Clock::time_point last_drop_log_{};
 };
 
 HttpServer::HttpServer(Bridge* bridge, metrics::Registry* registry, ServerOptions options)
-    : bridge_(bridge), registry_(registry), options_(std::move(options)) {}
+    : bridge_(bridge), registry_(registry), options_(std::move(options)) {
+  if (registry_ == nullptr) return;
+  dropped_ = &registry_->AddCounter(
+      "hyperaccel_bridge_connections_dropped_total",
+      "Connections closed by the server to make room for a newer one (a connection limit) or at a deadline",
+      {"reason"});
+  inflight_ = &registry_->AddGauge("hyperaccel_bridge_inflight_body_bytes",
+                                   "Request body bytes being read or handled (--max-inflight-body-bytes)");
+}
 
 HttpServer::~HttpServer() { Stop(); }
 
 Status HttpServer::Start() {
   auto address = ParseListenAddress(options_.listen);
   if (!address.ok()) return address.status();
+  if (options_.max_inflight_body_bytes < options_.max_body_bytes) {
+    return InvalidArgument("--max-inflight-body-bytes (" + std::to_string(options_.max_inflight_body_bytes) +
+                           ") is below --max-body-bytes (" + std::to_string(options_.max_body_bytes) +
+                           "): a body of the largest allowed size could never be read");
+  }
   std::string prefix = options_.path_prefix;
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
   if (!prefix.empty() && prefix.front() != '/') prefix.insert(prefix.begin(), '/');
   // One event loop per CPU (at least 2: a long request such as a large onSessionOpen does not
-  // hold up the others), no more than the connection limit.
+  // hold up the others), no more than --threads.
   const int cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = std::clamp(cpus, 2, std::max(2, options_.threads));
-  auto impl = std::make_unique<Impl>(bridge_, registry_, options_, prefix, threads);
+  auto impl = std::make_unique<Impl>(bridge_, registry_, options_, prefix, threads, dropped_);
 
   const bool tls = !options_.tls_cert.empty() || !options_.tls_key.empty();
   if (tls) {
@@ -717,9 +943,15 @@ Status HttpServer::Start() {
   }
   reaper_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(reaper_mu_);
-    while (!reaper_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
+    auto next_release = Clock::now();
+    while (!reaper_cv_.wait_for(lock, kDeadlineTick, [this] { return stopping_; })) {
       lock.unlock();
-      Housekeeping();
+      impl_->CloseExpired();
+      if (inflight_ != nullptr) inflight_->Set(static_cast<double>(impl_->inflight_bytes()));
+      if (Clock::now() >= next_release) {
+        Housekeeping();
+        next_release = Clock::now() + std::chrono::seconds(1);
+      }
       lock.lock();
     }
   });
@@ -728,7 +960,10 @@ Status HttpServer::Start() {
       .kv("tls", tls)
       .kv("prefix", prefix.empty() ? "/" : prefix)
       .kv("threads", threads)
-      .kv("max_connections", std::max(1, options_.threads));
+      .kv("max_connections", options_.max_connections)
+      .kv("max_connections_per_client", options_.max_connections_per_client)
+      .kv("max_body_bytes", options_.max_body_bytes)
+      .kv("max_inflight_body_bytes", options_.max_inflight_body_bytes);
   return Status::Ok();
 }
 
@@ -745,7 +980,6 @@ void HttpServer::Stop() {
 }
 
 void HttpServer::Housekeeping() {
-  impl_->CloseExpired();
   const auto unused_since = Clock::now() - std::chrono::seconds(options_.idle_release_seconds);
   impl_->shared().buffers.Release(unused_since);
   bridge_->ReleaseIdleMemory(unused_since);

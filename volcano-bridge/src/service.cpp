@@ -47,7 +47,8 @@ const char* VerbName(Verb verb) {
   return "unknown";
 }
 
-Bridge::Bridge(BridgeOptions options, metrics::Registry* registry) : options_(std::move(options)) {
+Bridge::Bridge(BridgeOptions options, metrics::Registry* registry)
+    : options_(std::move(options)), state_(options_.topology_cache_bytes) {
   parse_.resource = options_.resource;
   parse_.parsers = &parsers_;
   if (registry == nullptr) return;
@@ -68,6 +69,8 @@ Bridge::Bridge(BridgeOptions options, metrics::Registry* registry) : options_(st
                                    "Tasks tentatively allocated in the current session");
   topologies_ =
       &registry->AddGauge("hyperaccel_bridge_topology_cache_entries", "Decoded topology annotations cached");
+  topology_bytes_ = &registry->AddGauge("hyperaccel_bridge_topology_cache_bytes",
+                                        "Bytes held by cached topology annotations (--topology-cache-bytes)");
 }
 
 Reply Bridge::Handle(Verb verb, const JsonBuffer& body) {
@@ -120,6 +123,7 @@ void Bridge::UpdateGauges() {
   session_jobs_->Set(static_cast<double>(s.snapshot_jobs));
   tentative_->Set(static_cast<double>(s.tentative));
   topologies_->Set(static_cast<double>(s.topologies));
+  topology_bytes_->Set(static_cast<double>(s.topology_bytes));
 }
 
 Reply Bridge::OnSessionOpen(const JsonBuffer& body) {

@@ -11,6 +11,25 @@ namespace hyperaccel::bridge {
 
 // ---- TopologyCache ----------------------------------------------------------------------------
 
+namespace {
+
+// What an entry costs: its text, the decoded graph's vectors and strings, and the map's overhead.
+size_t EntryBytes(std::string_view annotation, const Topology* t) {
+  constexpr size_t kOverhead = 128;  // map node, Entry, shared_ptr control block
+  size_t bytes = kOverhead + annotation.size();
+  if (t != nullptr) {
+    const auto& g = t->graph;
+    bytes += sizeof(Topology);
+    for (const auto& id : g.ids) bytes += sizeof(std::string) + id.capacity();
+    for (const auto& serial : g.serials) bytes += sizeof(std::string) + serial.capacity();
+    bytes += (g.numa.capacity() + g.pcie_switch.capacity()) * sizeof(int) + g.adj.capacity() * sizeof(Mask) +
+             g.healthy.capacity() / 8;
+  }
+  return bytes;
+}
+
+}  // namespace
+
 std::shared_ptr<const Topology> TopologyCache::Get(std::string_view annotation, std::string_view node) {
   const uint64_t key = std::hash<std::string_view>{}(annotation);
   {
@@ -44,16 +63,41 @@ std::shared_ptr<const Topology> TopologyCache::Get(std::string_view annotation, 
         .kv("node", node)
         .kv("error", error.message());
   }
+  const size_t bytes = EntryBytes(annotation, topology.get());
+  if (bytes > max_bytes_) return topology;  // larger than the whole cache: not kept
   std::lock_guard<std::mutex> lock(mu_);
-  if (entries_.size() >= max_entries_) entries_.clear();
-  entries_.emplace(key, Entry{std::string(annotation), topology, true});
+  auto [lo, hi] = entries_.equal_range(key);
+  for (auto it = lo; it != hi; ++it) {
+    if (it->second.text == annotation) return it->second.topology;  // another thread decoded it too
+  }
+  EvictFor(bytes);
+  entries_.emplace(key, Entry{std::string(annotation), topology, bytes, true});
+  bytes_ += bytes;
   return topology;
+}
+
+void TopologyCache::EvictFor(size_t bytes) {
+  if (bytes_ + bytes <= max_bytes_) return;
+  for (auto it = entries_.begin(); it != entries_.end() && bytes_ + bytes > max_bytes_;) {
+    if (!it->second.used) {
+      bytes_ -= it->second.bytes;
+      it = entries_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (bytes_ + bytes <= max_bytes_) return;
+  // Everything is in use by the current snapshot: start again (the nodes keep their decoded
+  // topologies through their own references; only sharing with later requests is lost).
+  entries_.clear();
+  bytes_ = 0;
 }
 
 void TopologyCache::Sweep() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto it = entries_.begin(); it != entries_.end();) {
     if (!it->second.used) {
+      bytes_ -= it->second.bytes;
       it = entries_.erase(it);
     } else {
       it->second.used = false;
@@ -65,6 +109,11 @@ void TopologyCache::Sweep() {
 size_t TopologyCache::size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return entries_.size();
+}
+
+size_t TopologyCache::bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_;
 }
 
 // ---- SessionState -----------------------------------------------------------------------------
@@ -307,6 +356,7 @@ StateStats SessionState::Stats() const {
     s.session_open = open_;
   }
   s.topologies = cache_.size();
+  s.topology_bytes = cache_.bytes();
   return s;
 }
 

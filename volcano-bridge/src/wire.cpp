@@ -191,15 +191,18 @@ Status ReadBool(od::value& v, const Path& p, bool* out) {
 
 bool IsTrue(std::string_view s) { return s == "true" || s == "True" || s == "TRUE"; }
 
-// Resource {"MilliCPU","Memory","ScalarResources":{name: milli}} -> cards of `resource`.
-Status ReadCards(od::value& v, const Path& p, const ParseOptions& o, std::optional<int>* out) {
+// Resource {"MilliCPU","Memory","ScalarResources":{name: milli}} -> cards of `resource`. A task's
+// request keeps its sign (a negative request is refused by the predicate, not read as none); a
+// node's amounts are clamped at 0.
+Status ReadCards(od::value& v, const Path& p, const ParseOptions& o, std::optional<int>* out,
+                 bool task_request = false) {
   return ForEachField(v, p, [&](std::string_view key, od::value& val, const Path& kp) {
     if (key != "ScalarResources") return Status::Ok();
     return ForEachField(val, kp, [&](std::string_view name, od::value& q, const Path& qp) {
       if (name != o.resource) return Status::Ok();
       double milli = 0;
       if (Status s = ReadNumber(q, qp, &milli); !s.ok()) return s;
-      *out = CardsFromMilli(milli);
+      *out = task_request && milli < 0 ? -CardsFromMilli(-milli) : CardsFromMilli(milli);
       return Status::Ok();
     });
   });
@@ -262,7 +265,7 @@ Status ReadTask(od::value& v, const Path& p, const ParseOptions& o, bool with_po
     }
     if (key == "Resreq") {
       std::optional<int> cards;
-      if (Status st = ReadCards(val, kp, o, &cards); !st.ok()) return st;
+      if (Status st = ReadCards(val, kp, o, &cards, /*task_request=*/true); !st.ok()) return st;
       t->cards = cards.value_or(0);
       return Status::Ok();
     }
@@ -351,7 +354,8 @@ Status ReadJob(od::value& v, const Path& p, const ParseOptions& o, Job* j) {
 }
 
 // Parses `text` (followed by `capacity - size` readable bytes) and calls f(value&, root path)
-// on the root, which must be an object. Like Go's decoder, content after the root is ignored.
+// on the root, which must be an object. Unlike Go's decoder, content after the root (other than
+// whitespace) is an error: a body is one request, and what follows it would otherwise go unseen.
 template <typename F>
 Status ParseRoot(const char* text, size_t size, size_t capacity, ParserPool* pool, F&& f) {
   static const Path kRoot{nullptr, "body"};
@@ -365,7 +369,14 @@ Status ParseRoot(const char* text, size_t size, size_t capacity, ParserPool* poo
   od::json_type t;
   if (auto e = root.type().get(t)) return Bad(kRoot, e);
   if (t != od::json_type::object) return Bad(kRoot, std::string("expected object, got ") + TypeName(t));
-  return f(root, kRoot);
+  if (Status s = f(root, kRoot); !s.ok()) return s;
+  // `f` has walked the whole root object, so anything left is past its closing brace.
+  // (current_location() is OUT_OF_BOUNDS exactly at the end of the document.)
+  const char* rest = nullptr;
+  if (doc.current_location().get(rest) != simdjson::OUT_OF_BOUNDS) {
+    return Bad(kRoot, "unexpected content after the JSON object");
+  }
+  return Status::Ok();
 }
 
 template <typename F>

@@ -38,6 +38,8 @@ const char* VerbName(Verb verb);
 struct BridgeOptions {
   std::string resource = "hyperaccel.ai/fpga";  // scalar resource holding the cards
   double weight = 1.0;                          // prioritize scores are 0..100 × weight
+  // Decoded topology annotations kept between calls, in bytes (TopologyCache).
+  size_t topology_cache_bytes = TopologyCache::kDefaultMaxBytes;
 };
 
 struct Reply {
@@ -88,6 +90,7 @@ class Bridge {
   metrics::Gauge* session_jobs_ = nullptr;
   metrics::Gauge* tentative_ = nullptr;
   metrics::Gauge* topologies_ = nullptr;
+  metrics::Gauge* topology_bytes_ = nullptr;
 };
 
 }  // namespace hyperaccel::bridge

@@ -26,23 +26,34 @@ namespace hyperaccel::bridge {
 
 // Decoded annotations by content. Thread-safe. A bad annotation is remembered as "no topology"
 // (the node is then judged by counts) and logged once.
+//
+// Bounded in bytes (the annotation text plus an estimate of its decoded form): an entry that
+// would pass the bound first evicts the entries not used since the last Sweep(), then, if that is
+// not enough, all the others. An annotation larger than the whole bound is decoded but not kept.
 class TopologyCache {
  public:
-  explicit TopologyCache(size_t max_entries = 20000) : max_entries_(max_entries) {}
+  static constexpr size_t kDefaultMaxBytes = size_t{64} << 20;
+  explicit TopologyCache(size_t max_bytes = kDefaultMaxBytes) : max_bytes_(max_bytes) {}
   std::shared_ptr<const Topology> Get(std::string_view annotation, std::string_view node);
   // Drops every entry not used since the previous call (called once per snapshot).
   void Sweep();
   size_t size() const;
+  size_t bytes() const;  // held now, <= max_bytes()
+  size_t max_bytes() const { return max_bytes_; }
 
  private:
   struct Entry {
     std::string text;
     std::shared_ptr<const Topology> topology;  // null when the annotation is invalid
+    size_t bytes = 0;
     bool used = true;
   };
-  size_t max_entries_;
+  void EvictFor(size_t bytes);  // caller holds mu_
+
+  const size_t max_bytes_;
   mutable std::mutex mu_;
   std::unordered_multimap<uint64_t, Entry> entries_;
+  size_t bytes_ = 0;
 };
 
 struct StateStats {
@@ -50,12 +61,14 @@ struct StateStats {
   size_t snapshot_jobs = 0;
   size_t tentative = 0;
   size_t topologies = 0;
+  size_t topology_bytes = 0;
   bool session_open = false;
 };
 
 class SessionState {
  public:
-  SessionState() = default;
+  explicit SessionState(size_t topology_cache_bytes = TopologyCache::kDefaultMaxBytes)
+      : cache_(topology_cache_bytes) {}
 
   // onSessionOpen: replaces the session view and clears tentative allocations.
   void OpenSession(Snapshot snapshot);

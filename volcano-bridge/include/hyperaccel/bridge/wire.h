@@ -66,7 +66,7 @@ struct Task {
   std::string node_name;  // TaskInfo.NodeName, or Pod.spec.nodeName when that is empty
   int status = 0;         // TaskStatus bit value (1 Pending, 2 Allocated, 16 Bound, 32 Running, ...)
   int64_t priority = 0;
-  int cards = 0;                // Resreq.ScalarResources[resource] / 1000, rounded up
+  int cards = 0;  // Resreq.ScalarResources[resource] / 1000, rounded away from 0 (< 0: a bad request)
   bool require_linked = false;  // pod annotation hyperaccel.ai/require-linked: "true"
   bool spot = false;            // pod annotation or label volcano.sh/preemptable: "true"
   std::string_view raw;         // the whole TaskInfo object as sent (evictees only; points into the body)
