@@ -1,6 +1,15 @@
 #include "hyperaccel/common/status.h"
 
+#include <string.h>  // strerror_r (GNU: returns the message)
+
 namespace hyperaccel {
+
+std::string ErrnoMessage(int err) {
+  char buf[256];
+  // The GNU strerror_r returns either buf or a static string; both are safe to copy here.
+  const char* msg = strerror_r(err, buf, sizeof buf);
+  return msg != nullptr ? std::string(msg) : "errno " + std::to_string(err);
+}
 
 std::string_view StatusCodeName(StatusCode code) {
   switch (code) {

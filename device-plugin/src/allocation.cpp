@@ -186,7 +186,7 @@ Status WriteFileAtomic(const std::string& path, const std::string& content) {
   if (ec) return Unavailable("cannot create " + fs::path(path).parent_path().string() + ": " + ec.message());
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Unavailable("cannot write " + tmp + ": " + std::strerror(errno));
+  if (fd < 0) return Unavailable("cannot write " + tmp + ": " + ErrnoMessage(errno));
   size_t done = 0;
   while (done < content.size()) {
     ssize_t n = ::write(fd, content.data() + done, content.size() - done);
@@ -195,18 +195,18 @@ Status WriteFileAtomic(const std::string& path, const std::string& content) {
       int err = errno;
       ::close(fd);
       ::unlink(tmp.c_str());
-      return Unavailable("cannot write " + tmp + ": " + std::strerror(err));
+      return Unavailable("cannot write " + tmp + ": " + ErrnoMessage(err));
     }
     done += static_cast<size_t>(n);
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     ::unlink(tmp.c_str());
-    return Unavailable("cannot flush " + tmp + ": " + std::strerror(errno));
+    return Unavailable("cannot flush " + tmp + ": " + ErrnoMessage(errno));
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
-    return Unavailable("cannot rename " + tmp + " to " + path + ": " + std::strerror(err));
+    return Unavailable("cannot rename " + tmp + " to " + path + ": " + ErrnoMessage(err));
   }
   return Status::Ok();
 }

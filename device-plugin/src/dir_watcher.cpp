@@ -32,7 +32,7 @@ DirWatcher::~DirWatcher() { Stop(); }
 void DirWatcher::Start() {
   if (thread_.joinable()) return;
   if (::pipe2(stop_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
-    HA_LOG(kWarn, "cannot create a pipe; relying on polling").kv("error", std::strerror(errno));
+    HA_LOG(kWarn, "cannot create a pipe; relying on polling").kv("error", ErrnoMessage(errno));
     return;
   }
   thread_ = std::thread([this] { Loop(); });
@@ -63,13 +63,13 @@ void DirWatcher::Loop() {
         if (!warned) {
           HA_LOG(kWarn, "inotify unavailable; relying on stat() polling")
               .kv("dir", dir_)
-              .kv("error", std::strerror(errno));
+              .kv("error", ErrnoMessage(errno));
           warned = true;
         }
         ::close(fd);
         fd = -1;
       } else if (fd < 0 && !warned) {
-        HA_LOG(kWarn, "inotify unavailable; relying on stat() polling").kv("error", std::strerror(errno));
+        HA_LOG(kWarn, "inotify unavailable; relying on stat() polling").kv("error", ErrnoMessage(errno));
         warned = true;
       }
       if (fd >= 0) {

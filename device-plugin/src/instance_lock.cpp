@@ -50,7 +50,7 @@ Status InstanceLock::TryAcquire() {
     const int fd = OpenLocked(lock_path_, LOCK_EX);
     if (fd < 0) {
       if (errno == EWOULDBLOCK) return Unavailable("another instance holds " + lock_path_);
-      return Unavailable("cannot lock " + lock_path_ + ": " + std::strerror(errno));
+      return Unavailable("cannot lock " + lock_path_ + ": " + ErrnoMessage(errno));
     }
     if (SameFile(fd, lock_path_)) {
       lock_fd_ = fd;

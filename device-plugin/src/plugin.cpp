@@ -237,7 +237,7 @@ struct Plugin::Impl {
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
     if (!server) return Unavailable("cannot listen on " + bind_path);
     if (::rename(bind_path.c_str(), e.socket_path.c_str()) != 0) {
-      const std::string why = std::strerror(errno);
+      const std::string why = ErrnoMessage(errno);
       server->Shutdown(std::chrono::system_clock::now());
       server->Wait();
       return Unavailable("cannot move " + bind_path + " to " + e.socket_path + ": " + why);

@@ -401,8 +401,7 @@ Status RunHook(const std::string& command, const std::vector<std::string>& ids,
   pid_t pid = -1;
   int rc = posix_spawn(&pid, "/bin/sh", nullptr, &attr, argv.data(), environ);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0)
-    return Internal("PreStartContainer hook: cannot start /bin/sh: " + std::string(std::strerror(rc)));
+  if (rc != 0) return Internal("PreStartContainer hook: cannot start /bin/sh: " + ErrnoMessage(rc));
 
   auto deadline = std::chrono::steady_clock::now() + timeout;
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
@@ -412,7 +411,7 @@ Status RunHook(const std::string& command, const std::vector<std::string>& ids,
     if (done == pid) break;
     if (done < 0 && errno != EINTR) {
       if (pidfd >= 0) ::close(pidfd);
-      return Internal("PreStartContainer hook: waitpid: " + std::string(std::strerror(errno)));
+      return Internal("PreStartContainer hook: waitpid: " + ErrnoMessage(errno));
     }
     auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());

@@ -312,7 +312,7 @@ std::optional<std::string> CardReader::Text(const std::string& dir, std::string_
   const std::string path = dir + "/" + std::string(file);
   const int err = ReadFile(path, kMaxTextFile, &content);
   if (err != 0) {
-    if (err != ENOENT || !missing_ok) Warn(Relative(path) + ": " + std::strerror(err));
+    if (err != ENOENT || !missing_ok) Warn(Relative(path) + ": " + ErrnoMessage(err));
     return std::nullopt;
   }
   return std::string(Trim(content));

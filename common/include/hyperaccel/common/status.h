@@ -47,6 +47,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
+// The text of an errno value ("No such file or directory"). Thread-safe, unlike std::strerror.
+std::string ErrnoMessage(int err);
+
 inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
