@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
       ->add_option("--server-version", server_version,
                    "Kubernetes version to lay the slices out for (1.34: counters with devices)")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = hyperaccel::cli::Parse(app, argc, argv); rc >= 0) return rc;
   if (!hyperaccel::cli::ApplyCommonFlags(common, "dra-driver")) return 2;
   if (auto st = dra::FinishDriverFlags(options); !st.ok()) {
     std::cerr << "error: " << st.message() << "\n";

@@ -22,10 +22,13 @@ std::string Env(const char* flag) { return cli::EnvName("HYPERACCEL_", flag); }
 }  // namespace
 
 void AddDriverFlags(CLI::App& app, DriverOptions& o) {
+  const cli::FlagGroup group(app, "DRA driver");
   app.add_option("--kubeconfig", o.kubeconfig, "kubeconfig file (default: in-cluster, then $KUBECONFIG)")
-      ->envname(Env("kubeconfig"));
+      ->envname(Env("kubeconfig"))
+      ->group(cli::kGroupKubernetes);
   app.add_option("--admin-address", o.admin_address, "host:port for /metrics and /healthz; \"off\" = none")
       ->envname(Env("admin-address"))
+      ->group(cli::kGroupEndpoints)
       ->capture_default_str();
   app.add_option_function<int>(
          "--rescan-ms", [&o](int v) { o.rescan = std::chrono::milliseconds(v); },
