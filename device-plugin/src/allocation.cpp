@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "hyperaccel/common/status.h"
+
 namespace hyperaccel::device_plugin {
 namespace {
 

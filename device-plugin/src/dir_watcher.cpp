@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "hyperaccel/common/log.h"
+#include "hyperaccel/common/status.h"
 
 namespace hyperaccel::device_plugin {
 

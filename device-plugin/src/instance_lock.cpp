@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "hyperaccel/common/status.h"
+
 namespace hyperaccel::device_plugin {
 namespace {
 

@@ -14,6 +14,7 @@
 
 #include "dir_watcher.h"
 #include "hyperaccel/common/log.h"
+#include "hyperaccel/common/status.h"
 #include "instance_lock.h"
 #include "plugin_metrics.h"
 #include "service.h"

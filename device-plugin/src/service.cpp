@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "hyperaccel/common/log.h"
+#include "hyperaccel/common/status.h"
 
 extern char** environ;
 

@@ -17,6 +17,7 @@
 #include <optional>
 #include <utility>
 
+#include "hyperaccel/common/status.h"
 #include "hyperaccel/xrt/sff8636.h"
 
 namespace hyperaccel::hw {
