@@ -193,7 +193,7 @@ class KubectlPluginTest : public ::testing::Test {
   int Run(const std::vector<std::string>& args, std::string* out, std::string* err = nullptr,
           const std::string& kubeconfig_env = "", const std::string& home = "/nonexistent") {
     KubeconfigEnv env;
-    const std::string kc = kubeconfig_env.empty() ? dir_ + "/config" : kubeconfig_env;
+    std::string kc = kubeconfig_env.empty() ? dir_ + "/config" : kubeconfig_env;
     env.getenv = [&kc, &home](const char* name) -> std::string {
       if (std::string(name) == "KUBECONFIG") return kc;
       if (std::string(name) == "HOME") return home;
