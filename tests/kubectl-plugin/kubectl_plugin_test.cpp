@@ -3,6 +3,7 @@
 // queried through the plugin's commands exactly as the binary runs them.
 #include <gtest/gtest.h>
 
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -189,11 +190,11 @@ class KubectlPluginTest : public ::testing::Test {
   }
 
   // Runs the plugin with KUBECONFIG and HOME as given (nothing from the real environment).
-  int Run(std::vector<std::string> args, std::string* out, std::string* err = nullptr,
+  int Run(const std::vector<std::string>& args, std::string* out, std::string* err = nullptr,
           const std::string& kubeconfig_env = "", const std::string& home = "/nonexistent") {
     KubeconfigEnv env;
-    const std::string kc = kubeconfig_env.empty() ? dir_ + "/config" : kubeconfig_env;
-    env.getenv = [kc, home](const char* name) -> std::string {
+    std::string kc = kubeconfig_env.empty() ? dir_ + "/config" : kubeconfig_env;
+    env.getenv = [&kc, &home](const char* name) -> std::string {
       if (std::string(name) == "KUBECONFIG") return kc;
       if (std::string(name) == "HOME") return home;
       return "";
@@ -306,9 +307,12 @@ TEST_F(KubectlPluginTest, TopoTableNamesEveryTierAndFlagsNodesWithoutAgent) {
 bool Contiguous(const std::vector<std::string>& ids, bool ring) {
   std::vector<int> idx;
   for (const auto& id : ids) {
-    unsigned bus = 0;
-    if (std::sscanf(id.c_str(), "0000:%x:00.1", &bus) != 1) return false;
-    idx.push_back(static_cast<int>(bus) - 0x3b);
+    // "0000:3b:00.1": the bus number (hex) gives the card index.
+    int bus = 0;
+    if (id.size() != 12 || id.compare(0, 5, "0000:") != 0) return false;
+    const auto [end, ec] = std::from_chars(id.data() + 5, id.data() + 7, bus, 16);
+    if (ec != std::errc() || end != id.data() + 7) return false;
+    idx.push_back(bus - 0x3b);
   }
   for (size_t k = 0; k + 1 < idx.size(); ++k) {
     const int d = std::abs(idx[k] - idx[k + 1]);
