@@ -125,11 +125,11 @@ Result<ClusterConfig> ParseKubeconfig(std::string_view yaml, const std::string& 
       return YAML::Node();
     };
     YAML::Node ctx = find("contexts", ctx_name);
-    if (!ctx) return InvalidArgument("kubeconfig: context '" + ctx_name + "' not found");
+    if (!ctx.IsMap()) return InvalidArgument("kubeconfig: context '" + ctx_name + "' not found");
     std::string cluster_name = ctx["context"]["cluster"].as<std::string>("");
     std::string user_name = ctx["context"]["user"].as<std::string>("");
     YAML::Node cluster = find("clusters", cluster_name);
-    if (!cluster) return InvalidArgument("kubeconfig: cluster '" + cluster_name + "' not found");
+    if (!cluster.IsMap()) return InvalidArgument("kubeconfig: cluster '" + cluster_name + "' not found");
     ClusterConfig c;
     YAML::Node cl = cluster["cluster"];
     c.server = cl["server"].as<std::string>("");
@@ -144,7 +144,7 @@ Result<ClusterConfig> ParseKubeconfig(std::string_view yaml, const std::string& 
     }
     if (!user_name.empty()) {
       YAML::Node user = find("users", user_name);
-      if (!user) return InvalidArgument("kubeconfig: user '" + user_name + "' not found");
+      if (!user.IsMap()) return InvalidArgument("kubeconfig: user '" + user_name + "' not found");
       YAML::Node u = user["user"];
       c.token = u["token"].as<std::string>("");
       c.token_file = ResolvePath(u["tokenFile"].as<std::string>(""), base_dir);

@@ -413,7 +413,23 @@ users:
   EXPECT_EQ(prod->ca_data, "PEM-CA");
   EXPECT_EQ(prod->client_cert_data, "CERT");
   EXPECT_EQ(prod->client_key_data, "KEY");
-  EXPECT_FALSE(ParseKubeconfig(yaml, dir.string(), "nope").ok());
+  auto nope = ParseKubeconfig(yaml, dir.string(), "nope");
+  ASSERT_FALSE(nope.ok());
+  EXPECT_NE(nope.status().message().find("context 'nope' not found"), std::string::npos)
+      << nope.status().ToString();
+  // A context naming a cluster or a user that is not there says which one is missing.
+  std::string dangling = yaml;
+  dangling.replace(dangling.find("{cluster: c2, user: u2}"), 23, "{cluster: c9, user: u2}");
+  auto no_cluster = ParseKubeconfig(dangling, dir.string(), "prod");
+  ASSERT_FALSE(no_cluster.ok());
+  EXPECT_NE(no_cluster.status().message().find("cluster 'c9' not found"), std::string::npos)
+      << no_cluster.status().ToString();
+  dangling = yaml;
+  dangling.replace(dangling.find("{cluster: c1, user: u1}"), 23, "{cluster: c1, user: u7}");
+  auto no_user = ParseKubeconfig(dangling, dir.string());
+  ASSERT_FALSE(no_user.ok());
+  EXPECT_NE(no_user.status().message().find("user 'u7' not found"), std::string::npos)
+      << no_user.status().ToString();
   EXPECT_FALSE(ParseKubeconfig("[1, 2", dir.string()).ok());
   std::filesystem::remove_all(dir);
 }
