@@ -13,7 +13,12 @@ using kube::Json;
 
 std::string Fingerprint(const Publication& p) {
   std::string f = p.annotation;
-  for (const auto& [k, v] : p.labels) f += "\n" + k + "=" + v;
+  for (const auto& [k, v] : p.labels) {
+    f += '\n';
+    f += k;
+    f += '=';
+    f += v;
+  }
   return f;
 }
 

@@ -46,7 +46,7 @@ void LogChange(const Card& before, const Card& after) {
 }  // namespace
 
 HealthTracker::HealthTracker(HealthOptions options, Clock clock)
-    : options_(std::move(options)), clock_(std::move(clock)) {
+    : options_(options), clock_(std::move(clock)) {
   if (options_.recovery_probes < 1) options_.recovery_probes = 1;
 }
 

@@ -350,7 +350,7 @@ std::string ValidateDeviceClass(const Json& o) {
         sel[i]["cel"]["expression"].get<std::string>().empty()) {
       return Required(f);
     }
-    if (sel[i]["cel"]["expression"].get<std::string>().size() > 10 * 1024)
+    if (sel[i]["cel"]["expression"].get<std::string>().size() > size_t{10} * 1024)
       return f + ": Too long: may not be more than 10240 bytes";
   }
   return "";
