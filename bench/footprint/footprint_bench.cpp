@@ -458,8 +458,8 @@ void Setup::Run(std::vector<Row>& rows, std::vector<LatencyRow>& latency) {
   std::string bridge_error;
   if (bridge != nullptr) DriveBridge(bridge_port, bridge_error);
 
-  // The DRA driver lands from another branch; measured when present, with the flags the other
-  // daemons share (override them with HYPERACCEL_FOOTPRINT_DRA_ARGS, space-separated).
+  // The DRA driver publishes the node's slices to the same emulator and then idles; measured when
+  // present (override its flags with HYPERACCEL_FOOTPRINT_DRA_ARGS, space-separated).
   Child* dra = nullptr;
   if (::access((o_.bin_dir + "/hyperaccel-dra-driver").c_str(), X_OK) == 0) {
     std::vector<std::string> dra_args;
@@ -470,7 +470,7 @@ void Setup::Run(std::vector<Row>& rows, std::vector<LatencyRow>& latency) {
       for (std::string a; in >> a;) dra_args.push_back(a);
     } else {
       dra_args = HardwareFlags();
-      dra_args.insert(dra_args.end(), {"--kubeconfig=" + kubeconfig, "--kubelet-dir=" + work_ + "/dra"});
+      dra_args.insert(dra_args.end(), {"--kubeconfig=" + kubeconfig, "--admin-address=127.0.0.1:" + std::to_string(FreePort())});
     }
     dra = Start("hyperaccel-dra-driver", dra_args);
   }
