@@ -25,6 +25,7 @@
 
 #include "hyperaccel/kubelet_sim/kubelet_sim.h"
 #include "hyperaccel/testing/apiserver_emulator.h"
+#include "process.h"
 #include "promql.h"
 
 namespace hyperaccel::testing {
@@ -38,47 +39,19 @@ std::string Env(const char* name) {
   return v != nullptr ? v : "";
 }
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
 // One of our binaries as a child process, stopped (SIGTERM, then SIGKILL) on destruction.
-class Child {
+class RunningDaemon {
  public:
-  Child(const std::string& binary, const std::vector<std::string>& args, const std::string& log) {
+  RunningDaemon(const std::string& binary, const std::vector<std::string>& args, const std::string& log) {
     const std::string path = Env("HYPERACCEL_BIN_DIR") + "/" + binary;
     if (access(path.c_str(), X_OK) != 0) {
       error_ = path + " not found (build it first)";
       return;
     }
-    pid_ = fork();
-    if (pid_ == 0) {
-      FILE* f = std::fopen(log.c_str(), "w");
-      if (f != nullptr) {
-        dup2(fileno(f), 1);
-        dup2(fileno(f), 2);
-      }
-      std::vector<std::string> copy = args;
-      std::string p = path;
-      std::vector<char*> argv{p.data()};
-      for (auto& a : copy) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(p.c_str(), argv.data());
-      _exit(127);
-    }
+    pid_ = SpawnDaemon(path, args, log);
+    if (pid_ < 0) error_ = "cannot start " + path;
   }
-  ~Child() {
+  ~RunningDaemon() {
     if (pid_ <= 0) return;
     kill(pid_, SIGTERM);
     for (int i = 0; i < 100; ++i) {
@@ -88,8 +61,8 @@ class Child {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
+  RunningDaemon(const RunningDaemon&) = delete;
+  RunningDaemon& operator=(const RunningDaemon&) = delete;
   const std::string& error() const { return error_; }
 
  private:
@@ -215,11 +188,11 @@ class MonitoringTest : public ::testing::Test {
     auto* kubelet = new kubelet_sim::KubeletSim(ko);
     kubelet_ = kubelet;
     ASSERT_TRUE(kubelet->Start().ok());
-    const int dp_port = FreePort();
-    Child plugin("hyperaccel-device-plugin",
-                 {"--emulate=2", "--node-name=mon-node", "--kubelet-dir=" + ko.dir,
-                  "--metrics-address=127.0.0.1:" + std::to_string(dp_port), "--rescan-ms=500"},
-                 dir + "/device-plugin.log");
+    const int dp_port = FreeLoopbackPort();
+    RunningDaemon plugin("hyperaccel-device-plugin",
+                         {"--emulate=2", "--node-name=mon-node", "--kubelet-dir=" + ko.dir,
+                          "--metrics-address=127.0.0.1:" + std::to_string(dp_port), "--rescan-ms=500"},
+                         dir + "/device-plugin.log");
     ASSERT_TRUE(plugin.error().empty()) << plugin.error();
     ASSERT_TRUE(kubelet->WaitForRegistrations("hyperaccel.ai/fpga", 1, std::chrono::seconds(60)))
         << ReadFile(dir + "/device-plugin.log");
@@ -244,13 +217,14 @@ class MonitoringTest : public ::testing::Test {
         << "apiVersion: v1\nkind: Config\ncurrent-context: m\nclusters:\n- name: m\n"
         << "  cluster: {server: \"" << api.url() << "\"}\nusers:\n- name: m\n"
         << "  user: {token: mon}\ncontexts:\n- name: m\n  context: {cluster: m, user: m}\n";
-    const int agent_port = FreePort();
+    const int agent_port = FreeLoopbackPort();
     {
-      Child agent("hyperaccel-topology-agent",
-                  {"run", "--emulate=2", "--node-name=mon-node", "--kubeconfig=" + dir + "/kubeconfig",
-                   "--pod-resources-socket=" + ko.pod_resources_socket, "--poll-interval=0.2",
-                   "--admin-address=127.0.0.1:" + std::to_string(agent_port)},
-                  dir + "/topology-agent.log");
+      RunningDaemon agent(
+          "hyperaccel-topology-agent",
+          {"run", "--emulate=2", "--node-name=mon-node", "--kubeconfig=" + dir + "/kubeconfig",
+           "--pod-resources-socket=" + ko.pod_resources_socket, "--poll-interval=0.2",
+           "--admin-address=127.0.0.1:" + std::to_string(agent_port)},
+          dir + "/topology-agent.log");
       ASSERT_TRUE(agent.error().empty()) << agent.error();
       (*families_)["topology-agent"] = Families(Scrape(agent_port, [](const std::string& m) {
         return m.find("hyperaccel_agent_reconciles_total{result=\"ok\"}") != std::string::npos;
@@ -259,9 +233,9 @@ class MonitoringTest : public ::testing::Test {
     api.Stop();
 
     // Volcano bridge.
-    const int bridge_port = FreePort();
-    Child bridge("hyperaccel-volcano-bridge", {"--listen=127.0.0.1:" + std::to_string(bridge_port)},
-                 dir + "/volcano-bridge.log");
+    const int bridge_port = FreeLoopbackPort();
+    RunningDaemon bridge("hyperaccel-volcano-bridge", {"--listen=127.0.0.1:" + std::to_string(bridge_port)},
+                         dir + "/volcano-bridge.log");
     ASSERT_TRUE(bridge.error().empty()) << bridge.error();
     (*families_)["volcano-bridge"] = Families(Scrape(bridge_port, [](const std::string& m) {
       return m.find("hyperaccel_bridge_requests_total") != std::string::npos;
