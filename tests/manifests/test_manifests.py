@@ -372,6 +372,9 @@ class Structure(unittest.TestCase):
                     for probe in ("livenessProbe", "readinessProbe"):
                         self.assertIn(probe, c)
                     self.assertEqual(c["livenessProbe"]["httpGet"]["path"], "/healthz")
+                    if w["kind"] == "DaemonSet":
+                        # A standby plugin instance is alive but not ready (docs/node-security.md).
+                        self.assertEqual(c["readinessProbe"]["httpGet"]["path"], "/readyz")
 
     def test_root_is_explained(self):
         # uid 0 only in the node DaemonSet, and each such line has a comment above it.
