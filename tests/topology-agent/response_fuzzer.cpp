@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "hyperaccel/topology_agent/kube_client.h"
+#include "hyperaccel/kube/client.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace hyperaccel;
