@@ -53,9 +53,17 @@ std::string FakeSysfs::Bdf(int domain, int bus, int dev, int fn) const {
 
 void FakeSysfs::WriteAbs(const std::string& path, std::string_view content) const {
   fs::create_directories(fs::path(path).parent_path());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(content.data(), static_cast<std::streamsize>(content.size()));
-  if (!out) throw std::runtime_error("cannot write " + path);
+  // A read of a real sysfs attribute never sees half of a value, so the fake replaces files whole
+  // (a scanner running in another thread would otherwise read an empty, just-truncated file).
+  const std::string tmp = path + ".fake-sysfs-tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(content.data(), static_cast<std::streamsize>(content.size()));
+    if (!out) throw std::runtime_error("cannot write " + tmp);
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw std::runtime_error("cannot replace " + path + ": " + ec.message());
 }
 
 void FakeSysfs::Symlink(const std::string& target_rel, const std::string& link_rel) const {
