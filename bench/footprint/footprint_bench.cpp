@@ -470,7 +470,8 @@ void Setup::Run(std::vector<Row>& rows, std::vector<LatencyRow>& latency) {
       for (std::string a; in >> a;) dra_args.push_back(a);
     } else {
       dra_args = HardwareFlags();
-      dra_args.insert(dra_args.end(), {"--kubeconfig=" + kubeconfig, "--admin-address=127.0.0.1:" + std::to_string(FreePort())});
+      dra_args.insert(dra_args.end(), {"--kubeconfig=" + kubeconfig,
+                                       "--admin-address=127.0.0.1:" + std::to_string(FreePort())});
     }
     dra = Start("hyperaccel-dra-driver", dra_args);
   }
