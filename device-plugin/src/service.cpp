@@ -392,6 +392,7 @@ Status RunHook(const std::string& command, const std::vector<std::string>& ids,
   std::vector<std::string> args = {"/bin/sh", "-c", script, "hyperaccel-prestart"};
   args.insert(args.end(), ids.begin(), ids.end());
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 

@@ -8,7 +8,6 @@
 
 namespace hyperaccel::placement {
 
-using internal::Bit;
 using internal::Count;
 
 namespace {
