@@ -375,10 +375,6 @@ std::string Explain(const Score& score, const std::vector<int>& order) {
 
 }  // namespace internal
 
-using internal::Bit;
-using internal::Count;
-using internal::Low;
-
 std::vector<int> LinkOrder(const CardGraph& graph, Mask cards) {
   internal::Context ctx = internal::MakeContext(graph, 0);
   cards &= graph.AllMask();
