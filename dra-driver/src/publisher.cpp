@@ -5,6 +5,7 @@
 #include <mutex>
 #include <thread>
 
+#include "hyperaccel/common/json_fields.h"
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/common/shutdown.h"
 
@@ -15,10 +16,10 @@ namespace {
 // and the generation left out (compared separately).
 Json Comparable(const Json& slice) {
   Json c = Json::object();
-  const Json& md = slice.value("metadata", Json::object());
-  c["labels"] = md.value("labels", Json::object());
-  c["ownerReferences"] = md.value("ownerReferences", Json::array());
-  Json spec = slice.value("spec", Json::object());
+  const Json& md = json_fields::Object(slice, "metadata");
+  c["labels"] = json_fields::Object(md, "labels");
+  c["ownerReferences"] = json_fields::Array(md, "ownerReferences");
+  Json spec = json_fields::Object(slice, "spec");
   if (spec.contains("pool") && spec["pool"].is_object()) spec["pool"].erase("generation");
   if (spec.contains("devices") && spec["devices"].is_array()) {
     for (auto& d : spec["devices"]) {
@@ -50,16 +51,16 @@ std::string NameOf(const Json& o) {
 }
 
 bool HasConsumedCounters(const Json& slice) {
-  const Json spec = slice.value("spec", Json::object());
+  const Json& spec = json_fields::Object(slice, "spec");
   if (spec.contains("sharedCounters")) return true;
-  for (const auto& d : spec.value("devices", Json::array())) {
+  for (const auto& d : json_fields::Array(spec, "devices")) {
     if (d.is_object() && d.contains("consumesCounters")) return true;
   }
   return false;
 }
 
 bool HasTaints(const Json& slice) {
-  for (const auto& d : slice.value("spec", Json::object()).value("devices", Json::array())) {
+  for (const auto& d : json_fields::Array(json_fields::Object(slice, "spec"), "devices")) {
     if (d.is_object() && d.contains("taints")) return true;
   }
   return false;
@@ -179,7 +180,7 @@ Status Publisher::SyncOnce(const hw::Inventory& inventory, bool* retry) {
     }
     return node_obj.status();
   }
-  const std::string uid = (*node_obj)["metadata"].value("uid", "");
+  const std::string uid = json_fields::String(json_fields::Object(*node_obj, "metadata"), "uid");
 
   SliceOptions so;
   so.node_name = node;
@@ -195,9 +196,9 @@ Status Publisher::SyncOnce(const hw::Inventory& inventory, bool* retry) {
   if (!list.ok()) return list.status().WithContext("list slices");
   std::map<std::string, Json> existing;  // name -> object, this pool only
   int64_t gen = 0;
-  for (const auto& item : list->value("items", Json::array())) {
-    const Json spec = item.value("spec", Json::object());
-    if (spec.value("pool", Json::object()).value("name", "") != node) continue;
+  for (const auto& item : json_fields::Array(*list, "items")) {
+    const Json& spec = json_fields::Object(item, "spec");
+    if (json_fields::String(json_fields::Object(spec, "pool"), "name") != node) continue;
     existing[NameOf(item)] = item;
     gen = std::max(gen, GenerationOf(item));
   }
@@ -274,7 +275,7 @@ Status Publisher::SyncOnce(const hw::Inventory& inventory, bool* retry) {
 
   // The node label says whether arcs are published.
   const std::string want_label = features_.partitionable ? "true" : "false";
-  const Json labels = (*node_obj)["metadata"].value("labels", Json::object());
+  const Json& labels = json_fields::Object(json_fields::Object(*node_obj, "metadata"), "labels");
   if (!labels.contains(kArcsLabel) || labels[kArcsLabel] != want_label) {
     auto r = client_->MergePatch("/api/v1/nodes/" + node,
                                  {{"metadata", {{"labels", {{kArcsLabel, want_label}}}}}});

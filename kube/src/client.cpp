@@ -13,6 +13,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "hyperaccel/common/json_fields.h"
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/common/shutdown.h"
 
@@ -254,7 +255,7 @@ Status StatusFromResponse(long code, std::string_view body, std::string_view wha
   std::string message;
   std::string reason;
   Json j = Json::parse(body.begin(), body.end(), nullptr, false);
-  if (!j.is_discarded() && j.is_object() && j.value("kind", "") == "Status") {
+  if (!j.is_discarded() && json_fields::String(j, "kind") == "Status") {
     if (auto m = j.find("message"); m != j.end() && m->is_string()) message = m->get<std::string>();
     if (auto r = j.find("reason"); r != j.end() && r->is_string()) reason = r->get<std::string>();
   } else {
@@ -635,7 +636,7 @@ size_t WatchWrite(char* ptr, size_t size, size_t nmemb, void* userdata) {
   }
   Status s = st->decoder.Feed(std::string_view(ptr, n), [&](WatchEvent&& ev) {
     if (ev.type == "ERROR") {
-      long code = ev.object.value("code", 0L);
+      long code = static_cast<long>(json_fields::Int(ev.object, "code"));
       st->error = StatusFromResponse(code ? code : 500, ev.object.dump(), "watch");
       return false;
     }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "hyperaccel/common/json_fields.h"
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/placement/names.h"
 #include "hyperaccel/placement/placement.h"
@@ -64,7 +65,7 @@ Observed Observe(const Json& o) {
   if (spec.contains("members") && spec["members"].is_array()) {
     for (const auto& m : spec["members"]) {
       if (!m.is_object()) continue;
-      std::string type = m.value("type", "");
+      std::string type = json_fields::String(m, "type");
       if (ob.member_type.empty()) ob.member_type = type;
       if (type != ob.member_type) ob.member_type = "mixed";
       const Json* name = nullptr;
@@ -245,8 +246,7 @@ Result<bool> LeaderElector::TryAcquireOrRenew() {
   }
   Json lease = *cur;
   Json spec = lease.contains("spec") && lease["spec"].is_object() ? lease["spec"] : Json::object();
-  std::string holder = spec.value("holderIdentity", "");
-  if (spec.contains("holderIdentity") && !spec["holderIdentity"].is_string()) holder = "";
+  std::string holder = json_fields::String(spec, "holderIdentity");
   std::string renew =
       spec.contains("renewTime") && spec["renewTime"].is_string() ? spec["renewTime"].get<std::string>() : "";
   int64_t their_duration =
@@ -303,7 +303,7 @@ Status LeaderElector::Release() {
   leader_ = false;
   std::string wall = kube::MicroTime(std::chrono::system_clock::now());
   auto r = client_->Update(LeasesPath(config_.ns) + "/" + config_.name, [&](Json& lease) {
-    if (!lease.contains("spec") || lease["spec"].value("holderIdentity", "") != config_.identity)
+    if (!lease.contains("spec") || json_fields::String(lease["spec"], "holderIdentity") != config_.identity)
       return false;
     lease["spec"]["holderIdentity"] = "";
     lease["spec"]["leaseDurationSeconds"] = 1;

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "hyperaccel/common/json_fields.h"
 #include "hyperaccel/xrt/xrt_probe.h"
 
 namespace hyperaccel::hw {
@@ -41,7 +42,7 @@ Sensors ParseXrtSensors(const std::string& thermal_json, const std::string& elec
     for (const auto& t : thermal["thermals"]) {
       if (!t.is_object() || !IsPresent(t)) continue;
       auto temp = t.contains("temp_C") ? ToDouble(t["temp_C"]) : std::nullopt;
-      std::string id = t.value("location_id", "");
+      std::string id = json_fields::String(t, "location_id");
       if (!temp) {
         // A number that does not fit a double is an overflowed reading, not a missing sensor.
         const char* name = id == "fpga0"      ? "fpga temperature"
@@ -77,7 +78,7 @@ Sensors ParseXrtSensors(const std::string& thermal_json, const std::string& elec
     }
     if (electrical.contains("power_rails") && electrical["power_rails"].is_array()) {
       for (const auto& r : electrical["power_rails"]) {
-        if (!r.is_object() || r.value("id", "") != "vccint" || !r.contains("voltage")) continue;
+        if (!r.is_object() || json_fields::String(r, "id") != "vccint" || !r.contains("voltage")) continue;
         const auto& v = r["voltage"];
         if (v.is_object() && IsPresent(v) && v.contains("volts")) s.vccint_v = ToDouble(v["volts"]);
       }

@@ -7,6 +7,7 @@
 #include <regex>
 #include <sstream>
 
+#include "hyperaccel/common/json_fields.h"
 #include "hyperaccel/testing/dra_validation.h"
 
 namespace hyperaccel::testing {
@@ -123,16 +124,16 @@ bool FieldMatches(const std::string& selector, const Json& object, std::string* 
     std::string v =
         term.substr(ne != std::string::npos ? ne + 2 : (term.compare(eq, 2, "==") == 0 ? eq + 2 : eq + 1));
     std::string have;
-    const Json md = object.value("metadata", Json::object());
-    const Json spec = object.value("spec", Json::object());
+    const Json md = json_fields::Object(object, "metadata");
+    const Json spec = json_fields::Object(object, "spec");
     if (k == "metadata.name") {
-      have = md.value("name", "");
+      have = json_fields::String(md, "name");
     } else if (k == "metadata.namespace") {
-      have = md.value("namespace", "");
+      have = json_fields::String(md, "namespace");
     } else if (k == "spec.nodeName" && spec.is_object()) {
-      have = spec.value("nodeName", "");
+      have = json_fields::String(spec, "nodeName");
     } else if (k == "spec.driver" && spec.is_object()) {
-      have = spec.value("driver", "");
+      have = json_fields::String(spec, "driver");
     } else {
       if (error) *error = "field label not supported: " + k;
       return false;
@@ -398,8 +399,8 @@ Json ApiServerEmulator::Stamp(const std::string& resource, Json o, const std::st
   if (old) {
     md["uid"] = (*old)["metadata"]["uid"];
     md["creationTimestamp"] = (*old)["metadata"]["creationTimestamp"];
-    int64_t gen = (*old)["metadata"].value("generation", int64_t{1});
-    if (o.value("spec", Json()) != old->value("spec", Json())) ++gen;
+    int64_t gen = json_fields::Int((*old)["metadata"], "generation", 1);
+    if (json_fields::Any(o, "spec") != json_fields::Any(*old, "spec")) ++gen;
     if (resource != "nodes") md["generation"] = gen;
   } else {
     char uid[40];
@@ -511,13 +512,14 @@ void ApiServerEmulator::Admit(const std::string& resource, Json& object) const {
 void ApiServerEmulator::CollectGarbageLocked(const Json& node) {
   // Dependents whose owner reference names this Node (by name and UID) go with it, as the
   // garbage collector of kube-controller-manager does (background propagation).
-  const std::string name = node["metadata"].value("name", "");
-  const std::string uid = node["metadata"].value("uid", "");
+  const std::string name = json_fields::String(node["metadata"], "name");
+  const std::string uid = json_fields::String(node["metadata"], "uid");
   auto& slices = store_["resourceslices"];
   for (auto it = slices.begin(); it != slices.end();) {
     bool owned = false;
-    for (const auto& ref : it->second["metadata"].value("ownerReferences", Json::array())) {
-      if (ref.value("kind", "") == "Node" && ref.value("name", "") == name && ref.value("uid", "") == uid)
+    for (const auto& ref : json_fields::Array(it->second["metadata"], "ownerReferences")) {
+      if (json_fields::String(ref, "kind") == "Node" && json_fields::String(ref, "name") == name &&
+          json_fields::String(ref, "uid") == uid)
         owned = true;
     }
     if (!owned) {
@@ -537,8 +539,9 @@ std::vector<Json> ApiServerEmulator::Pool(const std::string& driver, const std::
   auto r = store_.find("resourceslices");
   if (r == store_.end()) return out;
   for (const auto& [k, v] : r->second) {
-    const Json spec = v.value("spec", Json::object());
-    if (spec.value("driver", "") == driver && spec.value("pool", Json::object()).value("name", "") == pool)
+    const Json spec = json_fields::Object(v, "spec");
+    if (json_fields::String(spec, "driver") == driver &&
+        json_fields::String(json_fields::Object(spec, "pool"), "name") == pool)
       out.push_back(v);
   }
   return out;
@@ -714,7 +717,7 @@ void ApiServerEmulator::Serve(const Route& r, const httplib::Request& req, httpl
     }
     Json items = Json::array();
     for (const auto& [kk, v] : objs) {
-      if (!r.ns.empty() && v["metadata"].value("namespace", "") != r.ns) continue;
+      if (!r.ns.empty() && json_fields::String(v["metadata"], "namespace") != r.ns) continue;
       if (Matches(sel, v) && FieldMatches(fsel, v)) items.push_back(v);
     }
     Json list = {{"kind", std::string(k->kind) + "List"},
@@ -738,8 +741,7 @@ void ApiServerEmulator::Serve(const Route& r, const httplib::Request& req, httpl
       return invalid("", "metadata.name: Required value: name or generateName is required");
     }
     std::string name = body["metadata"]["name"];
-    if (body["metadata"].contains("resourceVersion") &&
-        !body["metadata"]["resourceVersion"].get<std::string>().empty()) {
+    if (!json_fields::String(body["metadata"], "resourceVersion").empty()) {
       return invalid(name, "metadata.resourceVersion: Invalid value: must be empty on create");
     }
     Admit(r.resource, body);
@@ -763,7 +765,7 @@ void ApiServerEmulator::Serve(const Route& r, const httplib::Request& req, httpl
 
   if (req.method == "PUT") {
     if (!body.contains("metadata") || !body["metadata"].is_object()) body["metadata"] = Json::object();
-    std::string name = body["metadata"].value("name", "");
+    std::string name = json_fields::String(body["metadata"], "name");
     if (name != r.name) {
       Fail(res, 400, "BadRequest",
            "the name of the object (" + name + ") does not match the name on the URL (" + r.name + ")");
@@ -777,7 +779,7 @@ void ApiServerEmulator::Serve(const Route& r, const httplib::Request& req, httpl
       // The status subresource: only status changes.
       if (it == objs.end()) return not_found();
       Json merged = it->second;
-      merged["status"] = body.value("status", Json::object());
+      merged["status"] = json_fields::Object(body, "status");
       body = merged;
       body["metadata"]["resourceVersion"] = rv.empty() ? it->second["metadata"]["resourceVersion"] : Json(rv);
     }
@@ -803,7 +805,7 @@ void ApiServerEmulator::Serve(const Route& r, const httplib::Request& req, httpl
           "the object has been modified; please apply your changes to the latest version and try again");
     }
     if (r.resource != "leases" && r.resource != "nodes" && !r.status)
-      body["status"] = it->second.value("status", Json::object());
+      body["status"] = json_fields::Object(it->second, "status");
     Json stored = Stamp(r.resource, body, r.ns, &it->second);
     it->second = stored;
     Record("MODIFIED", r.resource, r.ns, stored);
@@ -938,7 +940,7 @@ void ApiServerEmulator::ServeWatch(const Route& r, const httplib::Request& req, 
         auto objs = store_.find(r.resource);
         if (objs != store_.end()) {
           for (const auto& [key, v] : objs->second) {
-            if (!r.ns.empty() && v["metadata"].value("namespace", "") != r.ns) continue;
+            if (!r.ns.empty() && json_fields::String(v["metadata"], "namespace") != r.ns) continue;
             if (Matches(sel, v) && FieldMatches(fsel, v)) out.emplace_back("ADDED", v);
           }
         }

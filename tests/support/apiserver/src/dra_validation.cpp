@@ -4,10 +4,13 @@
 #include <regex>
 #include <set>
 
+#include "hyperaccel/common/json_fields.h"
+
 namespace hyperaccel::testing {
 namespace {
 
 using Json = nlohmann::json;
+namespace jf = json_fields;
 
 const std::regex kDnsLabel(R"(^[a-z0-9]([-a-z0-9]*[a-z0-9])?$)");
 const std::regex kDnsSubdomain(R"(^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$)");
@@ -92,8 +95,11 @@ std::string CheckNodeSelection(const Json& spec, const std::string& prefix, bool
     }
     ++n;
   }
-  if (spec.value("allNodes", false)) ++n;
-  if (spec.value("perDeviceNodeSelection", false)) ++n;
+  for (const char* k : {"allNodes", "perDeviceNodeSelection"}) {
+    const Json& v = jf::Any(spec, k);
+    if (!v.is_null() && !v.is_boolean()) return Invalid(prefix + k, v.dump(), "a boolean is required");
+    if (v.is_boolean() && v.get<bool>()) ++n;
+  }
   if (n > 1)
     return prefix +
            "nodeName: Invalid value: exactly one of `nodeName`, `nodeSelector`, `allNodes`, "
@@ -172,7 +178,7 @@ std::string CheckDevice(const Json& d, const std::string& f, bool per_device_nod
       const std::string set = c["counterSet"];
       if (!IsDnsLabel(set)) return Invalid(cf + ".counterSet", set, "a lowercase RFC 1123 label is required");
       if (!seen.insert(set).second) return cf + ".counterSet: Duplicate value: \"" + set + "\"";
-      if (auto e = CheckCounters(cf + ".counters", c.value("counters", Json())); !e.empty()) return e;
+      if (auto e = CheckCounters(cf + ".counters", jf::Any(c, "counters")); !e.empty()) return e;
       if (sets_in_slice && !sets_in_slice->count(set)) {
         return Invalid(cf + ".counterSet", set,
                        "must reference a counter set defined in the ResourceSlice sharedCounters");
@@ -198,7 +204,8 @@ std::string CheckDevice(const Json& d, const std::string& f, bool per_device_nod
                                   !std::regex_match(t["value"].get<std::string>(), kLabelValue))) {
         return Invalid(tf + ".value", Str(t["value"]), "a valid label value is required");
       }
-      const std::string effect = t.value("effect", "");
+      const std::string effect =
+          jf::Any(t, "effect").is_string() ? t["effect"].get<std::string>() : jf::Any(t, "effect").dump();
       if (effect != "None" && effect != "NoSchedule" && effect != "NoExecute") {
         return tf + ".effect: Unsupported value: \"" + effect +
                "\": supported values: \"NoExecute\", \"NoSchedule\", \"None\"";
@@ -241,7 +248,7 @@ void DropDisabledDraFields(Json& slice, const DraGates& gates) {
 }
 
 std::string ValidateResourceSlice(const Json& o, const DraGates& gates) {
-  const std::string name = o["metadata"].value("name", "");
+  const std::string name = jf::String(jf::Object(o, "metadata"), "name");
   if (!IsDnsSubdomain(name))
     return Invalid("metadata.name", name, "a lowercase RFC 1123 subdomain is required");
   if (!o.contains("spec") || !o["spec"].is_object()) return Required("spec");
@@ -269,19 +276,20 @@ std::string ValidateResourceSlice(const Json& o, const DraGates& gates) {
   }
   if (!pool.contains("generation") || !pool["generation"].is_number_integer() ||
       pool["generation"].get<int64_t>() < 0) {
-    return Invalid("spec.pool.generation", pool.value("generation", Json()).dump(),
+    return Invalid("spec.pool.generation", jf::Any(pool, "generation").dump(),
                    "must be greater than or equal to 0");
   }
   if (!pool.contains("resourceSliceCount") || !pool["resourceSliceCount"].is_number_integer() ||
       pool["resourceSliceCount"].get<int64_t>() <= 0) {
-    return Invalid("spec.pool.resourceSliceCount", pool.value("resourceSliceCount", Json()).dump(),
+    return Invalid("spec.pool.resourceSliceCount", jf::Any(pool, "resourceSliceCount").dump(),
                    "must be greater than 0");
   }
   if (auto e = CheckNodeSelection(spec, "spec.", false); !e.empty()) return e;
-  const bool per_device = spec.value("perDeviceNodeSelection", false);
+  const bool per_device = jf::Bool(spec, "perDeviceNodeSelection");
 
-  const Json devices = spec.value("devices", Json::array());
-  const Json shared = spec.value("sharedCounters", Json::array());
+  const Json& devices = jf::Find(spec, "devices") != nullptr ? spec["devices"] : jf::Array(spec, "devices");
+  const Json& shared = jf::Find(spec, "sharedCounters") != nullptr ? spec["sharedCounters"]
+                                                                   : jf::Array(spec, "sharedCounters");
   if (!devices.is_array()) return Invalid("spec.devices", devices.dump(), "must be a list");
   if (!shared.is_array()) return Invalid("spec.sharedCounters", shared.dump(), "must be a list");
   if (gates.minor >= 35 && !devices.empty() && !shared.empty()) {
@@ -297,7 +305,7 @@ std::string ValidateResourceSlice(const Json& o, const DraGates& gates) {
     const std::string sn = s["name"];
     if (!IsDnsLabel(sn)) return Invalid(sf + ".name", sn, "a lowercase RFC 1123 label is required");
     if (!set_names.insert(sn).second) return sf + ".name: Duplicate value: \"" + sn + "\"";
-    if (auto e = CheckCounters(sf + ".counters", s.value("counters", Json())); !e.empty()) return e;
+    if (auto e = CheckCounters(sf + ".counters", jf::Any(s, "counters")); !e.empty()) return e;
     total_counters += s["counters"].size();
   }
   if (gates.minor < 35 && total_counters > kMaxSharedCounters134) {
@@ -322,25 +330,24 @@ std::string ValidateResourceSlice(const Json& o, const DraGates& gates) {
 }
 
 std::string ValidateResourceSliceUpdate(const Json& updated, const Json& old) {
-  const Json& a = updated["spec"];
-  const Json& b = old["spec"];
-  if (a.value("driver", "") != b.value("driver", "")) return "spec.driver: Invalid value: field is immutable";
-  if (a.value("pool", Json::object()).value("name", "") !=
-      b.value("pool", Json::object()).value("name", "")) {
+  const Json& a = jf::Any(updated, "spec");
+  const Json& b = jf::Any(old, "spec");
+  if (jf::Any(a, "driver") != jf::Any(b, "driver")) return "spec.driver: Invalid value: field is immutable";
+  if (jf::Any(jf::Any(a, "pool"), "name") != jf::Any(jf::Any(b, "pool"), "name")) {
     return "spec.pool.name: Invalid value: field is immutable";
   }
-  if (a.value("nodeName", "") != b.value("nodeName", ""))
+  if (jf::Any(a, "nodeName") != jf::Any(b, "nodeName"))
     return "spec.nodeName: Invalid value: field is immutable";
   return "";
 }
 
 std::string ValidateDeviceClass(const Json& o) {
-  const std::string name = o["metadata"].value("name", "");
+  const std::string name = jf::String(jf::Object(o, "metadata"), "name");
   if (!IsDnsSubdomain(name))
     return Invalid("metadata.name", name, "a lowercase RFC 1123 subdomain is required");
-  const Json spec = o.value("spec", Json::object());
+  const Json& spec = jf::Find(o, "spec") != nullptr ? o["spec"] : jf::Object(o, "spec");
   if (!spec.is_object()) return Invalid("spec", spec.dump(), "must be an object");
-  const Json sel = spec.value("selectors", Json::array());
+  const Json& sel = jf::Find(spec, "selectors") != nullptr ? spec["selectors"] : jf::Array(spec, "selectors");
   if (!sel.is_array()) return Invalid("spec.selectors", sel.dump(), "must be a list");
   if (sel.size() > 32) return TooMany("spec.selectors", sel.size(), 32);
   for (size_t i = 0; i < sel.size(); ++i) {
@@ -357,13 +364,16 @@ std::string ValidateDeviceClass(const Json& o) {
 }
 
 std::string ValidateResourceClaim(const Json& o) {
-  const std::string name = o["metadata"].value("name", "");
+  const std::string name = jf::String(jf::Object(o, "metadata"), "name");
   if (!IsDnsSubdomain(name))
     return Invalid("metadata.name", name, "a lowercase RFC 1123 subdomain is required");
-  const Json spec = o.value("spec", Json::object());
-  const Json devices = spec.is_object() ? spec.value("devices", Json::object()) : Json();
+  const Json& spec = jf::Find(o, "spec") != nullptr ? o["spec"] : jf::Object(o, "spec");
+  const Json& devices = !spec.is_object()                      ? jf::Any(o, "spec")
+                        : jf::Find(spec, "devices") != nullptr ? spec["devices"]
+                                                               : jf::Object(spec, "devices");
   if (!devices.is_object()) return Invalid("spec.devices", devices.dump(), "must be an object");
-  const Json requests = devices.value("requests", Json::array());
+  const Json& requests =
+      jf::Find(devices, "requests") != nullptr ? devices["requests"] : jf::Array(devices, "requests");
   if (!requests.is_array()) return Invalid("spec.devices.requests", requests.dump(), "must be a list");
   if (requests.size() > 32) return TooMany("spec.devices.requests", requests.size(), 32);
   std::set<std::string> names;
@@ -383,7 +393,10 @@ std::string ValidateResourceClaim(const Json& o) {
           !IsDnsSubdomain(e["deviceClassName"].get<std::string>())) {
         return Required(f + ".exactly.deviceClassName");
       }
-      const std::string mode = e.value("allocationMode", "ExactCount");
+      const Json& mode_field = jf::Any(e, "allocationMode");
+      const std::string mode = mode_field.is_null()     ? "ExactCount"
+                               : mode_field.is_string() ? mode_field.get<std::string>()
+                                                        : mode_field.dump();
       if (mode != "ExactCount" && mode != "All")
         return f + ".exactly.allocationMode: Unsupported value: \"" + mode + "\"";
       if (e.contains("count") && (!e["count"].is_number_integer() || e["count"].get<int64_t>() < 1)) {
@@ -395,10 +408,10 @@ std::string ValidateResourceClaim(const Json& o) {
     }
   }
   // Allocation results name driver, pool and device.
-  const Json status = o.value("status", Json::object());
-  if (status.is_object() && status.contains("allocation") && status["allocation"].is_object()) {
-    const Json results =
-        status["allocation"].value("devices", Json::object()).value("results", Json::array());
+  const Json& status = jf::Object(o, "status");
+  if (status.contains("allocation") && status["allocation"].is_object()) {
+    const Json& adev = jf::Any(status["allocation"], "devices");
+    const Json& results = jf::Find(adev, "results") != nullptr ? adev["results"] : jf::Array(adev, "results");
     if (!results.is_array())
       return Invalid("status.allocation.devices.results", results.dump(), "must be a list");
     for (size_t i = 0; i < results.size(); ++i) {
@@ -419,33 +432,33 @@ std::string ValidatePool(const std::vector<Json>& slices) {
   std::map<std::string, std::set<std::string>> sets;  // counter set -> counter names
   int64_t gen = -1;
   for (const auto& s : slices) {
-    const Json pool = s.value("spec", Json::object()).value("pool", Json::object());
-    const int64_t g = pool.value("generation", int64_t{-1});
+    const Json& pool = jf::Object(jf::Object(s, "spec"), "pool");
+    const int64_t g = jf::Int(pool, "generation", -1);
     if (gen >= 0 && g != gen)
       return "pool: slices at generations " + std::to_string(gen) + " and " + std::to_string(g);
     gen = g;
-    if (pool.value("resourceSliceCount", int64_t{0}) != static_cast<int64_t>(slices.size())) {
-      return "pool: resourceSliceCount " + pool.value("resourceSliceCount", Json()).dump() + " but " +
+    if (jf::Int(pool, "resourceSliceCount") != static_cast<int64_t>(slices.size())) {
+      return "pool: resourceSliceCount " + jf::Any(pool, "resourceSliceCount").dump() + " but " +
              std::to_string(slices.size()) + " slices";
     }
-    for (const auto& cs : s.value("spec", Json::object()).value("sharedCounters", Json::array())) {
-      const std::string name = cs.value("name", "");
+    for (const auto& cs : jf::Array(jf::Object(s, "spec"), "sharedCounters")) {
+      const std::string name = jf::String(cs, "name");
       if (sets.count(name)) return "pool: counter set \"" + name + "\" defined twice";
-      const Json counters = cs.value("counters", Json::object());
+      const Json& counters = jf::Object(cs, "counters");
       for (auto& [c, v] : counters.items()) sets[name].insert(c);
     }
   }
   for (const auto& s : slices) {
-    for (const auto& d : s.value("spec", Json::object()).value("devices", Json::array())) {
-      for (const auto& cc : d.value("consumesCounters", Json::array())) {
-        const std::string set = cc.value("counterSet", "");
+    for (const auto& d : jf::Array(jf::Object(s, "spec"), "devices")) {
+      for (const auto& cc : jf::Array(d, "consumesCounters")) {
+        const std::string set = jf::String(cc, "counterSet");
         auto it = sets.find(set);
         if (it == sets.end())
-          return "device " + d.value("name", "") + ": counter set \"" + set + "\" not in the pool";
-        const Json counters = cc.value("counters", Json::object());
+          return "device " + jf::String(d, "name") + ": counter set \"" + set + "\" not in the pool";
+        const Json& counters = jf::Object(cc, "counters");
         for (auto& [c, v] : counters.items()) {
           if (!it->second.count(c))
-            return "device " + d.value("name", "") + ": counter " + set + "/" + c + " not in the pool";
+            return "device " + jf::String(d, "name") + ": counter " + set + "/" + c + " not in the pool";
         }
       }
     }
