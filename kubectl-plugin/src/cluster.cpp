@@ -619,8 +619,7 @@ std::string FormatCardsTable(const NodeView& node) {
   out << FormatRows(rows);
 
   const size_t n = topo.cards.size();
-  std::vector<std::vector<std::string>> m(n, std::vector<std::string>(n, "."));
-  for (size_t i = 0; i < n; ++i) m[i][i] = "X";
+  std::vector<placement::LinkCell> local_links;
   std::vector<const placement::TopologyLink*> remote;
   size_t up = 0;
   for (const auto& l : topo.links) {
@@ -631,24 +630,9 @@ std::string FormatCardsTable(const NodeView& node) {
       remote.push_back(&l);
       continue;
     }
-    const char* s = l.state == hw::LinkState::kUp         ? "UP"
-                    : l.state == hw::LinkState::kDown     ? "DN"
-                    : l.state == hw::LinkState::kMismatch ? "MM"
-                                                          : "??";
-    std::string& cell = m[ia->second][ib->second];
-    if (cell == "." || std::string(s) == "UP") cell = s;  // two links between a pair: the better state
-    m[ib->second][ia->second] = cell;
+    local_links.push_back({ia->second, ib->second, l.state});
   }
-  out << "\nLinks";
-  for (size_t i = 0; i < n; ++i) out << " " << Pad("C" + std::to_string(i), 3);
-  out << "\n";
-  for (size_t i = 0; i < n; ++i) {
-    out << Pad("C" + std::to_string(i), 4);
-    for (size_t k = 0; k < n; ++k) out << " " << Pad(m[i][k], 3);
-    out << "\n";
-  }
-  out << "Legend: UP = link up, DN = down, MM = cabled to another port than the file says, ?? = unknown, "
-         ". = no link\n";
+  out << "\n" << placement::FormatLinkMatrix(n, local_links);
   if (!remote.empty()) {
     out << "\nLinks to other nodes:\n";
     for (const auto* l : remote) {

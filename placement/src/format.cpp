@@ -18,7 +18,45 @@ std::string Value(int v) { return v < 0 ? "-" : std::to_string(v); }
 
 nlohmann::json IdList(const CardGraph& graph, Mask m) { return graph.IdsOf(m); }
 
+const char* StateAbbrev(hw::LinkState s) {
+  switch (s) {
+    case hw::LinkState::kUp: return "UP";
+    case hw::LinkState::kDown: return "DN";
+    case hw::LinkState::kMismatch: return "MM";
+    case hw::LinkState::kUnknown: return "??";
+  }
+  return "??";
+}
+
 }  // namespace
+
+std::string FormatLinkMatrix(size_t cards, const std::vector<LinkCell>& links) {
+  std::vector<std::vector<std::string>> m(cards, std::vector<std::string>(cards, "."));
+  for (size_t i = 0; i < cards; ++i) m[i][i] = "X";
+  for (const auto& l : links) {
+    if (l.a >= cards || l.b >= cards || l.a == l.b) continue;
+    const std::string s = StateAbbrev(l.state);
+    std::string& cell = m[l.a][l.b];
+    if (cell == "." || s == "UP") cell = s;
+    m[l.b][l.a] = cell;
+  }
+  std::string out = "Links";
+  // Columns four characters wide, then a space (wider names push the row right).
+  auto cell = [](const std::string& s, size_t width) {
+    return s.size() >= width ? s + " " : Pad(s, width + 1);
+  };
+  for (size_t i = 0; i < cards; ++i) out += " " + cell("C" + std::to_string(i), 3);
+  out += "\n";
+  for (size_t i = 0; i < cards; ++i) {
+    out += cell("C" + std::to_string(i), 4);
+    for (size_t k = 0; k < cards; ++k) out += " " + cell(m[i][k], 3);
+    out += "\n";
+  }
+  out +=
+      "Legend: UP = link up, DN = down, MM = cabled to another port than the file says, ?? = unknown, "
+      ". = no link\n";
+  return out;
+}
 
 std::string FormatPlanTable(const CardGraph& graph, const Request& request, const Result<Choice>& choice) {
   std::string out = "request: " + std::to_string(request.size) + " of " +

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "hyperaccel/placement/placement.h"
+
 namespace hyperaccel::agent {
 namespace {
 
@@ -26,16 +28,6 @@ ordered_json EndJson(const hw::PortRef& end, const std::string& node) {
 // Pads `s` to `width` columns (ASCII content assumed).
 std::string Pad(const std::string& s, size_t width) {
   return s.size() >= width ? s + " " : s + std::string(width - s.size() + 1, ' ');
-}
-
-const char* StateAbbrev(hw::LinkState s) {
-  switch (s) {
-    case hw::LinkState::kUp: return "UP";
-    case hw::LinkState::kDown: return "DN";
-    case hw::LinkState::kMismatch: return "MM";
-    case hw::LinkState::kUnknown: return "??";
-  }
-  return "??";
 }
 
 bool IsLocal(const hw::PortRef& end, const std::string& node) { return end.node.empty() || end.node == node; }
@@ -152,8 +144,7 @@ std::string FormatInventoryTable(const hw::Inventory& inv) {
 
   // Link matrix between local cards.
   const size_t n = inv.cards.size();
-  std::vector<std::vector<std::string>> m(n, std::vector<std::string>(n, "."));
-  for (size_t i = 0; i < n; ++i) m[i][i] = "X";
+  std::vector<placement::LinkCell> local_links;
   std::vector<const hw::Link*> remote;
   for (const auto& l : inv.links) {
     bool la = IsLocal(l.a, inv.node_name);
@@ -161,25 +152,12 @@ std::string FormatInventoryTable(const hw::Inventory& inv) {
     auto ia = la ? index_of_serial.find(l.a.serial) : index_of_serial.end();
     auto ib = lb ? index_of_serial.find(l.b.serial) : index_of_serial.end();
     if (ia != index_of_serial.end() && ib != index_of_serial.end()) {
-      // Two links between the same pair (both ports) show the better state.
-      std::string s = StateAbbrev(l.state);
-      std::string& cell = m[ia->second][ib->second];
-      if (cell == "." || s == "UP") cell = s;
-      m[ib->second][ia->second] = cell;
+      local_links.push_back({ia->second, ib->second, l.state});
     } else {
       remote.push_back(&l);
     }
   }
-  out << "\nLinks";
-  for (size_t i = 0; i < n; ++i) out << " " << Pad("C" + std::to_string(i), 3);
-  out << "\n";
-  for (size_t i = 0; i < n; ++i) {
-    out << Pad("C" + std::to_string(i), 4);
-    for (size_t k = 0; k < n; ++k) out << " " << Pad(m[i][k], 3);
-    out << "\n";
-  }
-  out << "Legend: UP = link up, DN = down, MM = cabled to another port than the file says, ?? = unknown, "
-         ". = no link\n";
+  out << "\n" << placement::FormatLinkMatrix(n, local_links);
   if (!remote.empty()) {
     out << "\nLinks to other nodes:\n";
     for (const auto* l : remote) {

@@ -157,6 +157,19 @@ std::optional<Arc> FirstFitArc(std::span<const Arc> arcs, Mask free, int size);
 std::string FormatPlanTable(const CardGraph& graph, const Request& request, const Result<Choice>& choice);
 std::string FormatPlanJson(const CardGraph& graph, const Request& request, const Result<Choice>& choice);
 
+// A link between two cards of one node, by their index in the node's card list.
+struct LinkCell {
+  size_t a = 0;
+  size_t b = 0;
+  hw::LinkState state = hw::LinkState::kUnknown;
+};
+
+// The "Links" matrix of `show` and `kubectl hyperaccel cards`: a row and a column per card (C0,
+// C1, ...), each cell the state of the link between the pair (UP, DN, MM, ??; the better one when
+// both ports of a pair are cabled), X on the diagonal, then the legend. Cells out of range are
+// ignored.
+std::string FormatLinkMatrix(size_t cards, const std::vector<LinkCell>& links);
+
 // ID-based convenience (the kubelet's GetPreferredAllocation speaks IDs): returns the chosen IDs
 // in link order. Unknown IDs are an error naming them.
 Result<std::vector<std::string>> ChooseIds(const CardGraph& graph, std::span<const std::string> available,
