@@ -47,7 +47,7 @@ long StatusKiB(const char* field) {
   const size_t n = std::strlen(field);
   while (std::getline(in, line)) {
     if (line.compare(0, n, field) == 0 && line.size() > n && line[n] == ':')
-      return std::atol(line.c_str() + n + 1);
+      return std::strtol(line.c_str() + n + 1, nullptr, 10);
   }
   return -1;
 }

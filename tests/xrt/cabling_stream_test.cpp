@@ -8,9 +8,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <iterator>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cabling_text.h"
@@ -49,6 +51,12 @@ void ExpectSameAsTree(const std::string& text, const CablingOptions& options = {
     EXPECT_EQ(x.kind, y.kind) << "link " << i;
     EXPECT_EQ(x.line, y.line) << "link " << i;
   }
+}
+
+std::string Cat(std::initializer_list<std::string_view> parts) {
+  std::string out;
+  for (std::string_view part : parts) out += part;
+  return out;
 }
 
 std::string ReadText(const std::filesystem::path& path) {
@@ -135,13 +143,13 @@ TEST(CablingStream, SameAsTreeOnErrorPrecedence) {
   const std::string bad = "  - a: {node: n1, serial: S1, port: 7}\n    b: {node: n1, serial: S2, port: 0}\n";
   for (const std::string& text : std::vector<std::string>{
            // A bad link comes after a bad version, a missing key and an unknown key.
-           "links:\n" + bad + "version: 2\n",
-           "links:\n" + bad,
-           "links:\n" + bad + "extra: 1\nversion: 1\n",
-           "links:\n" + bad + "links: []\nversion: 1\n",
-           "version: 1\nlinks:\n" + bad + good,
+           Cat({"links:\n", bad, "version: 2\n"}),
+           Cat({"links:\n", bad}),
+           Cat({"links:\n", bad, "extra: 1\nversion: 1\n"}),
+           Cat({"links:\n", bad, "links: []\nversion: 1\n"}),
+           Cat({"version: 1\nlinks:\n", bad, good}),
            // A syntax error after a semantic one wins, as the tree was parsed before it was read.
-           "version: 1\nlinks:\n" + bad + "  - [\n",
+           Cat({"version: 1\nlinks:\n", bad, "  - [\n"}),
            "version: 3\nlinks: [}\n",
            // Version forms.
            "version: '1'\nlinks: []\n",
@@ -152,9 +160,9 @@ TEST(CablingStream, SameAsTreeOnErrorPrecedence) {
            "version: 1\nlinks: 'x'\n",
            "? [a]\n: 1\nversion: 1\nlinks: []\n",
            "version: 1\n? {links: x}\n: []\n",
-           "version: 1\nlinks:\n  - a: {node: n1, serial: S1, port: 1}\n    b: {node: n1, serial: S2, port: "
-           "0}\n"
-           "    ? [x]\n    : 1\n",
+           std::string(
+               "version: 1\nlinks:\n  - a: {node: n1, serial: S1, port: 1}\n    b: {node: n1, serial: S2, ") +
+               "port: 0}\n    ? [x]\n    : 1\n",
            "version: 1\nlinks:\n  - a: {node: n1, serial: S1, ? [p] : 1}\n    b: {}\n",
            "version: 1\nlinks:\n  - {a: {node: n1, serial: S1, port: 1}, b: [1, 2]}\n",
            "version: 1\nlinks:\n  - {a: {node: n1, serial: S1, port: 1}, kind: {x: y}}\n",
@@ -166,11 +174,12 @@ TEST(CablingStream, SameAsTreeOnErrorPrecedence) {
            "--- 1\n",
            "---\n",
            "# only a comment\n",
-           "version: 1\nlinks:\n  - a: {node: n1, serial: S1, port: 18446744073709551616}\n    b: {node: n1, "
-           "serial: "
-           "S2, port: 0}\n",
-           "version: 1\nlinks:\n  - a: {node: n1, serial: S1, port: 0x1}\n    b: {node: n1, serial: S2, "
-           "port: 0}\n",
+           Cat({"version: 1\nlinks:\n  - a: {node: n1, serial: S1, port: 18446744073709551616}\n    b: "
+                "{node: n1, ",
+                "serial: ", "S2, port: 0}\n"}),
+           Cat({"version: 1\nlinks:\n  - a: {node: n1, serial: S1, port: 0x1}\n    b: {node: n1, serial: "
+                "S2, ",
+                "port: 0}\n"}),
            "version: 1\nlinks:\n  - a: {node: " + std::string(300, 'n') +
                ", serial: S1, port: 0}\n    b: {node: n1, serial: S2, port: 0}\n",
            "version: 1\nlinks:\n  - a: {node: n1, serial: S1, port: 0}\n    b: {node: n1, serial: S2, port: "
@@ -199,22 +208,24 @@ TEST(CablingStream, AliasesReadLikeTheNodesTheyName) {
   EXPECT_EQ(parsed->links[1].kind, "aurora");
   // Aliased endpoints and links, keys and version; anchors redefined; aliases in skipped parts.
   for (const std::string& text : std::vector<std::string>{
-           "version: 1\nlinks:\n  - a: &x {node: n1, serial: S1, port: 1}\n    b: {node: n1, serial: S2, "
-           "port: 0}\n"
-           "  - a: {node: n1, serial: S3, port: 1}\n    b: *x\n",
-           "version: 1\nlinks:\n  - &l {a: {node: n1, serial: S1, port: 1}, b: {node: n1, serial: S2, port: "
-           "0}}\n"
-           "  - *l\n",
-           "version: &v 1\nlinks:\n  - a: {node: n1, serial: S1, port: *v}\n    b: {node: n1, serial: S2, "
-           "port: 0}\n",
+           std::string("version: 1\nlinks:\n  - a: &x {node: n1, serial: S1, port: 1}\n") +
+               "    b: {node: n1, serial: S2, port: 0}\n  - a: {node: n1, serial: S3, port: 1}\n    b: *x\n",
+           Cat({"version: 1\nlinks:\n  - &l {a: {node: n1, serial: S1, port: 1}, b: {node: n1, serial: S2, "
+                "port: ",
+                "0}}\n", "  - *l\n"}),
+           Cat({"version: &v 1\nlinks:\n  - a: {node: n1, serial: S1, port: *v}\n    b: {node: n1, serial: "
+                "S2, ",
+                "port: 0}\n"}),
            "&k version: 1\n*k : 1\nlinks: []\n",
-           "version: 1\nlinks:\n  - a: {node: &n n1, serial: S1, port: 1}\n    b: {node: &n n2, serial: S2, "
-           "port: 0}\n"
-           "  - a: {node: *n, serial: S3, port: 1}\n    b: {node: n2, serial: S4, port: 0}\n",
+           Cat({"version: 1\nlinks:\n  - a: {node: &n n1, serial: S1, port: 1}\n    b: {node: &n n2, serial: "
+                "S2, ",
+                "port: 0}\n",
+                "  - a: {node: *n, serial: S3, port: 1}\n    b: {node: n2, serial: S4, port: 0}\n"}),
            "version: [&a x, *a]\nlinks: []\n",
            "version: 1\nlinks:\n  - x\n  - &b {a: *b}\n",
-           "version: 1\nlinks: &all\n  - a: {node: n1, serial: S1, port: 1}\n    b: {node: n1, serial: S2, "
-           "port: 0}\n",
+           Cat({"version: 1\nlinks: &all\n  - a: {node: n1, serial: S1, port: 1}\n    b: {node: n1, serial: "
+                "S2, ",
+                "port: 0}\n"}),
        }) {
     ExpectSameAsTree(text);
   }
@@ -322,7 +333,7 @@ TEST(CablingStream, HostileBytesGiveErrorsNamingTheSource) {
   std::vector<std::string> inputs = {
       std::string("\0\0\0", 3),
       "\xef\xbb\xbfversion: 1\nlinks: []\n",
-      "\xff\xfe\x00v",
+      std::string("\xff\xfe\x00v", 4),
       "version: 1\nlinks:\n  - a: {node: \"\\u0000\", serial: S1, port: 1}\n",
       "version: 1\nlinks:\n  - a: {node: n1, serial: S1, port: 1}\n    b: {node: n1, serial: S2, port: 0}\n" +
           std::string(100000, ' ') + "x",
