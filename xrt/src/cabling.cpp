@@ -27,7 +27,8 @@ using yaml_input::Where;
 constexpr size_t kMaxNameLength = 253;
 constexpr size_t kMaxKindLength = 63;
 // An anchored node is remembered for its aliases only up to this many YAML nodes (a link has ~20;
-// only scalars can be aliased in a valid file), and all anchored nodes together up to kMaxRecorded.
+// only scalars can be aliased in a valid file), and all anchored nodes together up to kMaxRecorded
+// (beyond either, only the node's first event: its kind and line).
 constexpr size_t kMaxRecordedPerAnchor = 256;
 constexpr size_t kMaxRecorded = size_t{1} << 20;
 // Aliases read again at most this many YAML nodes in all (a bound on "billion laughs" input).
@@ -169,7 +170,7 @@ class CablingEventReader {
     for (const auto& [anchor, start_depth] : open_) {
       Recording& r = recordings_[anchor];
       if (r.overflow) continue;
-      if (r.events.size() >= kMaxRecordedPerAnchor || recorded_ >= kMaxRecorded) {
+      if (!r.events.empty() && (r.events.size() >= kMaxRecordedPerAnchor || recorded_ >= kMaxRecorded)) {
         Overflow(r);
         continue;
       }
@@ -517,8 +518,13 @@ void CablingEventReader::Alias(int line, AnchorId anchor) {
   for (const auto& [open_anchor, start_depth] : open_) Overflow(recordings_[open_anchor]);
   const std::string what = "alias to a node larger than " + std::to_string(kMaxRecordedPerAnchor) +
                            " YAML nodes, or to a node that contains the alias: write the value out";
-  if (it == recordings_.end() || it->second.events.empty()) {  // not reached: the parser knows its anchors
-    if (validating) TopError(line, what);
+  if (it == recordings_.end() || it->second.events.empty()) {  // not reached: parsers check their anchors
+    if (!validating) return;
+    if (frames_.empty() || frames_.back().kind == FrameKind::kRoot) {
+      TopError(line, what);
+    } else {
+      LinksError(line, what, false);
+    }
     return;
   }
   const Event head = it->second.events.front();
