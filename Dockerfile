@@ -34,7 +34,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 #   libxrt1 libuuid1 libboost-filesystem1.74.0   XRT 2.13 user space incl. the sw_emu shim, loaded
 #                                           through /usr/lib/hyperaccel/libhyperaccel_xrt_probe.so
 #   ocl-icd-libopencl1                      OpenCL ICD loader (XRT platform probe)
-#   libyaml-cpp0.7                          config and cabling files
+#   libyaml-cpp0.7 libyaml-0-2              config and cabling files
 #   libsimdjson14                           JSON parsing (topology agent)
 #   libcurl4 libssl3 ca-certificates        the agent's Kubernetes REST client (TLS), the bridge's HTTPS
 #   libcpp-httplib0.11                      /healthz and /metrics (the bridge's server is Boost.Beast, header-only)
@@ -42,7 +42,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libxrt1 libuuid1 libboost-filesystem1.74.0 \
       ocl-icd-libopencl1 \
-      libyaml-cpp0.7 libsimdjson14 \
+      libyaml-cpp0.7 libyaml-0-2 libsimdjson14 \
       libcurl4 libssl3 ca-certificates \
       libcpp-httplib0.11 \
  && rm -rf /var/lib/apt/lists/*

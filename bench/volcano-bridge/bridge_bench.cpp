@@ -1,12 +1,16 @@
 // Bridge benchmarks; prints one table. Targets (ARCHITECTURE.md §6): predicate p99 < 200 µs
 // (keep-alive and new connection), prioritize 1000 nodes p99 < 20 ms, onSessionOpen parse
-// >= 1 GB/s; predicate p99 < 5 ms while 200 slow (slowloris) connections are held. Usage:
-//   hyperaccel-bridge-bench [--url HOST:PORT] [--write-bodies DIR] [--quick]
-//   hyperaccel-bridge-bench --url HOST:PORT --memory PID BODY_FILE [--max-body-bytes N]
+// >= 1 GB/s; predicate p99 < 5 ms while 200 slow (slowloris) connections are held (measured with
+// Volcano's predicate request, tests/volcano-bridge/corpus/predicate/predicate.request.json, or
+// --predicate-fixture). Usage:
+//   hyperaccel-bridge-bench [--url HOST:PORT] [--write-bodies DIR] [--predicate-fixture FILE] [--quick]
+//   hyperaccel-bridge-bench --url HOST:PORT --slowloris-only [--server-pid PID] [--predicate-fixture FILE]
+//   [--quick] hyperaccel-bridge-bench --url HOST:PORT --memory PID BODY_FILE [--max-body-bytes N]
 // Without --url the HTTP rows use a server started in this process. --memory posts BODY_FILE,
 // padded with spaces to the largest allowed body, on 16 connections at once to the server process
 // PID and reports its peak resident memory and the answers.
 #include <httplib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,6 +20,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -176,8 +181,11 @@ void InProcess(bool quick, const std::string& write_dir) {
 }
 
 // `clients` threads each send `per_client` requests; keep-alive or a new connection each time.
+// Requests without a 200 answer are counted in *failed (when given) and left out of the times.
+// With `duration` > 0 each client sends for that long instead of `per_client` times.
 std::vector<double> HttpLoad(const std::string& host, int port, const std::string& body, int clients,
-                             int per_client, bool keep_alive) {
+                             int per_client, bool keep_alive, int* failed = nullptr,
+                             Clock::duration duration = Clock::duration::zero()) {
   std::vector<std::vector<double>> per(static_cast<size_t>(clients));
   std::atomic<int> errors{0};
   std::vector<std::thread> threads;
@@ -186,7 +194,8 @@ std::vector<double> HttpLoad(const std::string& host, int port, const std::strin
       httplib::Client client(host, port);
       client.set_keep_alive(keep_alive);
       client.set_tcp_nodelay(true);
-      for (int i = 0; i < per_client; ++i) {
+      const auto end = Clock::now() + duration;
+      for (int i = 0; duration > Clock::duration::zero() ? Clock::now() < end : i < per_client; ++i) {
         const auto t0 = Clock::now();
         auto res = client.Post("/predicate", body, "application/json");
         const double s = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -200,14 +209,16 @@ std::vector<double> HttpLoad(const std::string& host, int port, const std::strin
   }
   for (auto& t : threads) t.join();
   if (errors) std::fprintf(stderr, "%d HTTP errors\n", errors.load());
+  if (failed != nullptr) *failed = errors.load();
   std::vector<double> all;
   for (auto& v : per) all.insert(all.end(), v.begin(), v.end());
   return all;
 }
 
-void SlowlorisCase(const std::string& host, int port, bool quick);
+void SlowlorisCase(const std::string& host, int port, bool quick, const std::string& fixture,
+                   int server_pid = 0);
 
-void Http(const std::string& url, bool quick) {
+void Http(const std::string& url, bool quick, const std::string& fixture) {
   std::unique_ptr<metrics::Registry> registry;
   std::unique_ptr<Bridge> bridge;
   std::unique_ptr<HttpServer> server;
@@ -238,7 +249,7 @@ void Http(const std::string& url, bool quick) {
                         clients == 1 ? "p99 < 200 µs" : ""});
     }
   }
-  SlowlorisCase(host, port, quick);
+  SlowlorisCase(host, port, quick, fixture);
 }
 
 // The slow client: a predicate's header plus one byte of its declared body.
@@ -246,7 +257,25 @@ constexpr std::string_view kSlowStart =
     "POST /predicate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     "Content-Length: 100000\r\n\r\n{";
 
-// Holds `n` slow connections to `port`, reopening each one the server closes (every 20 ms).
+// User + system CPU seconds used so far by process `pid` (/proc/PID/stat), -1 when unknown.
+double CpuSeconds(int pid) {
+  if (pid <= 0) return -1;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(close_paren + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {  // fields 14 and 15: utime, stime (clock ticks)
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// Holds `n` slow connections to `port`, reopening each one the server closes (checked every
+// 20 ms). Counts, at each check, how many were still open before reopening.
 class Slowloris {
  public:
   Slowloris(int port, int n) : port_(port) {
@@ -254,12 +283,17 @@ class Slowloris {
     thread_ = std::thread([this] {
       while (!stop_) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        int open = 0;
         for (int& fd : fds_) {
-          if (fd >= 0 && !hyperaccel::testing::ClosedByPeer(fd, std::chrono::milliseconds(0))) continue;
+          if (fd >= 0 && !hyperaccel::testing::ClosedByPeer(fd, std::chrono::milliseconds(0))) {
+            ++open;
+            continue;
+          }
           if (fd >= 0) close(fd);
           fd = Open();
           ++reopened_;
         }
+        if (open < min_open_) min_open_ = open;
       }
     });
   }
@@ -273,6 +307,8 @@ class Slowloris {
   Slowloris(const Slowloris&) = delete;
   Slowloris& operator=(const Slowloris&) = delete;
   int reopened() const { return reopened_.load(); }
+  // The fewest held at one check since the last call (then starts over).
+  int TakeMinOpen() { return min_open_.exchange(static_cast<int>(fds_.size())); }
 
  private:
   int Open() const {
@@ -285,29 +321,64 @@ class Slowloris {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<int> reopened_{0};
+  std::atomic<int> min_open_{1 << 30};
 };
 
-// Predicate latency on new connections and on a keep-alive one, with 0 and 200 slow connections.
-void SlowlorisCase(const std::string& host, int port, bool quick) {
+// The case: 200 slow connections are held (and reopened when the server closes them)
+// while a keep-alive client and a new-connection client, at the same time, each send Volcano's
+// predicate request (the fixture) one after the other. Also without the attack, for comparison.
+// With `server_pid`, also the server's CPU time in each phase.
+void SlowlorisCase(const std::string& host, int port, bool quick, const std::string& fixture,
+                   int server_pid) {
   hyperaccel::testing::RaiseFdLimit(4096);
-  const std::string body = PredicateBody();
-  const int n = quick ? 300 : 2000;
+  std::ifstream in(fixture, std::ios::binary);
+  const std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (body.empty()) {
+    std::fprintf(stderr, "cannot read the predicate fixture %s\n", fixture.c_str());
+    return;
+  }
+  // Long enough for many rounds of the server closing the slow connections at their deadlines
+  // (--body-timeout, 500 ms) and the attacker opening them again.
+  const auto duration = std::chrono::seconds(quick ? 3 : 10);
   for (int slow : {0, 200}) {
     std::unique_ptr<Slowloris> attack;
     if (slow > 0) {
       attack = std::make_unique<Slowloris>(port, slow);
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      attack->TakeMinOpen();
     }
-    for (bool keep : {false, true}) {
-      auto t = HttpLoad(host, port, body, 1, n, keep);
-      g_rows.push_back({"HTTP predicate, " + std::string(keep ? "keep-alive" : "new connection") + ", " +
+    std::vector<double> times[2];
+    int failed[2] = {0, 0};
+    const double cpu_before = CpuSeconds(server_pid);
+    const auto wall_before = Clock::now();
+    std::thread keep_alive([&] { times[0] = HttpLoad(host, port, body, 1, 0, true, &failed[0], duration); });
+    std::thread fresh([&] { times[1] = HttpLoad(host, port, body, 1, 0, false, &failed[1], duration); });
+    keep_alive.join();
+    fresh.join();
+    const double wall = std::chrono::duration<double>(Clock::now() - wall_before).count();
+    const double cpu = CpuSeconds(server_pid) - cpu_before;
+    for (int k = 0; k < 2; ++k) {
+      const auto& t = times[k];
+      std::string value = Millis(Percentile(t, 0.5)) + " / " + Millis(Percentile(t, 0.99)) + ", " +
+                          std::to_string(t.size()) + " requests";
+      if (failed[k] > 0) value += " (" + std::to_string(failed[k]) + " failed)";
+      g_rows.push_back({"HTTP predicate (fixture, " + std::to_string(body.size() / 1024) + " KiB), " +
+                            (k == 0 ? "keep-alive" : "new connection") + " + the other client at once, " +
                             std::to_string(slow) + " slow connections p50 / p99",
-                        Micros(Percentile(t, 0.5)) + " / " + Micros(Percentile(t, 0.99)),
-                        slow > 0 ? "p99 < 5 ms" : ""});
+                        value, slow > 0 ? "p99 < 5 ms" : ""});
+    }
+    if (server_pid > 0 && cpu_before >= 0) {
+      char v[96];
+      std::snprintf(v, sizeof v, "%.2f s of %.2f s (%.0f %% of one core)", cpu, wall, 100 * cpu / wall);
+      g_rows.push_back(
+          {"  server CPU time while both clients ran, " + std::to_string(slow) + " slow connections", v, ""});
     }
     if (attack) {
-      g_rows.push_back({"  slow connections the server closed (reopened by the attacker)",
-                        std::to_string(attack->reopened()), ""});
+      g_rows.push_back(
+          {"  slow connections open at every 20 ms check (fewest) / closed by the server and reopened",
+           std::to_string(attack->TakeMinOpen()) + " of " + std::to_string(slow) + " / " +
+               std::to_string(attack->reopened()),
+           ""});
     }
   }
 }
@@ -387,9 +458,12 @@ int MemoryCase(const std::string& url, int pid, const std::string& body_file, si
 
 int main(int argc, char** argv) {
   std::string url, write_dir, memory_body;
+  std::string fixture = HYPERACCEL_PREDICATE_FIXTURE;
   int memory_pid = 0;
   size_t max_body = ServerOptions{}.max_body_bytes;
   bool quick = false;
+  bool slowloris_only = false;
+  int server_pid = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--url") && i + 1 < argc)
       url = argv[++i];
@@ -402,11 +476,19 @@ int main(int argc, char** argv) {
       write_dir = argv[++i];
     else if (!std::strcmp(argv[i], "--quick"))
       quick = true;
+    else if (!std::strcmp(argv[i], "--predicate-fixture") && i + 1 < argc)
+      fixture = argv[++i];
+    else if (!std::strcmp(argv[i], "--slowloris-only"))
+      slowloris_only = true;
+    else if (!std::strcmp(argv[i], "--server-pid") && i + 1 < argc)
+      server_pid = std::atoi(argv[++i]);
     else {
       std::fprintf(stderr,
-                   "usage: %s [--url HOST:PORT] [--write-bodies DIR] [--quick]\n"
+                   "usage: %s [--url HOST:PORT] [--write-bodies DIR] [--predicate-fixture FILE] [--quick]\n"
+                   "       %s --url HOST:PORT --slowloris-only [--server-pid PID] [--predicate-fixture FILE] "
+                   "[--quick]\n"
                    "       %s --url HOST:PORT --memory PID BODY_FILE [--max-body-bytes N]\n",
-                   argv[0], argv[0]);
+                   argv[0], argv[0], argv[0]);
       return 2;
     }
   }
@@ -418,8 +500,17 @@ int main(int argc, char** argv) {
     }
     return MemoryCase(url, memory_pid, memory_body, max_body);
   }
-  InProcess(quick, write_dir);
-  Http(url, quick);
+  if (slowloris_only) {
+    if (url.empty()) {
+      std::fprintf(stderr, "--slowloris-only needs --url\n");
+      return 2;
+    }
+    const auto colon = url.rfind(':');
+    SlowlorisCase(url.substr(0, colon), std::stoi(url.substr(colon + 1)), quick, fixture, server_pid);
+  } else {
+    InProcess(quick, write_dir);
+    Http(url, quick, fixture);
+  }
   size_t w = 0;
   for (const auto& r : g_rows) w = std::max(w, r.what.size());
   std::printf("%-*s  %-34s  %s\n", static_cast<int>(w), "benchmark", "result", "target");

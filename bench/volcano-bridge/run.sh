@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Volcano bridge benchmarks over loopback. Usage: bench/volcano-bridge/run.sh [BUILD_DIR] [--quick]
+# Volcano bridge benchmarks over loopback. Usage: bench/volcano-bridge/run.sh [BUILD_DIR] [--quick|--slowloris]
 # BUILD_DIR (default build-release) must hold bin/hyperaccel-volcano-bridge and
 # bin/hyperaccel-bridge-bench. Prints the bench table, wrk latency for predicate (keep-alive and
 # Connection: close) and the server's resident memory after a 1000-node snapshot, after the load and
 # once idle parsers and buffers have been released, and with 16 concurrent maximum-size bodies.
+# --slowloris runs only the predicate latency with 0 and 200 slow connections (10 s each; two
+# clients at once, keep-alive and new connection, sending the fixture's predicate request).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build-release}
@@ -27,9 +29,18 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&
 
 rss() { awk '/^VmRSS/{r=$2} /^VmHWM/{h=$2} END{printf "%.1f MiB (peak %.1f MiB)", r/1024, h/1024}' "/proc/$server_pid/status"; }
 echo "server RSS at start: $(rss)"
+fixture="$here/../../tests/volcano-bridge/corpus/predicate/predicate.request.json"
+
+if [ "$quick" = "--slowloris" ]; then
+  echo "== predicate while 200 slow connections are held (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+  "$bin/hyperaccel-bridge-bench" --url "127.0.0.1:$port" --slowloris-only --server-pid "$server_pid" --predicate-fixture "$fixture"
+  echo "server RSS after: $(rss) (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+  exit 0
+fi
 
 echo "== bench table (HTTP rows against the server process)"
-"$bin/hyperaccel-bridge-bench" --url "127.0.0.1:$port" --write-bodies "$work" $quick
+"$bin/hyperaccel-bridge-bench" --url "127.0.0.1:$port" --write-bodies "$work" \
+  --predicate-fixture "$fixture" $quick
 
 echo "== onSessionOpen (1000 nodes / 10000 pods) posted to the server"
 curl -s -o /dev/null -w "status %{http_code}, %{size_upload} bytes in %{time_total} s\n" \

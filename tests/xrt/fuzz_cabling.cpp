@@ -1,12 +1,16 @@
 // libFuzzer entry: the cabling file and register map parsers must turn any input into a value or
 // an error, never a crash, a hang or an exception; accepted cabling files must satisfy the
-// documented invariants.
+// documented invariants; and the event-based ParseCabling must give what the tree-based reader
+// it replaced gives (cabling_tree_reader.h): the same links, or the same first error (except
+// for an alias this reader does not repeat, documented in cabling.h).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <set>
+#include <string>
 #include <string_view>
 
+#include "cabling_tree_reader.h"
 #include "hyperaccel/xrt/cabling.h"
 #include "hyperaccel/xrt/link_probe.h"
 #include "hyperaccel/xrt/links.h"
@@ -32,6 +36,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   } else if (cabling.status().message().rfind("fuzz.yaml:", 0) != 0) {
     std::abort();  // every error names the source
+  }
+  const auto tree = testing::ParseCablingTree(text, "fuzz.yaml");
+  if (cabling.ok() != tree.ok()) std::abort();
+  if (cabling.ok()) {
+    if (cabling->links.size() != tree->links.size()) std::abort();
+    for (size_t i = 0; i < tree->links.size(); ++i) {
+      const CabledLink& x = cabling->links[i];
+      const CabledLink& y = tree->links[i];
+      if (!(x.a == y.a) || !(x.b == y.b) || x.kind != y.kind || x.line != y.line) std::abort();
+    }
+  } else if (cabling.status().message() != tree.status().message() &&
+             cabling.status().message().find("alias to a node larger than") == std::string::npos) {
+    std::abort();
   }
   (void)ParseRegisterMap(text, "fuzz-map.yaml");
   return 0;

@@ -85,10 +85,9 @@ std::string Where(std::string_view source, int line) {
   return out;
 }
 
-int LineOf(const YAML::Node& node) {
-  const YAML::Mark mark = node.Mark();
-  return mark.is_null() ? 0 : mark.line + 1;
-}
+int LineOfMark(const YAML::Mark& mark) { return mark.is_null() ? 0 : mark.line + 1; }
+
+int LineOf(const YAML::Node& node) { return LineOfMark(node.Mark()); }
 
 Result<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
@@ -116,20 +115,29 @@ Result<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   return text;
 }
 
-Result<YAML::Node> Load(std::string_view text, std::string_view source, size_t max_bytes, int max_depth) {
+Status Precheck(std::string_view text, std::string_view source, size_t max_bytes, int max_depth) {
   if (text.size() > max_bytes) {
     return InvalidArgument(Where(source, 0) + "larger than " + std::to_string(max_bytes) + " bytes");
   }
   if (std::string problem = DepthProblem(text, max_depth); !problem.empty()) {
     return InvalidArgument(Where(source, 0) + problem);
   }
+  return Status::Ok();
+}
+
+Status MalformedYaml(const YAML::Exception& e, std::string_view source) {
+  std::string message = Where(source, LineOfMark(e.mark)) + "malformed YAML: " + e.msg;
+  if (!e.mark.is_null()) message += " (column " + std::to_string(e.mark.column + 1) + ")";
+  return InvalidArgument(std::move(message));
+}
+
+Result<YAML::Node> Load(std::string_view text, std::string_view source, size_t max_bytes, int max_depth) {
+  if (Status s = Precheck(text, source, max_bytes, max_depth); !s.ok()) return s;
   // yaml-cpp throws on malformed input; nothing may escape this library.
   try {
     return YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
-    std::string message = Where(source, e.mark.is_null() ? 0 : e.mark.line + 1) + "malformed YAML: " + e.msg;
-    if (!e.mark.is_null()) message += " (column " + std::to_string(e.mark.column + 1) + ")";
-    return InvalidArgument(std::move(message));
+    return MalformedYaml(e, source);
   } catch (const std::exception& e) {
     return InvalidArgument(Where(source, 0) + "cannot parse: " + e.what());
   } catch (...) {
@@ -137,29 +145,39 @@ Result<YAML::Node> Load(std::string_view text, std::string_view source, size_t m
   }
 }
 
-std::string Describe(const YAML::Node& node) {
-  switch (node.Type()) {
+ScalarValue ValueOf(const YAML::Node& node) {
+  ScalarValue value;
+  value.type = node.Type();
+  if (node.IsScalar()) {
+    value.plain = node.Tag() == "?";
+    value.text = node.Scalar();
+  }
+  return value;
+}
+
+std::string Describe(const ScalarValue& value) {
+  switch (value.type) {
     case YAML::NodeType::Sequence: return "a sequence";
     case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Scalar: {
-      std::string text = node.Scalar();
-      if (text.size() > 40) text = text.substr(0, 40) + "...";
-      return "'" + text + "'";
-    }
+    case YAML::NodeType::Scalar:
+      if (value.text.size() > 40) return "'" + std::string(value.text.substr(0, 40)) + "...'";
+      return "'" + std::string(value.text) + "'";
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined: break;
   }
   return "nothing";
 }
 
-Status Reader::ReadUint(const YAML::Node& value, std::string_view field, uint64_t max, bool allow_hex,
-                        uint64_t* out) const {
+std::string Describe(const YAML::Node& node) { return Describe(ValueOf(node)); }
+
+std::string UintProblem(const ScalarValue& value, std::string_view field, uint64_t max, bool allow_hex,
+                        uint64_t* out) {
   const std::string kind = allow_hex ? "an integer (decimal or 0x hex)" : "an integer";
   // Only plain scalars: a quoted "1" is a string.
-  if (!value.IsScalar() || value.Tag() != "?") {
-    return Error(value, "'" + std::string(field) + "' must be " + kind + ", got " + Describe(value));
+  if (value.type != YAML::NodeType::Scalar || !value.plain) {
+    return "'" + std::string(field) + "' must be " + kind + ", got " + Describe(value);
   }
-  std::string_view text = value.Scalar();
+  std::string_view text = value.text;
   int base = 10;
   if (allow_hex && text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
     text.remove_prefix(2);
@@ -169,31 +187,42 @@ Status Reader::ReadUint(const YAML::Node& value, std::string_view field, uint64_
   const char* end = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(text.data(), end, number, base);
   if (text.empty() || ec == std::errc::invalid_argument || ptr != end) {
-    return Error(value, "'" + std::string(field) + "' must be " + kind + ", got " + Describe(value));
+    return "'" + std::string(field) + "' must be " + kind + ", got " + Describe(value);
   }
   if (ec == std::errc::result_out_of_range || number > max) {
-    return Error(
-        value, std::string(field) + " " + value.Scalar() + " out of range (0.." + std::to_string(max) + ")");
+    return std::string(field) + " " + std::string(value.text) + " out of range (0.." + std::to_string(max) +
+           ")";
   }
   *out = number;
-  return Status::Ok();
+  return {};
+}
+
+std::string NameProblem(const ScalarValue& value, std::string_view field, size_t max_length,
+                        std::string* out) {
+  const std::string quoted = "'" + std::string(field) + "'";
+  if (value.type == YAML::NodeType::Null) return "empty " + quoted;
+  if (value.type != YAML::NodeType::Scalar) return quoted + " must be a string, got " + Describe(value);
+  if (value.text.empty()) return "empty " + quoted;
+  if (value.text.size() > max_length) {
+    return quoted + " longer than " + std::to_string(max_length) + " characters";
+  }
+  if (!std::all_of(value.text.begin(), value.text.end(), IsNameChar)) {
+    return quoted + " " + Describe(value) + " may only hold letters, digits, '.', '_' and '-'";
+  }
+  out->assign(value.text);
+  return {};
+}
+
+Status Reader::ReadUint(const YAML::Node& value, std::string_view field, uint64_t max, bool allow_hex,
+                        uint64_t* out) const {
+  std::string problem = UintProblem(ValueOf(value), field, max, allow_hex, out);
+  return problem.empty() ? Status::Ok() : Error(value, problem);
 }
 
 Status Reader::ReadName(const YAML::Node& value, std::string_view field, size_t max_length,
                         std::string* out) const {
-  const std::string quoted = "'" + std::string(field) + "'";
-  if (value.IsNull()) return Error(value, "empty " + quoted);
-  if (!value.IsScalar()) return Error(value, quoted + " must be a string, got " + Describe(value));
-  const std::string& text = value.Scalar();
-  if (text.empty()) return Error(value, "empty " + quoted);
-  if (text.size() > max_length) {
-    return Error(value, quoted + " longer than " + std::to_string(max_length) + " characters");
-  }
-  if (!std::all_of(text.begin(), text.end(), IsNameChar)) {
-    return Error(value, quoted + " " + Describe(value) + " may only hold letters, digits, '.', '_' and '-'");
-  }
-  *out = text;
-  return Status::Ok();
+  std::string problem = NameProblem(ValueOf(value), field, max_length, out);
+  return problem.empty() ? Status::Ok() : Error(value, problem);
 }
 
 }  // namespace hyperaccel::hw::yaml_input
