@@ -25,7 +25,6 @@ namespace hyperaccel::dra {
 namespace {
 
 namespace fs = std::filesystem;
-using kubelet_dra::Claim;
 using kubelet_dra::FakeKubelet;
 using std::chrono::milliseconds;
 using testing::FakeHealth;
@@ -305,6 +304,7 @@ TEST_F(NodeServerTest, ConcurrentPreparesAllSucceedWithAnOpenHealthStream) {
   ASSERT_GE(stream->WaitMessages(1, kWait).size(), 1U);
   // Pods start in parallel: the kubelet may have several calls in flight at once.
   std::vector<std::future<kubelet_dra::CallResult>> calls;
+  calls.reserve(8);
   for (int i = 0; i < 8; ++i) {
     calls.push_back(std::async(std::launch::async, [&kubelet, i] {
       return kubelet.Prepare(kDriver, {{"ns", "c" + std::to_string(i), "uid-" + std::to_string(i)}});

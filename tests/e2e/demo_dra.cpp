@@ -250,8 +250,15 @@ int main(int argc, char** argv) {
   for (const auto& [k, v] : want) {
     const auto it = env.find(k);
     if (it == env.end()) return finish(Fail(k + " is not in the CDI spec"));
-    if (it->second != v)
-      return finish(Fail(k + "=" + it->second + ", want " + v + " (the arc's cards in link order)"));
+    if (it->second != v) {
+      std::string why = k;
+      why.append("=")
+          .append(it->second)
+          .append(", want ")
+          .append(v)
+          .append(" (the arc's cards in link order)");
+      return finish(Fail(why));
+    }
     std::cout << k << "=" << it->second << "\n";
   }
 
