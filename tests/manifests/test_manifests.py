@@ -52,6 +52,8 @@ DRA_DRIVER = "fpga.hyperaccel.ai"
 NAMESPACE = "hyperaccel-system"
 VOLCANO_NAMESPACE = "volcano-system"
 BINARIES = ["hyperaccel-device-plugin", "hyperaccel-topology-agent", "hyperaccel-volcano-bridge"]
+# In the image too, deployed by overlays/dra only (checked by the Dra group).
+DRA_BINARIES = ["hyperaccel-dra-driver"]
 # In the image too, for operators (`kubectl exec ... -- kubectl-hyperaccel topo`); not deployed by itself.
 TOOLS = ["kubectl-hyperaccel"]
 RESOURCE = "hyperaccel.ai/fpga"
@@ -1456,10 +1458,11 @@ class Dockerfile(unittest.TestCase):
         build = " ".join(r for _, r in stages[0]["lines"])
         self.assertIn("scripts/install-deps", build, "the build stage installs what developers and CI have")
         self.assertIn("cmake --preset release", build)
-        for b in BINARIES + TOOLS:
+        for b in BINARIES + DRA_BINARIES + TOOLS:
             self.assertIn(b, build)
         installed = dockerfile_installed_binaries()
-        self.assertEqual({os.path.basename(p) for p in installed if not p.endswith(".so")}, set(BINARIES + TOOLS))
+        self.assertEqual({os.path.basename(p) for p in installed if not p.endswith(".so")},
+                         set(BINARIES + DRA_BINARIES + TOOLS))
         # XRT is reached through this module, which the binaries look for in <bin>/../lib/hyperaccel/.
         self.assertIn("/usr/lib/hyperaccel/libhyperaccel_xrt_probe.so", installed)
         runtime = " ".join(r for _, r in stages[-1]["lines"])
@@ -1496,7 +1499,7 @@ class Dockerfile(unittest.TestCase):
             self.skipTest("ldd/dpkg not available")
         allowed = installed_depends_closure(runtime_packages() + ["libc6", "libgcc-s1", "libstdc++6"])
         libs = {}
-        for b in BINARIES + TOOLS + ["libhyperaccel_xrt_probe.so"]:
+        for b in BINARIES + DRA_BINARIES + TOOLS + ["libhyperaccel_xrt_probe.so"]:
             out = subprocess.run(["ldd", need_binary(self, b)], capture_output=True, text=True).stdout
             if re.search(r"\blib(asan|ubsan)\.so", out):
                 # Sanitizer builds link gRPC, Protobuf and Abseil shared (cmake/DaemonLink.cmake);
@@ -1561,6 +1564,10 @@ class Dra(unittest.TestCase):
         for o in self.objs:
             for c in containers_of(o) if o["kind"] in ("DaemonSet", "Deployment") else []:
                 self.assertNotIn("hyperaccel-device-plugin", " ".join(c.get("command", [])))
+
+    def test_the_image_has_the_driver(self):
+        self.assertIn(self.c["command"][0], dockerfile_installed_binaries())
+        self.assertEqual(self.c["image"], {c["image"] for _, c in our_containers(self.objs)}.pop())
 
     def test_flags_exist_and_paths_are_the_defaults(self):
         text = help_text(self, "hyperaccel-dra-driver")
