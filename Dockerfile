@@ -19,9 +19,9 @@ COPY . .
 # Release preset (-O2, warnings as errors); tests and benchmarks are not part of the image.
 # The bridge is compiled for x86-64-v3 (AVX2) unless -DHYPERACCEL_BRIDGE_X86_64_V3=OFF.
 RUN cmake --preset release -DHYPERACCEL_BUILD_TESTS=OFF -DHYPERACCEL_BUILD_BENCH=OFF \
- && cmake --build --preset release --target hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge kubectl-hyperaccel \
+ && cmake --build --preset release --target hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge hyperaccel-dra-driver kubectl-hyperaccel \
  && mkdir -p /out/bin /out/lib/hyperaccel \
- && for b in hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge kubectl-hyperaccel; do \
+ && for b in hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge hyperaccel-dra-driver kubectl-hyperaccel; do \
       strip --strip-unneeded -o /out/bin/$b build-release/bin/$b; \
     done \
  && strip --strip-unneeded -o /out/lib/hyperaccel/libhyperaccel_xrt_probe.so build-release/bin/libhyperaccel_xrt_probe.so
@@ -47,6 +47,7 @@ RUN apt-get update \
       libcpp-httplib0.11 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/bin/hyperaccel-device-plugin /out/bin/hyperaccel-topology-agent /out/bin/hyperaccel-volcano-bridge \
+     /out/bin/hyperaccel-dra-driver \
      /out/bin/kubectl-hyperaccel /usr/bin/
 # Found by the binaries as <bin>/../lib/hyperaccel/ (xrt/include/hyperaccel/xrt/xrt_probe.h).
 COPY --from=build /out/lib/hyperaccel/libhyperaccel_xrt_probe.so /usr/lib/hyperaccel/

@@ -1,5 +1,6 @@
 // hyperaccel-dra-driver: publishes the node's Alveo cards and linked arcs as ResourceSlices
-// (Dynamic Resource Allocation), so the scheduler picks exact linked cards before binding.
+// (Dynamic Resource Allocation), so the scheduler picks exact linked cards before binding, and with
+// --kubelet-plugin serves the kubelet's DRA plugin API (registration, claim preparation, health).
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -12,7 +13,7 @@ int main(int argc, char** argv) {
   namespace dra = hyperaccel::dra;
   CLI::App app{
       "hyperaccel-dra-driver: publishes HyperAccel LPU (Alveo U55C) cards and linked arcs as "
-      "resource.k8s.io/v1 ResourceSlices"};
+      "resource.k8s.io/v1 ResourceSlices; with --kubelet-plugin=true also the kubelet's DRA plugin"};
   app.fallthrough();
   hyperaccel::cli::CommonFlags common;
   hyperaccel::cli::AddCommonFlags(app, common, "HYPERACCEL_");

@@ -5,6 +5,8 @@
 //                         the in-process API-server emulator, then one no-op resync.
 //   BM_DaemonRss          the real daemon, --emulate=8, publishing to the emulator: VmRSS after
 //                         it settled, and where the pages go (smaps_rollup: anonymous vs file).
+//                         kubelet_plugin:1 also serves the kubelet (--kubelet-plugin), registered
+//                         with the fake kubelet, which holds a health stream open.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include <thread>
 
 #include "hyperaccel/dra_driver/publisher.h"
+#include "hyperaccel/kubelet_dra/kubelet_dra.h"
 #include "hyperaccel/testing/apiserver_emulator.h"
 
 namespace {
@@ -140,14 +143,37 @@ void BM_DaemonRss(benchmark::State& state) {
   const std::string bin = std::string(HYPERACCEL_BENCH_BIN_DIR) + "/hyperaccel-dra-driver";
   const std::string kubeconfig = "--kubeconfig=" + (dir / "kubeconfig").string();
   const std::string cabling = "--cabling=" + (dir / "cabling.yaml").string();
+  const bool plugin = state.range(0) != 0;
+  const std::string kubelet_dir = "--kubelet-dir=" + (dir / "kubelet").string();
+  const std::string cdi_dir = "--cdi-dir=" + (dir / "cdi").string();
   for (auto _ : state) {
     pid_t pid = fork();
     if (pid == 0) {
       int null = ::open("/dev/null", O_WRONLY);
       dup2(null, 2);
-      execl(bin.c_str(), bin.c_str(), "--emulate=8", "--node-name=node-1", "--admin-address=127.0.0.1:0",
-            kubeconfig.c_str(), cabling.c_str(), static_cast<char*>(nullptr));
+      if (plugin) {
+        execl(bin.c_str(), bin.c_str(), "--emulate=8", "--node-name=node-1", "--admin-address=127.0.0.1:0",
+              kubeconfig.c_str(), cabling.c_str(), "--kubelet-plugin=true", kubelet_dir.c_str(),
+              cdi_dir.c_str(), static_cast<char*>(nullptr));
+      } else {
+        execl(bin.c_str(), bin.c_str(), "--emulate=8", "--node-name=node-1", "--admin-address=127.0.0.1:0",
+              kubeconfig.c_str(), cabling.c_str(), static_cast<char*>(nullptr));
+      }
       _exit(127);
+    }
+    std::unique_ptr<hyperaccel::kubelet_dra::FakeKubelet> kubelet;
+    std::unique_ptr<hyperaccel::kubelet_dra::HealthStream> stream;
+    if (plugin) {
+      hyperaccel::kubelet_dra::Options ko;
+      ko.registry_dir = (dir / "kubelet" / "plugins_registry").string();
+      kubelet = std::make_unique<hyperaccel::kubelet_dra::FakeKubelet>(ko);
+      if (!kubelet->Start().ok() ||
+          !kubelet->WaitRegistered(hyperaccel::dra::kDriverName, 1, std::chrono::seconds(20))) {
+        state.SkipWithError("the driver did not register");
+      } else {
+        stream = kubelet->WatchHealth(hyperaccel::dra::kDriverName);
+        state.counters["registered"] = 1;
+      }
     }
     // Settled: slices published, then a few seconds of steady state (rescans, watch, bookmarks).
     for (int i = 0; i < 200 && api.Pool(hyperaccel::dra::kDriverName, "node-1").size() < 2; ++i) {
@@ -158,13 +184,20 @@ void BM_DaemonRss(benchmark::State& state) {
     kill(pid, SIGTERM);
     int status = 0;
     waitpid(pid, &status, 0);
+    stream.reset();
+    kubelet.reset();
     for (const auto& [k, v] : mem) state.counters[k + "_MiB"] = v / 1024.0;
     state.counters["published"] =
         static_cast<double>(api.Pool(hyperaccel::dra::kDriverName, "node-1").size());
   }
   fs::remove_all(dir);
 }
-BENCHMARK(BM_DaemonRss)->Iterations(1)->Unit(benchmark::kSecond);
+BENCHMARK(BM_DaemonRss)
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgNames({"kubelet_plugin"})
+    ->Iterations(1)
+    ->Unit(benchmark::kSecond);
 
 }  // namespace
 

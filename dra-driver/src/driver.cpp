@@ -13,6 +13,8 @@
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/common/metrics.h"
 #include "hyperaccel/common/shutdown.h"
+#include "hyperaccel/dra_driver/kubelet_plugin.h"
+#include "hyperaccel/dra_driver/node_server.h"
 
 namespace hyperaccel::dra {
 namespace {
@@ -56,6 +58,26 @@ void AddDriverFlags(CLI::App& app, DriverOptions& o) {
                  "taint unhealthy cards instead of withdrawing them: auto (detect), true, false")
       ->envname(Env("device-taints"))
       ->capture_default_str();
+
+  const cli::FlagGroup kubelet(app, "Kubelet plugin");
+  app.add_flag("--kubelet-plugin", o.kubelet_plugin,
+               "also serve the kubelet (registration, NodePrepareResources, health); "
+               "--kubelet-plugin=false: publish slices only")
+      ->envname(Env("kubelet-plugin"))
+      ->capture_default_str();
+  app.add_option(
+         "--kubelet-dir", o.kubelet_dir,
+         "kubelet root directory: plugins_registry/ and plugins/fpga.hyperaccel.ai/dra.sock go under it")
+      ->envname(Env("kubelet-dir"))
+      ->capture_default_str();
+  app.add_option("--cdi-dir", o.cdi_dir,
+                 "directory of the per-claim CDI specs (the runtime's dynamic CDI dir)")
+      ->envname(Env("cdi-dir"))
+      ->capture_default_str();
+  app.add_option("--checkpoint-dir", o.checkpoint_dir,
+                 "directory of the prepared-claims checkpoint, on a hostPath "
+                 "(default <kubelet-dir>/plugins/fpga.hyperaccel.ai)")
+      ->envname(Env("checkpoint-dir"));
 }
 
 Result<std::vector<int>> ParseArcSizes(const std::string& value) {
@@ -94,6 +116,15 @@ Status FinishDriverFlags(DriverOptions& o) {
   o.publisher.node_name = hw::ResolveNodeName(o.discovery.node_name);
   o.discovery.node_name = o.publisher.node_name;
   if (o.admin_address == "off") o.admin_address.clear();
+  if (o.checkpoint_dir.empty()) o.checkpoint_dir = o.kubelet_dir + "/plugins/" + kDriverName;
+  if (o.kubelet_plugin) {
+    NodeServerOptions nso;
+    nso.kubelet_dir = o.kubelet_dir;
+    if (auto st = ValidateNodeServerOptions(nso); !st.ok()) return st.WithContext("--kubelet-dir");
+    if (o.cdi_dir.empty() || o.cdi_dir.front() != '/')
+      return InvalidArgument("--cdi-dir must be an absolute path");
+    if (o.checkpoint_dir.front() != '/') return InvalidArgument("--checkpoint-dir must be an absolute path");
+  }
   return Status::Ok();
 }
 
@@ -190,7 +221,34 @@ int RunDriver(DriverOptions o) {
     cv.notify_all();
   };
 
+  // The kubelet side: back ends first (they may need the API client), then the sockets.
+  KubeletPlugin kubelet_plugin;
+  std::unique_ptr<NodeServer> node_server;
+  if (o.kubelet_plugin) {
+    KubeletPluginContext ctx;
+    ctx.client = client->get();
+    ctx.node_name = o.publisher.node_name;
+    ctx.driver_name = kDriverName;
+    ctx.cdi_dir = o.cdi_dir;
+    ctx.checkpoint_dir = o.checkpoint_dir;
+    ctx.registry = &registry;
+    auto made = MakeKubeletPlugin(ctx);
+    if (!made.ok()) {
+      HA_LOG(kError, "cannot set up the kubelet plugin").kv("error", made.status().message());
+      return 2;
+    }
+    kubelet_plugin = std::move(*made);
+    NodeServerOptions nso;
+    nso.kubelet_dir = o.kubelet_dir;
+    node_server =
+        std::make_unique<NodeServer>(nso, *kubelet_plugin.preparer, *kubelet_plugin.health, &registry);
+  }
+
   AdminServer admin(&registry, [&]() -> Status {
+    if (node_server) {
+      const NodeServerStatus ns = node_server->GetStatus();
+      if (!ns.serving) return Unavailable("kubelet plugin not serving: " + ns.last_error);
+    }
     std::lock_guard<std::mutex> lk(mu);
     return last;
   });
@@ -199,6 +257,7 @@ int RunDriver(DriverOptions o) {
     return 1;
   }
   hw::Rescanner rescanner(discovery->get(), o.rescan, [&](const hw::Inventory& inv) {
+    if (kubelet_plugin.on_inventory) kubelet_plugin.on_inventory(inv);
     {
       std::lock_guard<std::mutex> lk(mu);
       inventory = inv;
@@ -207,13 +266,24 @@ int RunDriver(DriverOptions o) {
     cv.notify_all();
   });
   rescanner.Start();
+  if (node_server) {
+    if (Status st = node_server->Start(); !st.ok()) {
+      HA_LOG(kError, "cannot serve the kubelet").kv("error", st.message());
+      rescanner.Stop();
+      admin.Stop();
+      return 1;
+    }
+  }
   std::atomic<bool> stop{false};
   std::thread watcher([&] {
     Publisher::WatchSlices(
         watch_client->get(), o.publisher.node_name, &stop,
         [&](const std::string& rv) { return publisher.IsOwnWrite(rv); }, wake);
   });
-  HA_LOG(kInfo, "started").kv("node", o.publisher.node_name).kv("admin", o.admin_address);
+  HA_LOG(kInfo, "started")
+      .kv("node", o.publisher.node_name)
+      .kv("admin", o.admin_address)
+      .kv("kubelet_plugin", o.kubelet_plugin);
 
   kube::Backoff backoff(std::chrono::milliseconds(500), std::chrono::seconds(30));
   auto next_resync = std::chrono::steady_clock::now() + o.resync;
@@ -246,6 +316,8 @@ int RunDriver(DriverOptions o) {
     if (shutdown::WaitFor(delay)) break;
   }
   HA_LOG(kInfo, "shutting down");
+  // The kubelet side first: registration socket, in-flight calls, then the DRA socket.
+  if (node_server) node_server->Stop();
   stop = true;
   rescanner.Stop();
   watcher.join();

@@ -36,7 +36,7 @@ TEST(Help, EveryBinaryGroupsItsOptionsInTheSameOrder) {
        {"Options", "Topology agent", "Discovery", "Kubernetes API", "Metrics and health",
         "Configuration and logging", "Subcommands"}},
       {"hyperaccel-dra-driver",
-       {"Options", "DRA driver", "Discovery", "Kubernetes API", "Metrics and health",
+       {"Options", "DRA driver", "Kubelet plugin", "Discovery", "Kubernetes API", "Metrics and health",
         "Configuration and logging", "Subcommands"}},
       {"hyperaccel-volcano-bridge", {"Options", "Volcano bridge", "Configuration and logging"}},
       {"hyperaccel-sim", {"Options", "Simulation", "Configuration and logging"}},

@@ -45,9 +45,15 @@ KUBECTL = os.environ.get("KUBECTL") or shutil.which("kubectl")
 OVERLAYS = ["labels", "direct", "emulated"]
 KUSTOMIZATIONS = {f"overlays/{o}": os.path.join(MANIFESTS, "overlays", o) for o in OVERLAYS}
 KUSTOMIZATIONS["examples"] = os.path.join(MANIFESTS, "examples")
+# The DRA overlay replaces the device plugin; the Dra group checks it, not the loops over OVERLAYS.
+KUSTOMIZATIONS["overlays/dra"] = os.path.join(MANIFESTS, "overlays", "dra")
+KUSTOMIZATIONS["examples/dra"] = os.path.join(MANIFESTS, "examples", "dra")
+DRA_DRIVER = "fpga.hyperaccel.ai"
 NAMESPACE = "hyperaccel-system"
 VOLCANO_NAMESPACE = "volcano-system"
 BINARIES = ["hyperaccel-device-plugin", "hyperaccel-topology-agent", "hyperaccel-volcano-bridge"]
+# In the image too, deployed by overlays/dra only (checked by the Dra group).
+DRA_BINARIES = ["hyperaccel-dra-driver"]
 # In the image too, for operators (`kubectl exec ... -- kubectl-hyperaccel topo`); not deployed by itself.
 TOOLS = ["kubectl-hyperaccel"]
 RESOURCE = "hyperaccel.ai/fpga"
@@ -1452,10 +1458,11 @@ class Dockerfile(unittest.TestCase):
         build = " ".join(r for _, r in stages[0]["lines"])
         self.assertIn("scripts/install-deps", build, "the build stage installs what developers and CI have")
         self.assertIn("cmake --preset release", build)
-        for b in BINARIES + TOOLS:
+        for b in BINARIES + DRA_BINARIES + TOOLS:
             self.assertIn(b, build)
         installed = dockerfile_installed_binaries()
-        self.assertEqual({os.path.basename(p) for p in installed if not p.endswith(".so")}, set(BINARIES + TOOLS))
+        self.assertEqual({os.path.basename(p) for p in installed if not p.endswith(".so")},
+                         set(BINARIES + DRA_BINARIES + TOOLS))
         # XRT is reached through this module, which the binaries look for in <bin>/../lib/hyperaccel/.
         self.assertIn("/usr/lib/hyperaccel/libhyperaccel_xrt_probe.so", installed)
         runtime = " ".join(r for _, r in stages[-1]["lines"])
@@ -1492,7 +1499,7 @@ class Dockerfile(unittest.TestCase):
             self.skipTest("ldd/dpkg not available")
         allowed = installed_depends_closure(runtime_packages() + ["libc6", "libgcc-s1", "libstdc++6"])
         libs = {}
-        for b in BINARIES + TOOLS + ["libhyperaccel_xrt_probe.so"]:
+        for b in BINARIES + DRA_BINARIES + TOOLS + ["libhyperaccel_xrt_probe.so"]:
             out = subprocess.run(["ldd", need_binary(self, b)], capture_output=True, text=True).stdout
             if re.search(r"\blib(asan|ubsan)\.so", out):
                 # Sanitizer builds link gRPC, Protobuf and Abseil shared (cmake/DaemonLink.cmake);
@@ -1530,6 +1537,166 @@ class Dockerfile(unittest.TestCase):
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+class Dra(unittest.TestCase):
+    """overlays/dra and examples/dra: the driver's DaemonSet, RBAC, classes, admission policy."""
+
+    def setUp(self):
+        need_kubectl(self)
+        self.objs = render("overlays/dra")
+        self.ds = one(self, self.objs, "DaemonSet", "hyperaccel-dra-driver")
+        self.c = container(self, self.ds, "dra-driver")
+
+    def defaults(self):
+        """--flag -> default value, from `hyperaccel-dra-driver --help` (CLI11 `TEXT=default`)."""
+        text = help_text(self, "hyperaccel-dra-driver")
+        return dict(re.findall(r"^\s+(--[a-z0-9-]+) TEXT=(\S+)", text, re.M))
+
+    def test_the_device_plugin_is_not_deployed_with_it(self):
+        node = one(self, self.objs, "DaemonSet", "hyperaccel-node")
+        names = [c["name"] for c in containers_of(node)]
+        self.assertNotIn("device-plugin", names)
+        self.assertIn("topology-agent", names)
+        vols = {v["name"] for v in pod_spec(node)["volumes"]}
+        mounted = {m["name"] for c in containers_of(node) for m in c.get("volumeMounts", [])}
+        self.assertEqual(vols, mounted, "volumes without a mount after removing the device plugin")
+        for o in self.objs:
+            for c in containers_of(o) if o["kind"] in ("DaemonSet", "Deployment") else []:
+                self.assertNotIn("hyperaccel-device-plugin", " ".join(c.get("command", [])))
+
+    def test_the_image_has_the_driver(self):
+        self.assertIn(self.c["command"][0], dockerfile_installed_binaries())
+        self.assertEqual(self.c["image"], {c["image"] for _, c in our_containers(self.objs)}.pop())
+
+    def test_flags_exist_and_paths_are_the_defaults(self):
+        text = help_text(self, "hyperaccel-dra-driver")
+        known = help_flags(text)
+        args = self.c["args"]
+        for a in args:
+            self.assertIn(a.partition("=")[0], known, a)
+        self.assertEqual(self.c["command"], ["/usr/bin/hyperaccel-dra-driver"])
+        self.assertEqual(flag_value(args, "--kubelet-plugin"), "true")
+        d = self.defaults()
+        self.assertEqual(d.get("--kubelet-dir"), "/var/lib/kubelet")
+        self.assertEqual(d.get("--cdi-dir"), "/var/run/cdi")
+        # The manifest passes the defaults explicitly (or leaves them out).
+        for flag in ("--kubelet-dir", "--cdi-dir"):
+            self.assertIn(flag_value(args, flag), (None, d[flag]), flag)
+        self.assertIn(flag_value(args, "--checkpoint-dir"), (None, "/var/lib/kubelet/plugins/" + DRA_DRIVER))
+
+    def test_host_paths_match_the_sockets_and_specs_the_driver_writes(self):
+        vols = {v["name"]: v for v in pod_spec(self.ds)["volumes"]}
+        mounts = {m["mountPath"]: m for m in self.c["volumeMounts"]}
+        d = self.defaults()
+        kubelet = flag_value(self.c["args"], "--kubelet-dir") or d["--kubelet-dir"]
+        cdi = flag_value(self.c["args"], "--cdi-dir") or d["--cdi-dir"]
+        checkpoint = flag_value(self.c["args"], "--checkpoint-dir") or kubelet + "/plugins/" + DRA_DRIVER
+        need = [kubelet + "/plugins", kubelet + "/plugins_registry", cdi]
+        for path in need:
+            with self.subTest(path=path):
+                self.assertIn(path, mounts, f"{path} is not mounted")
+                m = mounts[path]
+                self.assertFalse(m.get("readOnly", False), f"{path} must be writable")
+                hp = vols[m["name"]].get("hostPath")
+                self.assertIsNotNone(hp, f"{path} must be a hostPath")
+                # The kubelet dials the endpoint path the plugin reports: identical on both sides.
+                self.assertEqual(hp["path"], path)
+        self.assertTrue(checkpoint.startswith(need[0] + "/"), "the checkpoint must live on a hostPath")
+        for path in ("/sys", "/dev"):
+            self.assertTrue(mounts[path].get("readOnly"), path)
+        sc = self.c["securityContext"]
+        self.assertFalse(sc.get("privileged", False))
+        self.assertFalse(sc.get("allowPrivilegeEscalation", True))
+        self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
+        self.assertTrue(sc.get("readOnlyRootFilesystem"))
+
+    def test_probes_hit_the_admin_port(self):
+        value = flag_value(self.c["args"], "--admin-address")
+        port = int(value.rsplit(":", 1)[1])
+        ports = {p["name"]: p["containerPort"] for p in self.c["ports"]}
+        for probe in ("livenessProbe", "readinessProbe"):
+            p = self.c[probe]["httpGet"]["port"]
+            self.assertEqual(ports.get(p, p), port)
+
+    def test_rbac_is_least_privilege(self):
+        got = granted(self.objs, "hyperaccel-dra-driver", NAMESPACE)
+        want = {("resource.k8s.io", "resourceslices", v) for v in ("get", "list", "watch", "create", "update", "delete")}
+        want |= {("resource.k8s.io", "resourceclaims", v) for v in ("get", "list", "watch")}
+        # nodes: get for the owner reference, patch for the hyperaccel.ai/dra.arcs label (publisher.cpp).
+        want |= {("", "nodes", "get"), ("", "nodes", "patch")}
+        self.assertEqual(set(got), want)
+        for key, (_, names) in got.items():
+            self.assertEqual(names, (), f"{key}: unexpected resourceNames")
+        self.assertEqual(pod_spec(self.ds)["serviceAccountName"], "hyperaccel-dra-driver")
+
+    def test_device_classes_select_by_kind(self):
+        classes = {c["metadata"]["name"]: c for c in find(self.objs, "DeviceClass")}
+        self.assertEqual(set(classes), {DRA_DRIVER, "card." + DRA_DRIVER, "arc." + DRA_DRIVER})
+        for name, c in classes.items():
+            self.assertEqual(c["apiVersion"], "resource.k8s.io/v1")
+            exprs = " && ".join(s["cel"]["expression"] for s in c["spec"]["selectors"])
+            self.assertIn(f'device.driver == "{DRA_DRIVER}"', exprs)
+            if name != DRA_DRIVER:
+                kind = name.split(".")[0]
+                self.assertIn(f'device.attributes["{DRA_DRIVER}"].kind == "{kind}"', exprs)
+
+    def test_slices_are_restricted_to_the_drivers_own_node(self):
+        pol = one(self, self.objs, "ValidatingAdmissionPolicy", "hyperaccel-dra-driver-own-node-slices")
+        binding = one(self, self.objs, "ValidatingAdmissionPolicyBinding", "hyperaccel-dra-driver-own-node-slices")
+        self.assertEqual(binding["spec"]["policyName"], pol["metadata"]["name"])
+        self.assertEqual(binding["spec"]["validationActions"], ["Deny"])
+        rules = pol["spec"]["matchConstraints"]["resourceRules"]
+        self.assertEqual({r for rule in rules for r in rule["resources"]}, {"resourceslices"})
+        self.assertEqual({op for rule in rules for op in rule["operations"]}, {"CREATE", "UPDATE", "DELETE"})
+        cond = " ".join(m["expression"] for m in pol["spec"]["matchConditions"])
+        self.assertIn(f"system:serviceaccount:{NAMESPACE}:hyperaccel-dra-driver", cond)
+        text = json.dumps(pol["spec"])
+        self.assertIn("authentication.kubernetes.io/node-name", text)
+        self.assertIn("spec.?nodeName", text)
+        self.assertIn("oldObject", text)  # DELETE is checked against the object being deleted
+
+    def test_volcano_allocates_claims(self):
+        conf = scheduler_conf(self.objs)
+        args = [p.get("arguments", {}) for t in conf["tiers"] for p in t["plugins"] if p["name"] == "predicates"]
+        self.assertEqual(len(args), 1)
+        self.assertIs(args[0].get("predicate.DynamicResourceAllocationEnable"), True)
+
+    def test_examples_use_the_classes_and_their_claims(self):
+        ex = render("examples/dra")
+        classes = {c["metadata"]["name"] for c in find(self.objs, "DeviceClass")}
+        templates = {t["metadata"]["name"] for t in find(ex, "ResourceClaimTemplate")}
+        claims = {c["metadata"]["name"] for c in find(ex, "ResourceClaim")}
+        for o in find(ex, "ResourceClaim") + find(ex, "ResourceClaimTemplate"):
+            spec = o["spec"] if o["kind"] == "ResourceClaim" else o["spec"]["spec"]
+            for r in spec["devices"]["requests"]:
+                self.assertIn(r["exactly"]["deviceClassName"], classes)
+        pods = 0
+        for o in ex:
+            if o["kind"] == "Pod":
+                specs = [o["spec"]]
+            elif o["kind"] == "Deployment":
+                specs = [pod_spec(o)]
+            elif o["kind"] == "Job":
+                specs = [t["template"]["spec"] for t in o["spec"]["tasks"]]
+                self.assertEqual(o["spec"]["networkTopology"]["mode"], "hard")
+                self.assertEqual(o["spec"]["networkTopology"]["highestTierAllowed"], 1)
+            else:
+                continue
+            for spec in specs:
+                pods += 1
+                declared = {rc["name"]: rc for rc in spec["resourceClaims"]}
+                for rc in declared.values():
+                    if "resourceClaimName" in rc:
+                        self.assertIn(rc["resourceClaimName"], claims)
+                    else:
+                        self.assertIn(rc["resourceClaimTemplateName"], templates)
+                for c in spec["containers"]:
+                    for cl in c["resources"].get("claims", []):
+                        self.assertIn(cl["name"], declared)
+        self.assertEqual(pods, 3)
+
+
 
 def main(argv):
     loader = unittest.TestLoader()

@@ -1,7 +1,7 @@
 // The hyperaccel-dra-driver daemon: discovery (xrt/, with its health tracker) feeding the
 // ResourceSlice publisher, a watch on the node's slices, and the admin server (/metrics,
-// /healthz). The kubelet-side services (NodePrepareResources, registration) will run in the same
-// process, next to RunDriver's loop.
+// /healthz), and with --kubelet-plugin the kubelet side in the same process (NodeServer:
+// registration, NodePrepareResources/NodeUnprepareResources, the health stream).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -24,6 +24,12 @@ struct DriverOptions {
   std::chrono::seconds resync{600};
   bool once = false;  // publish once and exit (0 when published)
 
+  // The kubelet plugin. Off: the daemon only publishes slices.
+  bool kubelet_plugin = false;
+  std::string kubelet_dir = "/var/lib/kubelet";
+  std::string cdi_dir = "/var/run/cdi";
+  std::string checkpoint_dir;  // empty: <kubelet-dir>/plugins/fpga.hyperaccel.ai (a hostPath)
+
   // Flag values turned into the fields above by FinishDriverFlags.
   std::string arc_sizes_flag = "2,4,8";
   std::string arcs_flag = "aligned";
@@ -32,10 +38,12 @@ struct DriverOptions {
 };
 
 // --kubeconfig, --admin-address, --rescan-ms, --resync-seconds, --once, --arc-sizes, --arcs,
-// --partitionable, --device-taints (each with an HYPERACCEL_* environment variable and a config key).
+// --partitionable, --device-taints, --kubelet-plugin, --kubelet-dir, --cdi-dir, --checkpoint-dir
+// (each with an HYPERACCEL_* environment variable and a config key).
 void AddDriverFlags(CLI::App& app, DriverOptions& options);
 
-// Parses the string flags into typed options and resolves the node name. Errors name the flag.
+// Parses the string flags into typed options, fills the checkpoint directory's default and
+// resolves the node name. Errors name the flag.
 Status FinishDriverFlags(DriverOptions& options);
 
 // Parses "2,4,8".

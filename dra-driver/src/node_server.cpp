@@ -1,0 +1,799 @@
+#include "hyperaccel/dra_driver/node_server.h"
+
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "dra_health_v1alpha1.grpc.pb.h"
+#include "dra_v1.grpc.pb.h"
+#include "dra_v1beta1.grpc.pb.h"
+#include "hyperaccel/common/log.h"
+#include "pluginregistration.grpc.pb.h"
+
+namespace hyperaccel::dra {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+constexpr mode_t kDirMode = 0750;
+
+// Identity of a file: equal only for the same inode on the same device.
+struct FileId {
+  bool exists = false;
+  bool is_socket = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool Same(const FileId& o) const { return exists && o.exists && dev == o.dev && ino == o.ino; }
+};
+
+FileId StatFile(const std::string& path) {
+  struct stat st {};
+  FileId id;
+  if (::lstat(path.c_str(), &st) != 0) return id;
+  id.exists = true;
+  id.is_socket = S_ISSOCK(st.st_mode);
+  id.dev = st.st_dev;
+  id.ino = st.st_ino;
+  return id;
+}
+
+enum class SocketState { kAbsent, kStale, kLive, kNotSocket };
+
+// Whether a process accepts connections on the unix socket `path`.
+SocketState ProbeSocket(const std::string& path) {
+  FileId id = StatFile(path);
+  if (!id.exists) return SocketState::kAbsent;
+  if (!id.is_socket) return SocketState::kNotSocket;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) return SocketState::kLive;  // cannot tell: do not touch
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return SocketState::kLive;
+  const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  const int err = errno;
+  ::close(fd);
+  if (rc == 0) return SocketState::kLive;
+  // ECONNREFUSED: a socket file nobody listens on. EAGAIN: a full backlog, someone listens.
+  return err == ECONNREFUSED ? SocketState::kStale : SocketState::kLive;
+}
+
+// Makes `socket_path` free for a new listener: removes a stale socket, refuses a live one or a
+// file that is not a socket.
+Status ClearSocketPath(const std::string& socket_path) {
+  switch (ProbeSocket(socket_path)) {
+    case SocketState::kAbsent: return Status::Ok();
+    case SocketState::kNotSocket:
+      return FailedPrecondition(socket_path + " exists and is not a socket; refusing to replace it");
+    case SocketState::kLive:
+      return FailedPrecondition("another process serves " + socket_path + " (one driver instance per node)");
+    case SocketState::kStale:
+      if (::unlink(socket_path.c_str()) != 0 && errno != ENOENT) {
+        return Unavailable("cannot remove the stale socket " + socket_path + ": " + ErrnoMessage(errno));
+      }
+      HA_LOG(kInfo, "removed a stale socket").kv("socket", socket_path);
+      return Status::Ok();
+  }
+  return Status::Ok();
+}
+
+// Creates `dir` and missing parents with mode 0750 (only the directories it creates).
+Status MakeDirs(const fs::path& dir) {
+  if (dir.empty()) return Status::Ok();
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return FailedPrecondition(dir.string() + " is not a directory");
+    return Status::Ok();
+  }
+  if (dir.has_parent_path() && dir.parent_path() != dir) {
+    if (Status s = MakeDirs(dir.parent_path()); !s.ok()) return s;
+  }
+  if (::mkdir(dir.c_str(), kDirMode) != 0 && errno != EEXIST) {
+    return Unavailable("cannot create " + dir.string() + ": " + ErrnoMessage(errno));
+  }
+  // mkdir applies the umask; the mode is part of the contract with the kubelet's host.
+  ::chmod(dir.c_str(), kDirMode);
+  return Status::Ok();
+}
+
+bool ValidDnsSubdomain(const std::string& s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t label = 0;
+  char prev = '.';
+  for (char c : s) {
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (c == '.') {
+      if (prev == '.' || prev == '-' || label == 0) return false;
+      label = 0;
+    } else if (c == '-') {
+      if (prev == '.') return false;
+      ++label;
+    } else if (alnum) {
+      ++label;
+    } else {
+      return false;
+    }
+    if (label > 63) return false;
+    prev = c;
+  }
+  return prev != '.' && prev != '-';
+}
+
+// Cuts `s` to at most `max` bytes without splitting a UTF-8 sequence.
+std::string Truncate(const std::string& s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
+struct Metrics {
+  explicit Metrics(metrics::Registry& r)
+      : registrations(r.AddCounter("hyperaccel_dra_registrations_total",
+                                   "Registration results the kubelet reported (NotifyRegistrationStatus)",
+                                   {"result"})),
+        registered(
+            r.AddGauge("hyperaccel_dra_registered", "1 while the kubelet reports the plugin registered")),
+        socket_recreations(r.AddCounter("hyperaccel_dra_socket_recreations_total",
+                                        "Sockets served again after something removed them", {"socket"})),
+        requests(r.AddCounter("hyperaccel_dra_kubelet_requests_total",
+                              "NodePrepareResources/NodeUnprepareResources calls, by API version",
+                              {"method", "version"})),
+        claims(r.AddCounter("hyperaccel_dra_kubelet_claims_total",
+                            "Claims in NodePrepareResources/NodeUnprepareResources calls, by result",
+                            {"method", "result"})),
+        seconds(r.AddHistogram("hyperaccel_dra_kubelet_request_duration_seconds",
+                               "Time to answer a NodePrepareResources/NodeUnprepareResources call",
+                               {"method"}, metrics::Histogram::LatencyBuckets())),
+        health_streams(r.AddGauge("hyperaccel_dra_health_streams", "Open NodeWatchResources streams")),
+        health_updates(
+            r.AddCounter("hyperaccel_dra_health_updates_total", "Device lists sent on NodeWatchResources")) {}
+  metrics::Counter& registrations;
+  metrics::Gauge& registered;
+  metrics::Counter& socket_recreations;
+  metrics::Counter& requests;
+  metrics::Counter& claims;
+  metrics::Histogram& seconds;
+  metrics::Gauge& health_streams;
+  metrics::Counter& health_updates;
+};
+
+}  // namespace
+
+Status ValidateNodeServerOptions(const NodeServerOptions& o) {
+  if (!ValidDnsSubdomain(o.driver_name)) {
+    return InvalidArgument("driver name \"" + o.driver_name + "\" is not a DNS subdomain");
+  }
+  if (o.kubelet_dir.empty() || o.kubelet_dir.front() != '/') {
+    return InvalidArgument("kubelet directory \"" + o.kubelet_dir + "\" is not an absolute path");
+  }
+  // sockaddr_un.sun_path holds 107 characters and a NUL.
+  const size_t longest = std::max(
+      (fs::path(o.kubelet_dir) / "plugins" / o.driver_name / "dra.sock").string().size(),
+      (fs::path(o.kubelet_dir) / "plugins_registry" / (o.driver_name + "-reg.sock")).string().size());
+  if (longest >= sizeof(sockaddr_un{}.sun_path)) {
+    return InvalidArgument("kubelet directory \"" + o.kubelet_dir + "\" makes socket paths longer than " +
+                           std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " characters");
+  }
+  if (o.health_resend.count() <= 0 || o.health_poll.count() <= 0 || o.poll_interval.count() <= 0) {
+    return InvalidArgument("health_resend, health_poll and poll_interval must be positive");
+  }
+  if (o.max_threads < 2) return InvalidArgument("max_threads must be at least 2");
+  return Status::Ok();
+}
+
+struct NodeServer::Impl {
+  Impl(NodeServerOptions o, ClaimPreparer& p, HealthSource& h, metrics::Registry* r)
+      : options(std::move(o)),
+        preparer(p),
+        health(h),
+        own_registry(r ? nullptr : std::make_unique<metrics::Registry>()),
+        m(r ? *r : *own_registry),
+        plugin_dir((fs::path(options.kubelet_dir) / "plugins" / options.driver_name).string()),
+        registry_dir((fs::path(options.kubelet_dir) / "plugins_registry").string()),
+        dra_socket((fs::path(plugin_dir) / "dra.sock").string()),
+        reg_socket((fs::path(registry_dir) / (options.driver_name + "-reg.sock")).string()) {}
+
+  const NodeServerOptions options;
+  ClaimPreparer& preparer;
+  HealthSource& health;
+  std::unique_ptr<metrics::Registry> own_registry;
+  Metrics m;
+  const std::string plugin_dir;
+  const std::string registry_dir;
+  const std::string dra_socket;
+  const std::string reg_socket;
+
+  // ---- request handling (gRPC threads) ---------------------------------------------------------
+
+  template <class Request, class Response>
+  grpc::Status Prepare(const char* version, const Request& req, Response* resp) {
+    const auto t0 = Clock::now();
+    m.requests.Inc({"prepare", version});
+    std::vector<ClaimRef> valid;
+    std::map<std::string, std::string> invalid;
+    Split(req, &valid, &invalid);
+    std::map<std::string, ClaimPrepareResult> results;
+    if (!valid.empty()) results = preparer.Prepare(valid);
+    auto& out = *resp->mutable_claims();
+    for (const auto& [uid, why] : invalid) out[uid].set_error(why);
+    for (const ClaimRef& c : valid) {
+      auto& entry = out[c.uid];
+      auto it = results.find(c.uid);
+      if (it == results.end()) {
+        entry.set_error("the driver returned no result for claim " + c.ns + "/" + c.name);
+      } else if (!it->second.error.empty()) {
+        entry.set_error(it->second.error);
+      } else {
+        for (const PreparedDevice& d : it->second.devices) {
+          auto* dev = entry.add_devices();
+          for (const auto& r : d.request_names) dev->add_request_names(r);
+          dev->set_pool_name(d.pool_name);
+          dev->set_device_name(d.device_name);
+          for (const auto& id : d.cdi_device_ids) dev->add_cdi_device_ids(id);
+        }
+      }
+    }
+    int failed = 0;
+    for (const auto& [uid, entry] : out) {
+      const bool ok = entry.error().empty();
+      m.claims.Inc({"prepare", ok ? "ok" : "error"});
+      if (!ok) {
+        ++failed;
+        HA_LOG(kWarn, "claim not prepared").kv("claim_uid", uid).kv("error", entry.error());
+      }
+    }
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    m.seconds.Observe({"prepare"}, secs);
+    HA_LOG(kDebug, "NodePrepareResources")
+        .kv("version", version)
+        .kv("claims", out.size())
+        .kv("failed", failed)
+        .kv("ms", secs * 1e3);
+    return grpc::Status::OK;
+  }
+
+  template <class Request, class Response>
+  grpc::Status Unprepare(const char* version, const Request& req, Response* resp) {
+    const auto t0 = Clock::now();
+    m.requests.Inc({"unprepare", version});
+    std::vector<ClaimRef> valid;
+    std::map<std::string, std::string> invalid;
+    Split(req, &valid, &invalid);
+    std::map<std::string, std::string> results;
+    if (!valid.empty()) results = preparer.Unprepare(valid);
+    auto& out = *resp->mutable_claims();
+    for (const auto& [uid, why] : invalid) out[uid].set_error(why);
+    for (const ClaimRef& c : valid) {
+      auto& entry = out[c.uid];
+      auto it = results.find(c.uid);
+      if (it == results.end()) {
+        entry.set_error("the driver returned no result for claim " + c.ns + "/" + c.name);
+      } else {
+        entry.set_error(it->second);
+      }
+    }
+    for (const auto& [uid, entry] : out) {
+      const bool ok = entry.error().empty();
+      m.claims.Inc({"unprepare", ok ? "ok" : "error"});
+      if (!ok) HA_LOG(kWarn, "claim not unprepared").kv("claim_uid", uid).kv("error", entry.error());
+    }
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    m.seconds.Observe({"unprepare"}, secs);
+    HA_LOG(kDebug, "NodeUnprepareResources")
+        .kv("version", version)
+        .kv("claims", out.size())
+        .kv("ms", secs * 1e3);
+    return grpc::Status::OK;
+  }
+
+  // Separates claims with complete identities (deduplicated by UID) from the rest, which get an
+  // error under their UID.
+  template <class Request>
+  static void Split(const Request& req, std::vector<ClaimRef>* valid,
+                    std::map<std::string, std::string>* invalid) {
+    std::map<std::string, size_t> seen;
+    for (const auto& c : req.claims()) {
+      std::string missing;
+      if (c.uid().empty()) missing = "uid";
+      if (c.namespace_().empty()) missing += missing.empty() ? "namespace" : ", namespace";
+      if (c.name().empty()) missing += missing.empty() ? "name" : ", name";
+      if (!missing.empty()) {
+        (*invalid)[c.uid()] = "claim " + c.namespace_() + "/" + c.name() + " has no " + missing;
+        continue;
+      }
+      auto it = seen.find(c.uid());
+      if (it != seen.end()) {
+        const ClaimRef& first = (*valid)[it->second];
+        if (first.ns != c.namespace_() || first.name != c.name()) {
+          (*invalid)[c.uid()] = "claim UID " + c.uid() + " is given for both " + first.ns + "/" + first.name +
+                                " and " + c.namespace_() + "/" + c.name();
+        }
+        continue;
+      }
+      seen[c.uid()] = valid->size();
+      valid->push_back(ClaimRef{c.namespace_(), c.name(), c.uid()});
+    }
+    // A UID reported invalid is not prepared at all, even where one of its entries was complete.
+    if (!invalid->empty()) {
+      std::erase_if(*valid, [&](const ClaimRef& r) { return invalid->count(r.uid) > 0; });
+    }
+  }
+
+  grpc::Status WatchHealth(grpc::ServerContext* ctx,
+                           grpc::ServerWriter<v1alpha1::NodeWatchResourcesResponse>* writer) {
+    {
+      std::lock_guard lock(mu);
+      if (stopping) return {grpc::StatusCode::UNAVAILABLE, "the driver is stopping"};
+      ++open_streams;
+      m.health_streams.Set(open_streams);
+    }
+    HA_LOG(kInfo, "health stream opened").kv("peer", ctx->peer());
+    uint64_t generation = 0;
+    auto send = [&]() {
+      std::vector<DeviceHealth> devices = health.Snapshot(&generation);
+      v1alpha1::NodeWatchResourcesResponse msg;
+      for (const DeviceHealth& d : devices) {
+        auto* out = msg.add_devices();
+        out->mutable_device()->set_pool_name(d.pool_name);
+        out->mutable_device()->set_device_name(d.device_name);
+        out->set_health(d.status == DeviceHealthStatus::kHealthy     ? v1alpha1::HEALTHY
+                        : d.status == DeviceHealthStatus::kUnhealthy ? v1alpha1::UNHEALTHY
+                                                                     : v1alpha1::UNKNOWN);
+        out->set_last_updated_time(d.last_updated_unix);
+        out->set_health_check_timeout_seconds(options.health_timeout.count());
+        out->set_message(Truncate(d.message, kHealthMessageMax));
+      }
+      const bool ok = writer->Write(msg);
+      if (ok) m.health_updates.Inc();
+      return ok;
+    };
+    bool ok = send();
+    auto last_send = Clock::now();
+    bool ended_by_stop = false;
+    while (ok) {
+      {
+        std::lock_guard lock(mu);
+        ended_by_stop = stopping;
+      }
+      if (ended_by_stop || ctx->IsCancelled()) break;
+      const auto until_resend = std::chrono::duration_cast<std::chrono::milliseconds>(
+          last_send + options.health_resend - Clock::now());
+      const auto wait = std::max(std::chrono::milliseconds(1), std::min(options.health_poll, until_resend));
+      const uint64_t now_gen = health.WaitForChange(generation, wait);
+      if (now_gen != generation || Clock::now() >= last_send + options.health_resend) {
+        {
+          std::lock_guard lock(mu);
+          ended_by_stop = stopping;
+        }
+        if (ended_by_stop || ctx->IsCancelled()) break;
+        ok = send();
+        last_send = Clock::now();
+      }
+    }
+    {
+      std::lock_guard lock(mu);
+      --open_streams;
+      m.health_streams.Set(open_streams);
+    }
+    HA_LOG(kInfo, "health stream closed").kv("peer", ctx->peer()).kv("stopping", ended_by_stop);
+    if (ended_by_stop) return {grpc::StatusCode::UNAVAILABLE, "the driver is stopping"};
+    return grpc::Status::OK;
+  }
+
+  // ---- registration (gRPC threads) -------------------------------------------------------------
+
+  void FillInfo(pluginregistration::PluginInfo* info) const {
+    info->set_type("DRAPlugin");
+    info->set_name(options.driver_name);
+    info->set_endpoint(dra_socket);
+    info->add_supported_versions(kServiceV1);
+    info->add_supported_versions(kServiceV1beta1);
+  }
+
+  void OnRegistrationStatus(const pluginregistration::RegistrationStatus& s) {
+    {
+      std::lock_guard lock(mu);
+      registered = s.plugin_registered();
+      if (registered) {
+        ++registrations;
+        last_error.clear();
+      } else {
+        ++registration_errors;
+        last_error = s.error().empty() ? "the kubelet rejected the registration" : s.error();
+      }
+    }
+    state_cv.notify_all();
+    m.registered.Set(s.plugin_registered() ? 1 : 0);
+    m.registrations.Inc({s.plugin_registered() ? "ok" : "error"});
+    if (s.plugin_registered()) {
+      HA_LOG(kInfo, "registered with the kubelet")
+          .kv("driver", options.driver_name)
+          .kv("endpoint", dra_socket);
+    } else {
+      HA_LOG(kError, "the kubelet rejected the registration")
+          .kv("driver", options.driver_name)
+          .kv("error", s.error());
+    }
+  }
+
+  // ---- servers (control thread, Start, Stop) ----------------------------------------------------
+
+  Status ServeDra();
+  Status ServeRegistration();
+  void StopRegistration();
+  void StopDra(std::chrono::milliseconds grace);
+  void ControlLoop();
+  void Reconcile();
+
+  std::unique_ptr<grpc::Service> v1_service;
+  std::unique_ptr<grpc::Service> v1beta1_service;
+  std::unique_ptr<grpc::Service> health_service;
+  std::unique_ptr<grpc::Service> reg_service;
+
+  // Server handles: written by Start/Stop and the control thread (never concurrently).
+  std::unique_ptr<grpc::Server> dra_server;
+  std::unique_ptr<grpc::Server> reg_server;
+  FileId dra_id;
+  FileId reg_id;
+
+  mutable std::mutex mu;
+  mutable std::condition_variable state_cv;
+  bool started = false;
+  bool stopped = false;
+  bool stopping = false;
+  bool serving = false;
+  bool registered = false;
+  int registrations = 0;
+  int registration_errors = 0;
+  int socket_recreations = 0;
+  int open_streams = 0;
+  std::string last_error;
+
+  int stop_pipe[2] = {-1, -1};
+  std::thread control;
+};
+
+namespace {
+
+template <class Service, class PrepareRequest, class PrepareResponse, class UnprepareRequest,
+          class UnprepareResponse>
+class DraService final : public Service {
+ public:
+  DraService(NodeServer::Impl* impl, const char* version) : impl_(impl), version_(version) {}
+  grpc::Status NodePrepareResources(grpc::ServerContext* /*ctx*/, const PrepareRequest* req,
+                                    PrepareResponse* resp) override {
+    return impl_->Prepare(version_, *req, resp);
+  }
+  grpc::Status NodeUnprepareResources(grpc::ServerContext* /*ctx*/, const UnprepareRequest* req,
+                                      UnprepareResponse* resp) override {
+    return impl_->Unprepare(version_, *req, resp);
+  }
+
+ private:
+  NodeServer::Impl* impl_;
+  const char* version_;
+};
+
+namespace dv1 = k8s::io::kubelet::pkg::apis::dra::v1;
+namespace dv1beta1 = k8s::io::kubelet::pkg::apis::dra::v1beta1;
+
+using V1Service =
+    DraService<dv1::DRAPlugin::Service, dv1::NodePrepareResourcesRequest, dv1::NodePrepareResourcesResponse,
+               dv1::NodeUnprepareResourcesRequest, dv1::NodeUnprepareResourcesResponse>;
+using V1beta1Service =
+    DraService<dv1beta1::DRAPlugin::Service, dv1beta1::NodePrepareResourcesRequest,
+               dv1beta1::NodePrepareResourcesResponse, dv1beta1::NodeUnprepareResourcesRequest,
+               dv1beta1::NodeUnprepareResourcesResponse>;
+
+class HealthService final : public v1alpha1::DRAResourceHealth::Service {
+ public:
+  explicit HealthService(NodeServer::Impl* impl) : impl_(impl) {}
+  grpc::Status NodeWatchResources(grpc::ServerContext* ctx,
+                                  const v1alpha1::NodeWatchResourcesRequest* /*req*/,
+                                  grpc::ServerWriter<v1alpha1::NodeWatchResourcesResponse>* writer) override {
+    return impl_->WatchHealth(ctx, writer);
+  }
+
+ private:
+  NodeServer::Impl* impl_;
+};
+
+class RegistrationService final : public pluginregistration::Registration::Service {
+ public:
+  explicit RegistrationService(NodeServer::Impl* impl) : impl_(impl) {}
+  grpc::Status GetInfo(grpc::ServerContext* /*ctx*/, const pluginregistration::InfoRequest* /*req*/,
+                       pluginregistration::PluginInfo* info) override {
+    impl_->FillInfo(info);
+    return grpc::Status::OK;
+  }
+  grpc::Status NotifyRegistrationStatus(grpc::ServerContext* /*ctx*/,
+                                        const pluginregistration::RegistrationStatus* status,
+                                        pluginregistration::RegistrationStatusResponse* /*resp*/) override {
+    impl_->OnRegistrationStatus(*status);
+    return grpc::Status::OK;
+  }
+
+ private:
+  NodeServer::Impl* impl_;
+};
+
+// A gRPC server on one unix socket with a small, bounded thread pool.
+std::unique_ptr<grpc::Server> Listen(const std::string& path, const std::vector<grpc::Service*>& services,
+                                     int max_threads, const char* name) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + path, grpc::InsecureServerCredentials());
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  grpc::ResourceQuota quota(name);
+  quota.SetMaxThreads(max_threads);
+  builder.SetResourceQuota(quota);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
+  return builder.BuildAndStart();
+}
+
+}  // namespace
+
+Status NodeServer::Impl::ServeDra() {
+  if (Status st = MakeDirs(plugin_dir); !st.ok()) return st;
+  if (Status st = ClearSocketPath(dra_socket); !st.ok()) return st;
+  auto server = Listen(dra_socket, {v1_service.get(), v1beta1_service.get(), health_service.get()},
+                       options.max_threads, "dra");
+  if (!server) return Unavailable("cannot listen on " + dra_socket);
+  dra_server = std::move(server);
+  dra_id = StatFile(dra_socket);
+  {
+    std::lock_guard lock(mu);
+    serving = true;
+  }
+  HA_LOG(kInfo, "serving the DRA API").kv("socket", dra_socket).kv("versions", "v1,v1beta1,health v1alpha1");
+  return Status::Ok();
+}
+
+Status NodeServer::Impl::ServeRegistration() {
+  if (Status st = MakeDirs(registry_dir); !st.ok()) return st;
+  if (Status st = ClearSocketPath(reg_socket); !st.ok()) return st;
+  auto server = Listen(reg_socket, {reg_service.get()}, 4, "registration");
+  if (!server) return Unavailable("cannot listen on " + reg_socket);
+  reg_server = std::move(server);
+  reg_id = StatFile(reg_socket);
+  HA_LOG(kInfo, "registration socket created").kv("socket", reg_socket);
+  return Status::Ok();
+}
+
+void NodeServer::Impl::StopRegistration() {
+  if (!reg_server) return;
+  reg_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  reg_server->Wait();
+  reg_server.reset();
+  // gRPC may have unlinked it already; never remove a socket that is not ours.
+  if (StatFile(reg_socket).Same(reg_id)) ::unlink(reg_socket.c_str());
+  reg_id = FileId{};
+  {
+    std::lock_guard lock(mu);
+    registered = false;
+  }
+  m.registered.Set(0);
+  state_cv.notify_all();
+}
+
+void NodeServer::Impl::StopDra(std::chrono::milliseconds grace) {
+  if (!dra_server) return;
+  // In-flight Prepare/Unprepare calls may finish within `grace`; health streams end at their next
+  // poll once `stopping` is set, or are cancelled here when the server is only restarted.
+  dra_server->Shutdown(std::chrono::system_clock::now() + grace);
+  dra_server->Wait();
+  dra_server.reset();
+  if (StatFile(dra_socket).Same(dra_id)) ::unlink(dra_socket.c_str());
+  dra_id = FileId{};
+  std::lock_guard lock(mu);
+  serving = false;
+}
+
+void NodeServer::Impl::Reconcile() {
+  const bool dra_gone = dra_server && !StatFile(dra_socket).Same(dra_id);
+  const bool reg_gone = !reg_server || !StatFile(reg_socket).Same(reg_id);
+  if (!dra_gone && !reg_gone) return;
+  if (dra_gone || !dra_server) {
+    HA_LOG(kWarn, "the DRA socket was removed; serving it again").kv("socket", dra_socket);
+    // The kubelet must register the new endpoint: the registration socket is made again after it.
+    StopRegistration();
+    StopDra(std::chrono::milliseconds(0));
+    if (Status st = ServeDra(); !st.ok()) {
+      HA_LOG(kError, "cannot serve the DRA socket").kv("error", st.message());
+      std::lock_guard lock(mu);
+      last_error = st.message();
+      return;
+    }
+    m.socket_recreations.Inc({"dra"});
+  } else {
+    HA_LOG(kWarn, "the registration socket was removed; creating it again").kv("socket", reg_socket);
+    StopRegistration();
+  }
+  if (Status st = ServeRegistration(); !st.ok()) {
+    HA_LOG(kError, "cannot create the registration socket").kv("error", st.message());
+    std::lock_guard lock(mu);
+    last_error = st.message();
+    return;
+  }
+  m.socket_recreations.Inc({"registration"});
+  std::lock_guard lock(mu);
+  ++socket_recreations;
+}
+
+void NodeServer::Impl::ControlLoop() {
+  constexpr uint32_t kMask =
+      IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF;
+  int fd = -1;
+  bool warned = false;
+  while (true) {
+    if (fd < 0) {
+      // The directory itself may be gone (some kubelet setups wipe it): make it, then watch it.
+      if (Status st = MakeDirs(registry_dir); !st.ok() && !warned) {
+        HA_LOG(kWarn, "cannot create the registry directory").kv("error", st.message());
+      }
+      fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+      if (fd >= 0 && ::inotify_add_watch(fd, registry_dir.c_str(), kMask) < 0) {
+        ::close(fd);
+        fd = -1;
+      }
+      if (fd < 0 && !warned) {
+        HA_LOG(kWarn, "inotify unavailable; checking the registration socket by polling")
+            .kv("dir", registry_dir)
+            .kv("error", ErrnoMessage(errno))
+            .kv("poll_ms", options.poll_interval.count());
+      }
+      warned = fd < 0;
+      Reconcile();  // anything may have happened while no watch was in place
+    }
+    pollfd fds[2] = {{stop_pipe[0], POLLIN, 0}, {fd, POLLIN, 0}};
+    const int n = ::poll(fds, fd >= 0 ? 2 : 1, static_cast<int>(options.poll_interval.count()));
+    if (n < 0 && errno != EINTR) break;
+    if (fds[0].revents != 0) break;
+    if (fd >= 0 && fds[1].revents != 0) {
+      alignas(inotify_event) char buf[4096];
+      bool lost = false;
+      while (true) {
+        const ssize_t len = ::read(fd, buf, sizeof buf);
+        if (len <= 0) break;
+        for (ssize_t off = 0; off < len;) {
+          inotify_event ev{};
+          std::memcpy(&ev, buf + off, sizeof ev);
+          if (ev.mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW)) lost = true;
+          off += static_cast<ssize_t>(sizeof(inotify_event) + ev.len);
+        }
+      }
+      if (lost) {
+        ::close(fd);
+        fd = -1;
+        continue;
+      }
+    }
+    Reconcile();
+  }
+  if (fd >= 0) ::close(fd);
+}
+
+NodeServer::NodeServer(NodeServerOptions options, ClaimPreparer& preparer, HealthSource& health,
+                       metrics::Registry* registry)
+    : impl_(std::make_unique<Impl>(std::move(options), preparer, health, registry)) {
+  Impl& d = *impl_;
+  d.v1_service = std::make_unique<V1Service>(&d, "v1");
+  d.v1beta1_service = std::make_unique<V1beta1Service>(&d, "v1beta1");
+  d.health_service = std::make_unique<HealthService>(&d);
+  d.reg_service = std::make_unique<RegistrationService>(&d);
+}
+
+NodeServer::~NodeServer() { Stop(); }
+
+Status NodeServer::Start() {
+  Impl& d = *impl_;
+  if (Status st = ValidateNodeServerOptions(d.options); !st.ok()) return st;
+  {
+    std::lock_guard lock(d.mu);
+    if (d.started) return FailedPrecondition("node server already started");
+    d.started = true;
+  }
+  // The DRA socket first: the kubelet dials the endpoint as soon as it sees the registration socket.
+  if (Status st = d.ServeDra(); !st.ok()) {
+    std::lock_guard lock(d.mu);
+    d.stopped = true;
+    return st;
+  }
+  if (Status st = d.ServeRegistration(); !st.ok()) {
+    d.StopDra(std::chrono::milliseconds(0));
+    std::lock_guard lock(d.mu);
+    d.stopped = true;
+    return st;
+  }
+  if (::pipe2(d.stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    const std::string why = ErrnoMessage(errno);
+    d.StopRegistration();
+    d.StopDra(std::chrono::milliseconds(0));
+    std::lock_guard lock(d.mu);
+    d.stopped = true;
+    return Unavailable("cannot create a pipe: " + why);
+  }
+  d.control = std::thread([&d] { d.ControlLoop(); });
+  return Status::Ok();
+}
+
+void NodeServer::Stop() {
+  Impl& d = *impl_;
+  {
+    std::lock_guard lock(d.mu);
+    if (!d.started || d.stopped) return;
+    d.stopped = true;
+  }
+  if (d.control.joinable()) {
+    char b = 1;
+    [[maybe_unused]] const ssize_t n = ::write(d.stop_pipe[1], &b, 1);
+    d.control.join();
+  }
+  for (int& fd : d.stop_pipe) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+  // Registration socket first: the kubelet stops routing new claims to us before the DRA socket goes.
+  d.StopRegistration();
+  {
+    std::lock_guard lock(d.mu);
+    d.stopping = true;
+  }
+  d.StopDra(d.options.stop_grace);
+  HA_LOG(kInfo, "kubelet plugin stopped").kv("driver", d.options.driver_name);
+}
+
+Status NodeServer::Health() const {
+  const Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  if (!d.serving)
+    return Unavailable("not serving " + d.dra_socket + (d.last_error.empty() ? "" : ": " + d.last_error));
+  if (!d.registered) {
+    return Unavailable("not registered with the kubelet" + (d.last_error.empty() ? "" : ": " + d.last_error));
+  }
+  return Status::Ok();
+}
+
+NodeServerStatus NodeServer::GetStatus() const {
+  const Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  NodeServerStatus s;
+  s.serving = d.serving;
+  s.registered = d.registered;
+  s.registrations = d.registrations;
+  s.registration_errors = d.registration_errors;
+  s.socket_recreations = d.socket_recreations;
+  s.open_health_streams = d.open_streams;
+  s.last_error = d.last_error;
+  return s;
+}
+
+bool NodeServer::WaitRegistered(int count, std::chrono::milliseconds timeout) const {
+  const Impl& d = *impl_;
+  std::unique_lock lock(d.mu);
+  return d.state_cv.wait_for(lock, timeout, [&] { return d.registered && d.registrations >= count; });
+}
+
+const std::string& NodeServer::dra_socket() const { return impl_->dra_socket; }
+const std::string& NodeServer::registration_socket() const { return impl_->reg_socket; }
+
+}  // namespace hyperaccel::dra
