@@ -82,6 +82,47 @@ Status SyncDir(const std::filesystem::path& dir) {
   return Status::Ok();
 }
 
+// Writes through "<path>.tmp" and rename; with `durable`, fsyncs the file and the directory.
+Status WriteFile(const std::string& path, const std::string& content, bool durable) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(path).parent_path();
+  std::error_code ec;
+  if (!dir.empty()) fs::create_directories(dir, ec);
+  if (ec) return Unavailable("cannot create " + dir.string() + ": " + ec.message());
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Unavailable("cannot write " + tmp + ": " + ErrnoMessage(errno));
+  size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return Unavailable("cannot write " + tmp + ": " + ErrnoMessage(err));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (durable && ::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return Unavailable("cannot fsync " + tmp + ": " + ErrnoMessage(err));
+  }
+  if (::close(fd) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Unavailable("cannot close " + tmp + ": " + ErrnoMessage(err));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Unavailable("cannot rename " + tmp + " to " + path + ": " + ErrnoMessage(err));
+  }
+  return durable ? SyncDir(dir) : Status::Ok();
+}
+
 }  // namespace
 
 const char* PrepareStateName(PrepareState state) {
@@ -130,43 +171,11 @@ std::string SerializeCheckpoint(const Checkpoint& checkpoint) {
 }
 
 Status WriteFileDurable(const std::string& path, const std::string& content) {
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::path(path).parent_path();
-  std::error_code ec;
-  if (!dir.empty()) fs::create_directories(dir, ec);
-  if (ec) return Unavailable("cannot create " + dir.string() + ": " + ec.message());
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Unavailable("cannot write " + tmp + ": " + ErrnoMessage(errno));
-  size_t done = 0;
-  while (done < content.size()) {
-    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return Unavailable("cannot write " + tmp + ": " + ErrnoMessage(err));
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return Unavailable("cannot fsync " + tmp + ": " + ErrnoMessage(err));
-  }
-  if (::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return Unavailable("cannot close " + tmp + ": " + ErrnoMessage(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return Unavailable("cannot rename " + tmp + " to " + path + ": " + ErrnoMessage(err));
-  }
-  return SyncDir(dir);
+  return WriteFile(path, content, /*durable=*/true);
+}
+
+Status WriteFileAtomic(const std::string& path, const std::string& content) {
+  return WriteFile(path, content, /*durable=*/false);
 }
 
 Status RemoveFileDurable(const std::string& path) {

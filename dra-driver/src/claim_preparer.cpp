@@ -547,7 +547,7 @@ ClaimPrepareResult CdiClaimPreparer::Replay(const ClaimRef& ref, const Checkpoin
       r.error = "claim " + ClaimName(ref) + ": cannot re-create its CDI spec: " + spec.status().message();
       return r;
     }
-    if (auto st = WriteFileDurable(spec->path, spec->content); !st.ok()) {
+    if (auto st = WriteFileAtomic(spec->path, spec->content); !st.ok()) {
       *reason = "cdi_write";
       r.error = "claim " + ClaimName(ref) + ": " + st.message();
       return r;
@@ -619,7 +619,7 @@ ClaimPrepareResult CdiClaimPreparer::PrepareOne(const ClaimRef& ref, const PoolS
     checkpoint_.claims.erase(ref.uid);
     return fail("checkpoint", st.message());
   }
-  if (auto st = WriteFileDurable(spec->path, spec->content); !st.ok()) {
+  if (auto st = WriteFileAtomic(spec->path, spec->content); !st.ok()) {
     if (auto rb = UnprepareLocked(ref.uid); !rb.ok()) {
       HA_LOG(kError, "rollback failed").kv("claim", ClaimName(ref)).kv("error", rb.message());
     }

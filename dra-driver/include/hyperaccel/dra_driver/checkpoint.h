@@ -52,6 +52,11 @@ std::string SerializeCheckpoint(const Checkpoint& checkpoint);
 // Creates the directory when missing.
 Status WriteFileDurable(const std::string& path, const std::string& content);
 
+// The same without the two fsyncs: readers never see half a file, but after a power loss the
+// file may be old or missing. For CDI specs, which live on tmpfs (/var/run/cdi) and are
+// re-created on the next Prepare anyway.
+Status WriteFileAtomic(const std::string& path, const std::string& content);
+
 // Removes `path` (a missing file is fine) and fsyncs its directory.
 Status RemoveFileDurable(const std::string& path);
 
