@@ -167,7 +167,7 @@ std::string SerializeCheckpoint(const Checkpoint& checkpoint) {
         {"namespace", e.ns}, {"name", e.name}, {"state", PrepareStateName(e.state)}, {"devices", devices}};
   }
   Json doc = {{"version", kCheckpointVersion}, {"claims", claims}};
-  return doc.dump(1) + "\n";
+  return doc.dump(1, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 
 Status WriteFileDurable(const std::string& path, const std::string& content) {

@@ -345,7 +345,8 @@ Result<ClaimCdiSpec> RenderClaimSpec(const std::string& claim_uid, const std::ve
   Json spec = {{"cdiVersion", "0.3.0"}, {"kind", options.cdi_kind}, {"devices", cdi_devices}};
   if (!spec_edits.empty()) spec["containerEdits"] = spec_edits;
   spec["cdiVersion"] = MinimumCdiVersion(spec);
-  out.content = spec.dump(2) + "\n";
+  // Replace, not throw, on bytes that are not UTF-8 (a serial read from a broken EEPROM).
+  out.content = spec.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
   auto [vendor, cls] = SplitKind(options.cdi_kind);
   out.path =
       (std::filesystem::path(options.cdi_dir) / (vendor + "-" + cls + "_" + claim_uid + ".json")).string();

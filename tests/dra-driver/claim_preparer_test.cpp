@@ -599,6 +599,16 @@ TEST_F(PreparerTest, ConcurrentPreparesNeverShareACard) {
   EXPECT_EQ(*on_disk, cp);
 }
 
+TEST_F(PreparerTest, ASerialThatIsNotUtf8DoesNotThrow) {
+  hw::Inventory inv = inventory_;
+  inv.cards[1].serial = std::string("XFL\xff\xfe", 5);
+  SetPool(inv);
+  auto& p = Make();
+  const ClaimRef ref = Ours("c", "card-1");
+  ASSERT_EQ(p.Prepare({ref})[ref.uid].error, "");
+  EXPECT_NE(Env(Spec(ref)["devices"][0])["HYPERACCEL_DEVICE_SERIALS"].find("XFL"), std::string::npos);
+}
+
 TEST_F(PreparerTest, BadOptionsFailEveryClaimWithTheReason) {
   auto o = Options();
   o.cdi_kind = "no-slash";
