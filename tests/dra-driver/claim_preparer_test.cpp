@@ -620,6 +620,40 @@ TEST_F(PreparerTest, BadOptionsFailEveryClaimWithTheReason) {
 
 // ---- pure parts --------------------------------------------------------------------------------
 
+TEST(PoolDevices, AreExactlyTheDevicesOfTheSlicesWithTheirCards) {
+  for (const hw::Inventory& inv :
+       {testing::Ring(8), testing::TwoRings(4), testing::Mesh(8), testing::Chain(5), ShuffledRing()}) {
+    SliceOptions o;
+    o.node_name = "node-1";
+    auto slices = BuildSlices(inv, o);
+    auto pool = PoolDevices(inv, o);
+    ASSERT_TRUE(slices.ok() && pool.ok());
+    std::map<std::string, std::set<std::string>> published;  // device -> counters (card<n>)
+    for (const auto& slice : slices->slices) {
+      if (!slice["spec"].contains("devices")) continue;
+      for (const auto& d : slice["spec"]["devices"]) {
+        auto& counters = published[d["name"].get<std::string>()];
+        if (!d.contains("consumesCounters")) continue;
+        for (const auto& c : d["consumesCounters"]) {
+          for (const auto& [name, v] : c["counters"].items()) counters.insert(name);
+        }
+      }
+    }
+    ASSERT_EQ(published.size(), pool->size());
+    for (const auto& d : *pool) {
+      ASSERT_EQ(published.count(d.name), 1U) << d.name;
+      std::set<std::string> cards;
+      for (size_t i = 0; i < d.cards.size(); ++i) {
+        cards.insert("card" + std::to_string(d.cards[i]));
+        EXPECT_EQ(d.card_ids[i], inv.cards[static_cast<size_t>(d.cards[i])].id);
+      }
+      if (!published[d.name].empty()) {
+        EXPECT_EQ(published[d.name], cards) << d.name;
+      }
+    }
+  }
+}
+
 TEST(MinimumCdiVersion, FollowsTheFeaturesUsed) {
   Json base = {{"cdiVersion", "x"},
                {"kind", "a.b/c"},
