@@ -185,7 +185,10 @@ std::string ReadFile(const std::string& path, bool* exists, std::string* error) 
 // ---- helpers ----------------------------------------------------------------------------------
 
 ClaimGetter KubeClaimGetter(kube::Client& client) {
-  return [&client](const std::string& ns, const std::string& name) {
+  // A kube::Client is not thread-safe; Prepare and Cleanup may run on different threads.
+  auto mu = std::make_shared<std::mutex>();
+  return [&client, mu](const std::string& ns, const std::string& name) {
+    std::lock_guard<std::mutex> lk(*mu);
     return client.Get(kube::ResourceClaimPath(ns, name));
   };
 }

@@ -609,6 +609,21 @@ TEST_F(PreparerTest, ASerialThatIsNotUtf8DoesNotThrow) {
   EXPECT_NE(Env(Spec(ref)["devices"][0])["HYPERACCEL_DEVICE_SERIALS"].find("XFL"), std::string::npos);
 }
 
+TEST_F(PreparerTest, CleanupAndPrepareMayRunOnDifferentThreads) {
+  auto& p = Make();
+  std::vector<ClaimRef> refs;
+  refs.reserve(8);
+  for (int i = 0; i < 8; ++i) refs.push_back(Ours("c" + std::to_string(i), "card-" + std::to_string(i)));
+  std::atomic<bool> stop{false};
+  std::thread cleaner([&] {
+    while (!stop) EXPECT_TRUE(p.Cleanup().ok());
+  });
+  for (const auto& r : refs) EXPECT_EQ(p.Prepare({r})[r.uid].error, "");
+  stop = true;
+  cleaner.join();
+  EXPECT_EQ(p.Snapshot().claims.size(), 8U);  // every claim exists: cleanup removed none
+}
+
 TEST_F(PreparerTest, BadOptionsFailEveryClaimWithTheReason) {
   auto o = Options();
   o.cdi_kind = "no-slash";

@@ -30,7 +30,8 @@ namespace hyperaccel::dra {
 using ClaimGetter = std::function<Result<Json>(const std::string& ns, const std::string& name)>;
 
 // GET /apis/resource.k8s.io/v1/namespaces/<ns>/resourceclaims/<name> with `client` (which must
-// outlive the getter); a 404 is kNotFound.
+// outlive the getter); a 404 is kNotFound. Calls through one getter (and its copies) are
+// serialized, as a kube::Client is not thread-safe; do not use `client` elsewhere meanwhile.
 ClaimGetter KubeClaimGetter(kube::Client& client);
 
 // What the node has right now: the latest inventory the rescanner saw and the slice options the
