@@ -159,6 +159,30 @@ Status ValidateArcSizes(const std::vector<int>& sizes) {
   return Status::Ok();
 }
 
+std::string CardDeviceName(int card_index) { return "card-" + std::to_string(card_index); }
+
+std::string ArcDeviceName(int size, int first_card_index) {
+  return "arc" + std::to_string(size) + "-" + std::to_string(first_card_index);
+}
+
+Result<std::vector<PoolDevice>> PoolDevices(const hw::Inventory& inventory, const SliceOptions& options) {
+  if (auto st = ValidateArcSizes(options.arc_sizes); !st.ok()) return st;
+  auto graph = pl::GraphFromInventory(inventory);
+  if (!graph.ok()) return graph.status();
+  std::vector<PoolDevice> out;
+  for (int c = 0; c < graph->size(); ++c) {
+    out.push_back({CardDeviceName(c), false, {c}, {graph->ids[static_cast<size_t>(c)]}});
+  }
+  if (options.features.partitionable) {
+    for (const auto& a : pl::LinkedArcs(*graph, options.arc_sizes, options.alignment)) {
+      PoolDevice d{ArcDeviceName(a.size, a.cards.front()), true, a.cards, {}};
+      for (int c : a.cards) d.card_ids.push_back(graph->ids[static_cast<size_t>(c)]);
+      out.push_back(std::move(d));
+    }
+  }
+  return out;
+}
+
 std::string SliceName(const std::string& node_name, int index) {
   std::string suffix = "-fpga-" + std::to_string(index);
   std::string node = node_name.substr(0, 253 - suffix.size());
@@ -255,7 +279,7 @@ Result<SliceSet> BuildSlices(const hw::Inventory& inventory, const SliceOptions&
       if (!card->pcie_path.empty())
         attrs["resource.kubernetes.io/pcieRoot"] = StringAttr(card->pcie_path.front());
     }
-    dev.json = {{"name", "card-" + std::to_string(c)}, {"attributes", attrs}};
+    dev.json = {{"name", CardDeviceName(c)}, {"attributes", attrs}};
     if (!d.sets.empty()) {
       dev.domain = di;
       dev.positions = {pos};
@@ -276,7 +300,7 @@ Result<SliceSet> BuildSlices(const hw::Inventory& inventory, const SliceOptions&
     for (int c : a.cards) dev.positions.push_back(d.position_of[static_cast<size_t>(c)]);
     // Named after the first card (unique in the pool even with several domains); `position` is
     // where the arc starts in its domain's link order.
-    dev.json = {{"name", "arc" + std::to_string(a.size) + "-" + std::to_string(a.cards.front())},
+    dev.json = {{"name", ArcDeviceName(a.size, a.cards.front())},
                 {"attributes",
                  {{"kind", StringAttr("arc")},
                   {"cards", IntAttr(a.size)},

@@ -77,6 +77,24 @@ Result<SliceSet> BuildSlices(const hw::Inventory& inventory, const SliceOptions&
 // shortened when the name would exceed 253 characters.
 std::string SliceName(const std::string& node_name, int index);
 
+// Device names of the pool: "card-<n>" for card index n (the card's place in the node's card
+// list, sorted by PCI address) and "arc<k>-<n>" for the arc of k cards whose first card is n.
+std::string CardDeviceName(int card_index);
+std::string ArcDeviceName(int size, int first_card_index);
+
+// One device of the pool as BuildSlices names it, whatever its health (the caller decides).
+struct PoolDevice {
+  std::string name;  // "card-3", "arc4-0"
+  bool arc = false;
+  std::vector<int> cards;             // card indices, in link order (one for a card device)
+  std::vector<std::string> card_ids;  // the same cards by PCI address, same order
+};
+
+// Every card device and (with options.features.partitionable) every arc device of the pool, cards
+// first then arcs in LinkedArcs order: the names BuildSlices gives, from the same inventory and
+// options. Errors: a graph the placement library rejects (more than 64 cards), bad arc sizes.
+Result<std::vector<PoolDevice>> PoolDevices(const hw::Inventory& inventory, const SliceOptions& options);
+
 // Renders slices as a multi-document YAML stream ("---" between objects).
 std::string SlicesYaml(const std::vector<Json>& slices);
 

@@ -1,0 +1,43 @@
+// The device health the kubelet streams (NodeWatchResources), from the daemon's inventories.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <vector>
+
+#include "hyperaccel/dra_driver/node_service.h"
+#include "hyperaccel/dra_driver/slices.h"
+#include "hyperaccel/xrt/model.h"
+
+namespace hyperaccel::dra {
+
+// A HealthSource fed with every new inventory. Lists every card and arc device of the pool (the
+// names PoolDevices gives for `options`); a device is healthy iff all its cards are present and
+// healthy, and its message is the card's reason ("card-3: <reason>" for an arc). Before the first
+// inventory the list is empty (generation 0). The generation grows only when a device appears,
+// disappears or changes health or message; a device's last_updated is when its status last
+// changed.
+class InventoryHealthSource : public HealthSource {
+ public:
+  using Clock = std::function<int64_t()>;  // unix seconds
+  explicit InventoryHealthSource(SliceOptions options, Clock now = nullptr);
+
+  // Takes in a new inventory; wakes WaitForChange when something changed. A graph the placement
+  // library rejects lists the cards only.
+  void SetInventory(const hw::Inventory& inventory);
+
+  std::vector<DeviceHealth> Snapshot(uint64_t* generation) override;
+  uint64_t WaitForChange(uint64_t seen, std::chrono::milliseconds timeout) override;
+
+ private:
+  SliceOptions options_;
+  Clock now_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<DeviceHealth> devices_;
+  uint64_t generation_ = 0;
+};
+
+}  // namespace hyperaccel::dra
