@@ -78,6 +78,26 @@ void AddDriverFlags(CLI::App& app, DriverOptions& o) {
                  "directory of the prepared-claims checkpoint, on a hostPath "
                  "(default <kubelet-dir>/plugins/fpga.hyperaccel.ai)")
       ->envname(Env("checkpoint-dir"));
+  app.add_option_function<int>(
+         "--claim-cleanup-seconds", [&o](int v) { o.claim_cleanup = std::chrono::seconds(v); },
+         "seconds between checks that forget prepared claims whose ResourceClaim was deleted (default 60)")
+      ->envname(Env("claim-cleanup-seconds"))
+      ->check(CLI::Range(1, 86400));
+  app.add_flag("--expose-mgmt", o.expose_mgmt,
+               "also give containers the management node (/dev/xclmgmt*); it can reflash the card")
+      ->envname(Env("expose-mgmt"));
+  app.add_flag("--mount-xrt", o.mount_xrt, "mount the host XRT directory read-only and set XILINX_XRT")
+      ->envname(Env("mount-xrt"));
+  app.add_option("--xrt-host-dir", o.xrt_host_dir, "host XRT directory")
+      ->envname(Env("xrt-host-dir"))
+      ->capture_default_str();
+  app.add_option("--xrt-container-dir", o.xrt_container_dir, "where the XRT directory appears in containers")
+      ->envname(Env("xrt-container-dir"))
+      ->capture_default_str();
+  app.add_flag("--mount-icd", o.mount_icd, "mount the OpenCL ICD file read-only")->envname(Env("mount-icd"));
+  app.add_option("--icd-file", o.icd_file, "OpenCL ICD file of the Xilinx platform")
+      ->envname(Env("icd-file"))
+      ->capture_default_str();
 }
 
 Result<std::vector<int>> ParseArcSizes(const std::string& value) {
@@ -176,9 +196,13 @@ int RunDriver(DriverOptions o) {
   copts.user_agent = "hyperaccel-dra-driver/0.1";
   auto client = kube::Client::Create(*config, copts);
   auto watch_client = kube::Client::Create(*config, copts);
-  if (!client.ok() || !watch_client.ok()) {
+  auto claim_client = kube::Client::Create(*config, copts);  // claim lookups run on gRPC threads
+  if (!client.ok() || !watch_client.ok() || !claim_client.ok()) {
     HA_LOG(kError, "cannot create API client")
-        .kv("error", (client.ok() ? watch_client.status() : client.status()).message());
+        .kv("error", (!client.ok()         ? client.status()
+                      : !watch_client.ok() ? watch_client.status()
+                                           : claim_client.status())
+                         .message());
     return 2;
   }
   auto discovery = hw::Discovery::Create(o.discovery);
@@ -226,12 +250,18 @@ int RunDriver(DriverOptions o) {
   std::unique_ptr<NodeServer> node_server;
   if (o.kubelet_plugin) {
     KubeletPluginContext ctx;
-    ctx.client = client->get();
+    ctx.client = claim_client->get();
     ctx.node_name = o.publisher.node_name;
     ctx.driver_name = kDriverName;
     ctx.cdi_dir = o.cdi_dir;
     ctx.checkpoint_dir = o.checkpoint_dir;
     ctx.registry = &registry;
+    ctx.expose_mgmt = o.expose_mgmt;
+    ctx.mount_xrt = o.mount_xrt;
+    ctx.xrt_host_dir = o.xrt_host_dir;
+    ctx.xrt_container_dir = o.xrt_container_dir;
+    ctx.mount_icd = o.mount_icd;
+    ctx.icd_file = o.icd_file;
     auto made = MakeKubeletPlugin(ctx);
     if (!made.ok()) {
       HA_LOG(kError, "cannot set up the kubelet plugin").kv("error", made.status().message());
@@ -287,7 +317,13 @@ int RunDriver(DriverOptions o) {
 
   kube::Backoff backoff(std::chrono::milliseconds(500), std::chrono::seconds(30));
   auto next_resync = std::chrono::steady_clock::now() + o.resync;
+  // Claim housekeeping at start, then every --claim-cleanup-seconds.
+  auto next_cleanup = std::chrono::steady_clock::now();
   while (!shutdown::Requested()) {
+    if (kubelet_plugin.maintain && std::chrono::steady_clock::now() >= next_cleanup) {
+      kubelet_plugin.maintain();
+      next_cleanup = std::chrono::steady_clock::now() + o.claim_cleanup;
+    }
     std::optional<hw::Inventory> inv;
     {
       std::unique_lock<std::mutex> lk(mu);
@@ -304,6 +340,7 @@ int RunDriver(DriverOptions o) {
     }
     next_resync = std::chrono::steady_clock::now() + o.resync;
     if (st.ok()) {
+      if (kubelet_plugin.on_published) kubelet_plugin.on_published(*inv, publisher.slice_options());
       backoff.Reset();
       continue;
     }

@@ -38,9 +38,22 @@ void Judge(const hw::Inventory& inv, const PoolDevice& d, DeviceHealth* out) {
 InventoryHealthSource::InventoryHealthSource(SliceOptions options, Clock now)
     : options_(std::move(options)), now_(now ? std::move(now) : Clock(UnixNow)) {}
 
+void InventoryHealthSource::SetInventory(const hw::Inventory& inventory, const SliceOptions& options) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    options_ = options;
+  }
+  SetInventory(inventory);
+}
+
 void InventoryHealthSource::SetInventory(const hw::Inventory& inventory) {
+  SliceOptions options;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    options = options_;
+  }
   std::vector<PoolDevice> pool;
-  if (auto devices = PoolDevices(inventory, options_); devices.ok()) {
+  if (auto devices = PoolDevices(inventory, options); devices.ok()) {
     pool = std::move(devices).value();
   } else {
     HA_LOG(kWarn, "health: cannot list arcs; reporting cards only").kv("error", devices.status().message());

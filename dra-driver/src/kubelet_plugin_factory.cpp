@@ -1,62 +1,63 @@
-// The back ends of the kubelet plugin. Until the claim preparer (API lookup, CDI specs,
-// checkpoint) and the inventory-fed health source are part of the library, this file answers
-// every claim with an error and reports no devices on the health stream (the kubelet then shows
-// the devices' health as Unknown, as for a driver without the health service).
-//
-// To link the real back ends: construct them in MakeKubeletPlugin from `context`, set
-// `on_inventory` to the health source's (and preparer's) inventory update, make
-// ClaimPreparationBuilt() return true, and delete the two placeholder classes below.
-#include <mutex>
-#include <thread>
+// The back ends of the kubelet plugin: the claim preparer (ResourceClaim lookup, one CDI spec per
+// claim, the two-phase checkpoint) and the inventory-fed health source.
+#include <memory>
 
 #include "hyperaccel/common/log.h"
+#include "hyperaccel/dra_driver/claim_preparer.h"
+#include "hyperaccel/dra_driver/health_source.h"
 #include "hyperaccel/dra_driver/kubelet_plugin.h"
 
 namespace hyperaccel::dra {
-namespace {
-
-constexpr const char* kNotBuilt =
-    "claim preparation is not part of this build of hyperaccel-dra-driver (no claim preparer linked)";
-
-class NotBuiltPreparer final : public ClaimPreparer {
- public:
-  std::map<std::string, ClaimPrepareResult> Prepare(const std::vector<ClaimRef>& claims) override {
-    std::map<std::string, ClaimPrepareResult> out;
-    for (const ClaimRef& c : claims) out[c.uid].error = kNotBuilt;
-    return out;
-  }
-  // Nothing was ever prepared, so every claim is unknown: a success by contract.
-  std::map<std::string, std::string> Unprepare(const std::vector<ClaimRef>& claims) override {
-    std::map<std::string, std::string> out;
-    for (const ClaimRef& c : claims) out[c.uid] = "";
-    return out;
-  }
-};
-
-class NoDevicesHealth final : public HealthSource {
- public:
-  std::vector<DeviceHealth> Snapshot(uint64_t* generation) override {
-    if (generation) *generation = 0;
-    return {};
-  }
-  uint64_t WaitForChange(uint64_t /*seen*/, std::chrono::milliseconds timeout) override {
-    std::this_thread::sleep_for(timeout);
-    return 0;
-  }
-};
-
-}  // namespace
-
-bool ClaimPreparationBuilt() { return false; }
 
 Result<KubeletPlugin> MakeKubeletPlugin(const KubeletPluginContext& context) {
   if (context.driver_name.empty()) return InvalidArgument("kubelet plugin: no driver name");
-  HA_LOG(kWarn, "claim preparation is not part of this build; every NodePrepareResources claim fails")
-      .kv("driver", context.driver_name);
+  if (context.client == nullptr) return InvalidArgument("kubelet plugin: no API client for claim lookups");
+  PreparerOptions po;
+  po.driver_name = context.driver_name;
+  po.node_name = context.node_name;
+  po.cdi_dir = context.cdi_dir;
+  po.checkpoint_path = context.checkpoint_dir + "/checkpoint.json";
+  po.expose_mgmt = context.expose_mgmt;
+  po.mount_xrt = context.mount_xrt;
+  po.xrt_host_dir = context.xrt_host_dir;
+  po.xrt_container_dir = context.xrt_container_dir;
+  po.mount_icd = context.mount_icd;
+  po.icd_file = context.icd_file;
+  po.registry = context.registry;
+  if (Status st = ValidatePreparerOptions(po); !st.ok()) return st;
+
+  // The pool the preparer maps device names against: set after each publish, so a claim is read
+  // with the slice options its devices were published with.
+  auto pool = std::make_shared<PoolState>();
+  auto preparer = std::make_unique<CdiClaimPreparer>(po, KubeClaimGetter(*context.client),
+                                                     [pool] { return pool->Get(); });
+  if (!preparer->recovery_status().ok()) {
+    HA_LOG(kError, "checkpoint recovery failed; continuing with what could be read")
+        .kv("checkpoint", po.checkpoint_path)
+        .kv("error", preparer->recovery_status().message());
+  }
+  SliceOptions initial;
+  initial.node_name = context.node_name;
+  auto health = std::make_unique<InventoryHealthSource>(initial);
+
   KubeletPlugin plugin;
-  plugin.preparer = std::make_unique<NotBuiltPreparer>();
-  plugin.health = std::make_unique<NoDevicesHealth>();
-  plugin.on_inventory = [](const hw::Inventory& /*inventory*/) {};
+  InventoryHealthSource* health_ptr = health.get();
+  CdiClaimPreparer* preparer_ptr = preparer.get();
+  plugin.on_inventory = [health_ptr](const hw::Inventory& inventory) { health_ptr->SetInventory(inventory); };
+  plugin.on_published = [health_ptr, pool](const hw::Inventory& inventory, const SliceOptions& options) {
+    pool->Set(inventory, options);
+    health_ptr->SetInventory(inventory, options);
+  };
+  plugin.maintain = [preparer_ptr] {
+    auto cleaned = preparer_ptr->Cleanup();
+    if (!cleaned.ok()) {
+      HA_LOG(kWarn, "claim cleanup incomplete").kv("error", cleaned.status().message());
+    } else if (*cleaned > 0) {
+      HA_LOG(kInfo, "forgot claims whose ResourceClaim is gone").kv("claims", *cleaned);
+    }
+  };
+  plugin.preparer = std::move(preparer);
+  plugin.health = std::move(health);
   return plugin;
 }
 

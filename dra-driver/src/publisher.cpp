@@ -153,6 +153,15 @@ bool Publisher::CheckDropped(const Json& sent, const Json& response) {
   return changed;
 }
 
+SliceOptions Publisher::slice_options() const {
+  SliceOptions so;
+  so.node_name = options_.node_name;
+  so.arc_sizes = options_.arc_sizes;
+  so.alignment = options_.alignment;
+  so.features = features_;
+  return so;
+}
+
 Status Publisher::Sync(const hw::Inventory& inventory) {
   ++stats_.syncs;
   for (int attempt = 0; attempt < 3; ++attempt) {
@@ -182,12 +191,8 @@ Status Publisher::SyncOnce(const hw::Inventory& inventory, bool* retry) {
   }
   const std::string uid = json_fields::String(json_fields::Object(*node_obj, "metadata"), "uid");
 
-  SliceOptions so;
-  so.node_name = node;
+  SliceOptions so = slice_options();
   so.node_uid = uid;
-  so.arc_sizes = options_.arc_sizes;
-  so.alignment = options_.alignment;
-  so.features = features_;
   auto built = BuildSlices(inventory, so);
   if (!built.ok()) return built.status();
   std::vector<Json>& desired = built->slices;

@@ -8,8 +8,7 @@
 //   4. the CDI spec the driver wrote for the claim must give HYPERACCEL_VISIBLE_DEVICES,
 //      HYPERACCEL_RING_ORDER (the arc's cards in link order) and HYPERACCEL_DEVICE_SERIALS (same
 //      order); NodeUnprepareResources must remove it.
-// Exit 0 = passed, 1 = failed, 77 = steps 1-3 passed but the CDI checks were skipped: this build
-// has no claim preparer (hyperaccel::dra::ClaimPreparationBuilt() is false until it is linked in).
+// Exit 0 = passed, 1 = failed.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,7 +21,6 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "hyperaccel/dra_driver/kubelet_plugin.h"
 #include "hyperaccel/kubelet_dra/kubelet_dra.h"
 #include "hyperaccel/testing/apiserver_emulator.h"
 #include "process.h"
@@ -199,15 +197,6 @@ int main(int argc, char** argv) {
   auto prepared = kubelet.Prepare(kDriver, {{"demo", "one-arc4", uid}});
   if (!prepared.status.ok()) return finish(Fail("NodePrepareResources: " + prepared.status.error_message()));
   const auto& answer = prepared.claims[uid];
-  if (!hyperaccel::dra::ClaimPreparationBuilt()) {
-    // TODO(merge): drop this branch once the claim preparer is linked in (kubelet_plugin_factory.cpp).
-    // Slices, allocation and registration ran for real above; the CDI checks below need the preparer.
-    if (answer.error.empty()) return finish(Fail("a build without a claim preparer prepared the claim"));
-    std::cout << "SKIPPED: this build has no claim preparer (" << answer.error
-              << "); slices, allocation and registration passed, the CDI checks did not run\n";
-    const int rc = finish(0);
-    return rc == 0 ? 77 : rc;
-  }
   if (!answer.error.empty()) return finish(Fail("claim not prepared: " + answer.error));
   if (answer.devices.size() != 1 || answer.devices[0].device_name != arc_name ||
       answer.devices[0].pool_name != pool) {

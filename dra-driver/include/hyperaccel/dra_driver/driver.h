@@ -29,6 +29,15 @@ struct DriverOptions {
   std::string kubelet_dir = "/var/lib/kubelet";
   std::string cdi_dir = "/var/run/cdi";
   std::string checkpoint_dir;  // empty: <kubelet-dir>/plugins/fpga.hyperaccel.ai (a hostPath)
+  // What a container gets besides its cards' render nodes (the device plugin's flags).
+  bool expose_mgmt = false;
+  bool mount_xrt = false;
+  std::string xrt_host_dir = "/opt/xilinx/xrt";
+  std::string xrt_container_dir = "/opt/xilinx/xrt";
+  bool mount_icd = false;
+  std::string icd_file = "/etc/OpenCL/vendors/xilinx.icd";
+  // How often prepared claims whose ResourceClaim is gone are forgotten.
+  std::chrono::seconds claim_cleanup{60};
 
   // Flag values turned into the fields above by FinishDriverFlags.
   std::string arc_sizes_flag = "2,4,8";
@@ -38,8 +47,9 @@ struct DriverOptions {
 };
 
 // --kubeconfig, --admin-address, --rescan-ms, --resync-seconds, --once, --arc-sizes, --arcs,
-// --partitionable, --device-taints, --kubelet-plugin, --kubelet-dir, --cdi-dir, --checkpoint-dir
-// (each with an HYPERACCEL_* environment variable and a config key).
+// --partitionable, --device-taints, --kubelet-plugin, --kubelet-dir, --cdi-dir, --checkpoint-dir,
+// --expose-mgmt, --mount-xrt, --xrt-host-dir, --xrt-container-dir, --mount-icd, --icd-file,
+// --claim-cleanup-seconds (each with an HYPERACCEL_* environment variable and a config key).
 void AddDriverFlags(CLI::App& app, DriverOptions& options);
 
 // Parses the string flags into typed options, fills the checkpoint directory's default and

@@ -27,6 +27,8 @@ class InventoryHealthSource : public HealthSource {
   // Takes in a new inventory; wakes WaitForChange when something changed. A graph the placement
   // library rejects lists the cards only.
   void SetInventory(const hw::Inventory& inventory);
+  // The same with new slice options (the publisher's, once the server's features are known).
+  void SetInventory(const hw::Inventory& inventory, const SliceOptions& options);
 
   std::vector<DeviceHealth> Snapshot(uint64_t* generation) override;
   uint64_t WaitForChange(uint64_t seen, std::chrono::milliseconds timeout) override;

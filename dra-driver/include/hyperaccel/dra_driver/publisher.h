@@ -67,6 +67,9 @@ class Publisher {
 
   // Detected (or forced) server features; valid after the first successful Sync.
   const ServerFeatures& features() const { return features_; }
+  // The options the slices are built with (node, arc sizes, alignment, detected features), so the
+  // kubelet side maps device names to the same cards; valid after the first successful Sync.
+  SliceOptions slice_options() const;
   const kube::ServerVersion& server_version() const { return version_; }
   const PublishStats& stats() const { return stats_; }
   // The slices written (or found equal) by the last successful Sync.
