@@ -10,10 +10,10 @@ find_package(simdjson CONFIG REQUIRED)
 find_package(nlohmann_json CONFIG REQUIRED)
 find_package(yaml-cpp CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
-find_package(CURL REQUIRED)
 find_package(OpenSSL REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
-# Boost.Beast and Asio (header-only in 1.74): the volcano bridge's HTTP server.
+# Boost.Beast and Asio (header-only in 1.74): the volcano bridge's HTTP server, the admin endpoint and
+# the Kubernetes REST client (kube/).
 find_package(Boost 1.74 REQUIRED)
 
 # XRT: only libxrt_coreutil (+ libuuid), never a shim (a linked shim pins it; see docs/discovery.md).
