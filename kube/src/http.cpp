@@ -452,7 +452,7 @@ StreamEnd HttpTransport::Stream(const HttpRequest& request, std::chrono::millise
       parser.get().body().size = buf.size();
       done = false;
       conn->With([&](auto& stream) {
-        http::async_read(stream, conn->buffer, parser, [&](const error_code& e, size_t) {
+        http::async_read_some(stream, conn->buffer, parser, [&](const error_code& e, size_t) {
           ec = e;
           done = true;
         });
