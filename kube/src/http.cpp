@@ -35,8 +35,8 @@ constexpr uint32_t kHeaderLimit = 64 * 1024;
 // List responses of large clusters are tens of MiB; the API server is trusted, but a bound keeps a
 // broken one from exhausting memory.
 constexpr uint64_t kBodyLimit = uint64_t{1} << 30;
-constexpr size_t kErrorBodyLimit = 64 * 1024;
-constexpr size_t kStreamBuffer = 16 * 1024;
+constexpr size_t kErrorBodyLimit = size_t{64} * 1024;
+constexpr size_t kStreamBuffer = size_t{16} * 1024;
 constexpr auto kStopPoll = std::chrono::milliseconds(100);
 
 std::string OpenSslError() {
