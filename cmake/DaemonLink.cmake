@@ -8,6 +8,8 @@
 #     insecure credentials, so no OpenSSL), Abseil, upb, re2, c-ares and Protobuf from Debian's
 #     static archives instead of ~60 shared objects. Only the sections the binary references are
 #     linked, and the pages the dynamic loader dirtied relocating each library disappear;
+#   - OpenSSL (libssl.a, libcrypto.a) for the binaries that speak TLS (agent, DRA driver, bridge),
+#     through hyperaccel::openssl below;
 #   - with the daemon memory settings applied before main() (hyperaccel/common/daemon_memory.h:
 #     two glibc malloc arenas instead of up to 8 per core);
 #   - with --gc-sections (Debian builds these archives with one section per function) and
