@@ -36,14 +36,15 @@ ENV DEBIAN_FRONTEND=noninteractive
 #   ocl-icd-libopencl1                      OpenCL ICD loader (XRT platform probe)
 #   libyaml-cpp0.7 libyaml-0-2              config and cabling files
 #   libsimdjson14                           JSON parsing (topology agent)
-#   libcurl4 libssl3 ca-certificates        the agent's Kubernetes REST client (TLS), the bridge's HTTPS
+#   libssl3 ca-certificates                 TLS of kubectl-hyperaccel (the daemons link OpenSSL statically)
+#                                           and the system CAs when a kubeconfig names none
 #   libcpp-httplib0.11                      /healthz and /metrics (the bridge's server is Boost.Beast, header-only)
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libxrt1 libuuid1 libboost-filesystem1.74.0 \
       ocl-icd-libopencl1 \
       libyaml-cpp0.7 libyaml-0-2 libsimdjson14 \
-      libcurl4 libssl3 ca-certificates \
+      libssl3 ca-certificates \
       libcpp-httplib0.11 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/bin/hyperaccel-device-plugin /out/bin/hyperaccel-topology-agent /out/bin/hyperaccel-volcano-bridge \

@@ -61,7 +61,7 @@ bench: release
 bench-footprint: deps
 	@cmake --preset release >/dev/null
 	cmake --build --preset release -j $(JOBS) --target hyperaccel-footprint-bench
-	build-release/bin/hyperaccel-footprint-bench --bin-dir=build-release/bin
+	build-release/bin/hyperaccel-footprint-bench --bin-dir=build-release/bin $(FOOTPRINT_ARGS)
 
 format:
 	git ls-files '*.cpp' '*.h' | xargs clang-format -i

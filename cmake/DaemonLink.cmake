@@ -8,6 +8,8 @@
 #     insecure credentials, so no OpenSSL), Abseil, upb, re2, c-ares and Protobuf from Debian's
 #     static archives instead of ~60 shared objects. Only the sections the binary references are
 #     linked, and the pages the dynamic loader dirtied relocating each library disappear;
+#   - OpenSSL (libssl.a, libcrypto.a) for the binaries that speak TLS (agent, DRA driver, bridge),
+#     through hyperaccel::openssl below;
 #   - with the daemon memory settings applied before main() (hyperaccel/common/daemon_memory.h:
 #     two glibc malloc arenas instead of up to 8 per core);
 #   - with --gc-sections (Debian builds these archives with one section per function) and
@@ -82,13 +84,40 @@ else()
   target_link_libraries(hyperaccel_grpc INTERFACE gRPC::grpc++_unsecure protobuf::libprotobuf)
 endif()
 
+# hyperaccel::openssl — libssl and libcrypto: shared for every target, and for daemons that opted in
+# Debian's static archives (libssl.a, libcrypto.a from libssl-dev) unless HYPERACCEL_STATIC_OPENSSL
+# is OFF. Only the archive members the binary references are linked. docs/footprint.md has the
+# measurements and the cost (an OpenSSL security update needs a rebuild of the image).
+option(HYPERACCEL_STATIC_OPENSSL "Link daemon binaries against Debian's static OpenSSL archives" ON)
+add_library(hyperaccel_openssl INTERFACE)
+add_library(hyperaccel::openssl ALIAS hyperaccel_openssl)
+set(_hyperaccel_openssl_static OFF)
+if(HYPERACCEL_STATIC_OPENSSL AND HYPERACCEL_STATIC_DAEMONS AND NOT HYPERACCEL_SANITIZE AND NOT HYPERACCEL_FUZZ)
+  find_library(HYPERACCEL_STATIC_ssl NAMES libssl.a)
+  find_library(HYPERACCEL_STATIC_crypto NAMES libcrypto.a)
+  if(HYPERACCEL_STATIC_ssl AND HYPERACCEL_STATIC_crypto)
+    set(_hyperaccel_openssl_static ON)
+  else()
+    message(STATUS "footprint: libssl.a or libcrypto.a not found; daemons link OpenSSL dynamically")
+  endif()
+endif()
+if(_hyperaccel_openssl_static)
+  target_include_directories(hyperaccel_openssl SYSTEM INTERFACE ${OPENSSL_INCLUDE_DIR})
+  set(_static_ssl "$<BOOL:$<TARGET_PROPERTY:HYPERACCEL_STATIC_DEPS>>")
+  target_link_libraries(hyperaccel_openssl INTERFACE
+    "$<${_static_ssl}:${HYPERACCEL_STATIC_ssl};${HYPERACCEL_STATIC_crypto};Threads::Threads;${CMAKE_DL_LIBS}>"
+    "$<$<NOT:${_static_ssl}>:OpenSSL::SSL;OpenSSL::Crypto>")
+else()
+  target_link_libraries(hyperaccel_openssl INTERFACE OpenSSL::SSL OpenSSL::Crypto)
+endif()
+
 function(hyperaccel_daemon_link_options target)
   # malloc arenas etc. (common/include/hyperaccel/common/daemon_memory.h), applied before main().
   target_link_libraries(${target} PRIVATE hyperaccel_daemon_init hyperaccel::common)
   if(NOT HYPERACCEL_SANITIZE AND NOT HYPERACCEL_FUZZ)
     target_link_options(${target} PRIVATE LINKER:--gc-sections LINKER:--as-needed LINKER:-O1)
   endif()
-  if(HYPERACCEL_DAEMON_STATIC_OK)
+  if(HYPERACCEL_DAEMON_STATIC_OK OR _hyperaccel_openssl_static)
     set_target_properties(${target} PROPERTIES HYPERACCEL_STATIC_DEPS ON)
   endif()
 endfunction()

@@ -12,10 +12,10 @@ find_package(yaml-cpp CONFIG REQUIRED)
 # libyaml: the fast event parser of the cabling file (yaml-cpp re-reads what it rejects).
 pkg_check_modules(LIBYAML REQUIRED IMPORTED_TARGET yaml-0.1)
 find_package(CLI11 CONFIG REQUIRED)
-find_package(CURL REQUIRED)
 find_package(OpenSSL REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
-# Boost.Beast and Asio (header-only in 1.74): the volcano bridge's HTTP server.
+# Boost.Beast and Asio (header-only in 1.74): the volcano bridge's HTTP server, the admin endpoint and
+# the Kubernetes REST client (kube/).
 find_package(Boost 1.74 REQUIRED)
 
 # XRT: only libxrt_coreutil (+ libuuid), never a shim (a linked shim pins it; see docs/discovery.md).

@@ -3,7 +3,12 @@
 // kubelet sees it (client in this process, plugin in its own).
 //
 //   hyperaccel-footprint-bench [--bin-dir DIR] [--iterations N] [--runs R] [--settle SECONDS]
-//                              [--setups emulated,sysfs]
+//                              [--setups emulated,sysfs] [--breakdown] [--plain-http]
+//
+// The agent and the DRA driver talk HTTPS to the API-server emulator (certificates made at start,
+// CA in the kubeconfig), as in a cluster; --plain-http measures them over http:// instead.
+// --breakdown prints every mapping of each daemon (RSS summed per file, plus anonymous memory)
+// instead of the six largest.
 //
 // Two node set-ups, each with 8 cards:
 //   emulated  XRT software emulation (--emulate=8): XRT is loaded, as on a real node;
@@ -41,6 +46,7 @@
 #include "hyperaccel/placement/names.h"
 #include "hyperaccel/testing/apiserver_emulator.h"
 #include "synthetic.h"
+#include "test_pki.h"
 
 namespace {
 
@@ -106,7 +112,6 @@ Memory ReadMemory(pid_t pid) {
   }
   for (const auto& [name, kib] : by_name) m.top.emplace_back(kib, name);
   std::sort(m.top.begin(), m.top.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  if (m.top.size() > 6) m.top.resize(6);
   return m;
 }
 
@@ -203,6 +208,8 @@ struct Options {
   int runs = 3;
   int settle_s = 5;  // the bridge releases its pooled parsers after 3 s idle
   bool emulated = true, sysfs = true;
+  bool breakdown = false;  // every mapping, not the six largest
+  bool tls = true;         // the API-server emulator serves HTTPS
 };
 
 struct Row {
@@ -250,6 +257,7 @@ class Setup {
   bool emulated_;
   std::string work_;
   std::unique_ptr<hyperaccel::testing::FakeSysfs> sysfs_;
+  std::unique_ptr<hyperaccel::testing::TestPki> pki_;
   hyperaccel::testing::ApiServerEmulator api_;
   std::unique_ptr<ks::KubeletSim> kubelet_;
   std::deque<Child> children_;  // Start() hands out pointers: no reallocation
@@ -415,6 +423,10 @@ void Setup::Run(std::vector<Row>& rows, std::vector<LatencyRow>& latency) {
     sysfs_ = std::make_unique<hyperaccel::testing::FakeSysfs>();
     sysfs_->Generate(kCards);
   }
+  if (o_.tls) {
+    pki_ = std::make_unique<hyperaccel::testing::TestPki>();
+    api_.SetTls(pki_->server_cert_file, pki_->server_key_file);
+  }
   if (auto s = api_.Start(0); !s.ok()) {
     rows.push_back({name_, "-", "-", {}, "API-server emulator: " + s.message()});
     return;
@@ -423,7 +435,9 @@ void Setup::Run(std::vector<Row>& rows, std::vector<LatencyRow>& latency) {
   api_.PutNode(kNode, {{"kubernetes.io/hostname", kNode}});
   const std::string kubeconfig = work_ + "/kubeconfig";
   std::ofstream(kubeconfig) << "apiVersion: v1\nkind: Config\nclusters:\n- name: f\n  cluster:\n    server: "
-                            << api_.url() << "\nusers:\n- name: f\n  user:\n    token: " << kToken
+                            << api_.url()
+                            << (pki_ ? "\n    certificate-authority: " + pki_->ca_file : std::string())
+                            << "\nusers:\n- name: f\n  user:\n    token: " << kToken
                             << "\ncontexts:\n- name: f\n  context:\n    cluster: f\n    user: f\n"
                             << "current-context: f\n";
   ks::Options ko;
@@ -519,10 +533,14 @@ int main(int argc, char** argv) {
       const std::string list = v5;
       o.emulated = list.find("emulated") != std::string::npos;
       o.sysfs = list.find("sysfs") != std::string::npos;
+    } else if (a == "--breakdown") {
+      o.breakdown = true;
+    } else if (a == "--plain-http") {
+      o.tls = false;
     } else {
       std::fprintf(stderr,
                    "usage: %s [--bin-dir DIR] [--iterations N] [--runs R] [--settle SECONDS] [--setups "
-                   "emulated,sysfs]\n",
+                   "emulated,sysfs] [--breakdown] [--plain-http]\n",
                    argv[0]);
       return 2;
     }
@@ -544,8 +562,10 @@ int main(int argc, char** argv) {
   double load_end[3] = {0, 0, 0};
   if (::getloadavg(load_end, 3) < 0) load_end[0] = -1;
 
-  std::printf("Daemon memory, 8 cards, steady state (%d s after the drive); load average %.2f -> %.2f\n\n",
-              o.settle_s, load[0], load_end[0]);
+  std::printf(
+      "Daemon memory, 8 cards, steady state (%d s after the drive); API server over %s; load average %.2f -> "
+      "%.2f\n\n",
+      o.settle_s, o.tls ? "HTTPS" : "plain HTTP", load[0], load_end[0]);
   std::printf("| %-15s | %-26s | %8s | %8s | %8s | %8s | %7s | %-4s |\n", "set-up", "daemon", "RSS MiB",
               "PSS MiB", "priv MiB", "anon MiB", "threads", "<=12");
   std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(17, '-').c_str(), std::string(28, '-').c_str(),
@@ -566,11 +586,21 @@ int main(int argc, char** argv) {
                 r.mem.anon_kib / kMiB, r.mem.threads, ok ? "ok" : "MISS");
     if (!r.error.empty()) std::printf("|   drive error: %s\n", r.error.c_str());
   }
-  std::printf("\n(limit: 12 MiB with XRT emulation, 10 MiB without XRT)\n\nLargest mappings by RSS (KiB):\n");
+  std::printf("\n(limit: 12 MiB with XRT emulation, 10 MiB without XRT)\n\n%s by RSS (KiB):\n",
+              o.breakdown ? "Every mapping" : "Largest mappings (--breakdown: all)");
   for (const auto& r : rows) {
     if (!r.mem.ok) continue;
+    if (o.breakdown) {
+      std::printf("  %s %s\n", r.setup.c_str(), r.daemon.c_str());
+      for (const auto& [kib, name] : r.mem.top) {
+        if (kib > 0) std::printf("    %8.0f  %s\n", kib, name.c_str());
+      }
+      continue;
+    }
     std::string line;
-    for (const auto& [kib, name] : r.mem.top) line += "  " + name + " " + Fmt("%.0f", kib);
+    for (size_t i = 0; i < r.mem.top.size() && i < 6; ++i) {
+      line += "  " + r.mem.top[i].second + " " + Fmt("%.0f", r.mem.top[i].first);
+    }
     std::printf("  %-15s %-26s%s\n", r.setup.c_str(), r.daemon.c_str(), line.c_str());
   }
   std::printf(

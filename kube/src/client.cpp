@@ -1,6 +1,5 @@
 #include "hyperaccel/kube/client.h"
 
-#include <curl/curl.h>
 #include <openssl/evp.h>
 #include <yaml-cpp/yaml.h>
 
@@ -10,9 +9,9 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <sstream>
 
+#include "http.h"
 #include "hyperaccel/common/json_fields.h"
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/common/shutdown.h"
@@ -56,30 +55,6 @@ Result<std::string> Base64Decode(const std::string& in, std::string_view what) {
 std::string ResolvePath(const std::string& p, const std::string& base) {
   if (p.empty() || p.front() == '/' || base.empty()) return p;
   return (std::filesystem::path(base) / p).string();
-}
-
-void CurlGlobalInit() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-size_t WriteToString(char* ptr, size_t size, size_t nmemb, void* userdata) {
-  static_cast<std::string*>(userdata)->append(ptr, size * nmemb);
-  return size * nmemb;
-}
-
-size_t HeaderToMap(char* ptr, size_t size, size_t nmemb, void* userdata) {
-  auto* headers = static_cast<std::map<std::string, std::string>*>(userdata);
-  std::string line(ptr, size * nmemb);
-  auto colon = line.find(':');
-  if (colon != std::string::npos) {
-    std::string name = line.substr(0, colon);
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    (*headers)[name] = Trim(line.substr(colon + 1));
-  } else if (line.rfind("HTTP/", 0) == 0) {
-    headers->clear();  // a new response (redirects, 100-continue)
-  }
-  return size * nmemb;
 }
 
 bool Retryable(long code) { return code == 429 || code == 500 || code == 502 || code == 503 || code == 504; }
@@ -366,25 +341,16 @@ std::string QueryEscape(std::string_view s) {
 
 // ---- client -----------------------------------------------------------------------------------
 
-struct Client::Curl {
-  CURL* easy = nullptr;
-  ~Curl() {
-    if (easy) curl_easy_cleanup(easy);
-  }
-};
-
 Client::Client(ClusterConfig config, ClientOptions options, std::shared_ptr<RequestStats> stats)
     : config_(std::move(config)),
       options_(std::move(options)),
       stats_(stats ? std::move(stats) : std::make_shared<RequestStats>()),
-      curl_(std::make_unique<Curl>()),
       backoff_(options_.backoff_base, options_.backoff_max) {}
 
 Client::~Client() = default;
 
 Result<std::unique_ptr<Client>> Client::Create(ClusterConfig config, ClientOptions options,
                                                std::shared_ptr<RequestStats> stats) {
-  CurlGlobalInit();
   if (config.server.rfind("https://", 0) != 0 && config.server.rfind("http://", 0) != 0) {
     return InvalidArgument("API server '" + config.server + "': want an http:// or https:// URL");
   }
@@ -392,9 +358,10 @@ Result<std::unique_ptr<Client>> Client::Create(ClusterConfig config, ClientOptio
   if (!options.sleep) {
     options.sleep = [](std::chrono::milliseconds d) { return !shutdown::WaitFor(d); };
   }
+  auto http = HttpTransport::Create(config, options.user_agent);
+  if (!http.ok()) return http.status();
   std::unique_ptr<Client> c(new Client(std::move(config), std::move(options), std::move(stats)));
-  c->curl_->easy = curl_easy_init();
-  if (!c->curl_->easy) return Internal("curl_easy_init failed");
+  c->http_ = std::move(*http);
   return c;
 }
 
@@ -413,44 +380,6 @@ std::string Client::Token() {
   return token_cache_;
 }
 
-void Client::Configure(void* handle, const std::string& url) const {
-  CURL* e = static_cast<CURL*>(handle);
-  curl_easy_setopt(e, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, options_.user_agent.c_str());
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
-  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  if (config_.server.rfind("https://", 0) == 0) {
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, config_.insecure_skip_tls_verify ? 0L : 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, config_.insecure_skip_tls_verify ? 0L : 2L);
-    if (!config_.ca_data.empty()) {
-      curl_blob blob{const_cast<char*>(config_.ca_data.data()), config_.ca_data.size(), CURL_BLOB_COPY};
-      curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob);
-    } else if (!config_.ca_file.empty()) {
-      curl_easy_setopt(e, CURLOPT_CAINFO, config_.ca_file.c_str());
-    }
-    if (!config_.client_cert_data.empty()) {
-      curl_blob blob{const_cast<char*>(config_.client_cert_data.data()), config_.client_cert_data.size(),
-                     CURL_BLOB_COPY};
-      curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &blob);
-      curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-    } else if (!config_.client_cert_file.empty()) {
-      curl_easy_setopt(e, CURLOPT_SSLCERT, config_.client_cert_file.c_str());
-      curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-    }
-    if (!config_.client_key_data.empty()) {
-      curl_blob blob{const_cast<char*>(config_.client_key_data.data()), config_.client_key_data.size(),
-                     CURL_BLOB_COPY};
-      curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &blob);
-      curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-    } else if (!config_.client_key_file.empty()) {
-      curl_easy_setopt(e, CURLOPT_SSLKEY, config_.client_key_file.c_str());
-      curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-    }
-  }
-}
-
 void Client::Count(const std::string& method, bool list) {
   if (method == "GET") {
     (list ? stats_->list : stats_->get)++;
@@ -465,51 +394,15 @@ void Client::Count(const std::string& method, bool list) {
   }
 }
 
-Result<Response> Client::SendOnce(const std::string& method, const std::string& url, const std::string& body,
-                                  const std::string& content_type) {
-  CURL* e = curl_->easy;
-  curl_easy_reset(e);
-  Configure(e, url);
-  Response resp;
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, WriteToString);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, &resp.body);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, HeaderToMap);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, &resp.headers);
-  struct curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Accept: application/json");
-  std::string token = Token();
-  std::string auth = "Authorization: Bearer " + token;
-  if (!token.empty()) headers = curl_slist_append(headers, auth.c_str());
-  std::string ct = "Content-Type: " + content_type;
-  if (method == "GET") {
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-  } else {
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method.c_str());
-    if (!body.empty()) {
-      headers = curl_slist_append(headers, ct.c_str());
-      curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
-      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-    }
-  }
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-  CURLcode rc = curl_easy_perform(e);
-  curl_slist_free_all(headers);
-  if (rc != CURLE_OK) {
-    std::string msg = std::string(curl_easy_strerror(rc));
-    if (rc == CURLE_OPERATION_TIMEDOUT) return Status(StatusCode::kDeadlineExceeded, msg);
-    if (rc == CURLE_SSL_CACERT || rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CERTPROBLEM) {
-      return FailedPrecondition("TLS: " + msg);
-    }
-    return Unavailable(msg);
-  }
-  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &resp.code);
-  return resp;
+Result<Response> Client::SendOnce(const std::string& method, const std::string& target,
+                                  const std::string& body, const std::string& content_type) {
+  const std::string token = Token();
+  HttpRequest request{method, target, body, content_type, token};
+  return http_->RoundTrip(request, options_.connect_timeout, options_.request_timeout);
 }
 
 Result<Response> Client::Send(const std::string& method, const std::string& path, const std::string& body,
                               const std::string& content_type) {
-  std::string url = config_.server + path;
   bool list = next_is_list_;
   next_is_list_ = false;
   std::string what = method + " " + path;
@@ -517,7 +410,7 @@ Result<Response> Client::Send(const std::string& method, const std::string& path
   Status last;
   for (int attempt = 0; attempt < std::max(1, options_.max_attempts); ++attempt) {
     Count(method, list);
-    auto r = SendOnce(method, url, body, content_type);
+    auto r = SendOnce(method, path, body, content_type);
     std::chrono::milliseconds wait = backoff_.Next();
     if (r.ok()) {
       if (r->code < 300) return r;
@@ -614,55 +507,6 @@ Result<Json> Client::Update(const std::string& path, const std::function<bool(Js
   return last;
 }
 
-namespace {
-struct WatchState {
-  WatchDecoder decoder;
-  const std::function<bool(WatchEvent&&)>* on_event = nullptr;
-  const std::atomic<bool>* stop = nullptr;
-  Status error;
-  bool stopped = false;
-  long code = 0;
-  std::string error_body;
-  CURL* easy = nullptr;
-};
-
-size_t WatchWrite(char* ptr, size_t size, size_t nmemb, void* userdata) {
-  auto* st = static_cast<WatchState*>(userdata);
-  size_t n = size * nmemb;
-  if (st->code == 0) curl_easy_getinfo(st->easy, CURLINFO_RESPONSE_CODE, &st->code);
-  if (st->code >= 300) {
-    if (st->error_body.size() < 65536) st->error_body.append(ptr, n);
-    return n;
-  }
-  Status s = st->decoder.Feed(std::string_view(ptr, n), [&](WatchEvent&& ev) {
-    if (ev.type == "ERROR") {
-      long code = static_cast<long>(json_fields::Int(ev.object, "code"));
-      st->error = StatusFromResponse(code ? code : 500, ev.object.dump(), "watch");
-      return false;
-    }
-    return (*st->on_event)(std::move(ev));
-  });
-  if (!s.ok()) {
-    st->error = s;
-    return 0;
-  }
-  if (!s.message().empty() || !st->error.ok()) {  // stopped by the handler or an ERROR event
-    st->stopped = st->error.ok();
-    return 0;
-  }
-  return n;
-}
-
-int WatchProgress(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto* st = static_cast<WatchState*>(userdata);
-  if ((st->stop && st->stop->load()) || shutdown::Requested()) {
-    st->stopped = true;
-    return 1;
-  }
-  return 0;
-}
-}  // namespace
-
 Status Client::Watch(const std::string& path, const std::string& label_selector,
                      const std::string& resource_version, const std::function<bool(WatchEvent&&)>& on_event,
                      const std::atomic<bool>* stop, std::chrono::seconds timeout) {
@@ -670,37 +514,46 @@ Status Client::Watch(const std::string& path, const std::string& label_selector,
                   "watch=1&allowWatchBookmarks=true&timeoutSeconds=" + std::to_string(timeout.count());
   if (!resource_version.empty()) p += "&resourceVersion=" + QueryEscape(resource_version);
   if (!label_selector.empty()) p += "&labelSelector=" + QueryEscape(label_selector);
-  CURL* e = curl_easy_init();
-  if (!e) return Internal("curl_easy_init failed");
-  WatchState st;
-  st.on_event = &on_event;
-  st.stop = stop;
-  st.easy = e;
-  Configure(e, config_.server + p);
-  curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>((timeout + std::chrono::seconds(30)).count() * 1000));
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, WatchWrite);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, &st);
-  curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, WatchProgress);
-  curl_easy_setopt(e, CURLOPT_XFERINFODATA, &st);
-  struct curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Accept: application/json");
-  std::string auth = "Authorization: Bearer " + Token();
-  if (auth.size() > 22) headers = curl_slist_append(headers, auth.c_str());
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+  WatchDecoder decoder;
+  Status error;  // a malformed stream or an ERROR event
+  bool handler_stopped = false;
+  auto on_data = [&](std::string_view bytes) {
+    Status s = decoder.Feed(bytes, [&](WatchEvent&& ev) {
+      if (ev.type == "ERROR") {
+        long code = static_cast<long>(json_fields::Int(ev.object, "code"));
+        error = StatusFromResponse(code ? code : 500, ev.object.dump(), "watch");
+        return false;
+      }
+      return on_event(std::move(ev));
+    });
+    if (!s.ok()) {
+      error = s;
+      return false;
+    }
+    if (!s.message().empty() || !error.ok()) {  // stopped by the handler or an ERROR event
+      handler_stopped = error.ok();
+      return false;
+    }
+    return true;
+  };
+  auto should_stop = [stop] { return (stop != nullptr && stop->load()) || shutdown::Requested(); };
+  const std::string token = Token();
+  HttpRequest request{"GET", p, "", "", token};
   stats_->watch++;
-  CURLcode rc = curl_easy_perform(e);
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(e);
+  std::string error_body;
+  // The server ends the stream after timeoutSeconds; ours is a margin behind it.
+  StreamEnd end =
+      http_->Stream(request, options_.connect_timeout,
+                    std::chrono::duration_cast<std::chrono::milliseconds>(timeout + std::chrono::seconds(30)),
+                    on_data, should_stop, &error_body);
   std::string what = "watch " + path;
-  if (!st.error.ok()) return st.error.WithContext(what);
-  if (st.stopped) return Status::Ok();
-  if (st.code >= 300) return StatusFromResponse(st.code, st.error_body, what);
-  if (rc != CURLE_OK) {
-    if (rc == CURLE_OPERATION_TIMEDOUT) return Status::Ok();  // a long stream ended by our own timeout
-    return Unavailable(what + ": " + curl_easy_strerror(rc));
+  if (!error.ok()) return error.WithContext(what);
+  if (end.stopped || handler_stopped) return Status::Ok();
+  if (end.code >= 300) return StatusFromResponse(end.code, error_body, what);
+  if (!end.transport.ok()) {
+    // A long stream ended by our own timeout.
+    if (end.transport.code() == StatusCode::kDeadlineExceeded && end.code != 0) return Status::Ok();
+    return Unavailable(what + ": " + end.transport.message());
   }
   return Status::Ok();
 }

@@ -1,5 +1,5 @@
-// A small Kubernetes REST client over libcurl shared by the daemons: the verbs they use (get, list,
-// create, replace, delete, JSON merge patch, watch) with the real API's semantics.
+// A small Kubernetes REST client (HTTP/1.1 over Boost.Beast and OpenSSL) shared by the daemons: the verbs
+// they use (get, list, create, replace, delete, JSON merge patch, watch) with the real API's semantics.
 //
 // - Configuration: in-cluster (service-account token and CA, KUBERNETES_SERVICE_HOST/PORT) or a
 //   kubeconfig file (token, token file, client certificate; CA file or data). TLS verification is
@@ -9,7 +9,9 @@
 // - Error bodies (`Status` objects) become Status values: 404 NotFound, 409 Conflict (AlreadyExists
 //   for reason AlreadyExists), 400/422 InvalidArgument, 401/403 FailedPrecondition, 410 with a
 //   message starting "gone:", timeouts DeadlineExceeded, the rest Unavailable/Internal.
-// - A Client owns one libcurl easy handle and is not thread-safe: use one Client per thread.
+// - A Client keeps one connection alive between requests (a watch opens its own) and runs its
+//   I/O on the calling thread; it is not thread-safe: use one Client per thread. Proxies
+//   (http_proxy/https_proxy) are not used.
 #pragma once
 
 #include <atomic>
@@ -26,6 +28,8 @@
 #include "hyperaccel/common/status.h"
 
 namespace hyperaccel::kube {
+
+class HttpTransport;
 
 using Json = nlohmann::json;
 
@@ -181,17 +185,15 @@ class Client {
 
  private:
   Client(ClusterConfig config, ClientOptions options, std::shared_ptr<RequestStats> stats);
-  struct Curl;
-  void Configure(void* easy, const std::string& url) const;
   std::string Token();
-  Result<Response> SendOnce(const std::string& method, const std::string& url, const std::string& body,
+  Result<Response> SendOnce(const std::string& method, const std::string& target, const std::string& body,
                             const std::string& content_type);
   void Count(const std::string& method, bool list);
 
   ClusterConfig config_;
   ClientOptions options_;
   std::shared_ptr<RequestStats> stats_;
-  std::unique_ptr<Curl> curl_;
+  std::unique_ptr<HttpTransport> http_;
   bool next_is_list_ = false;
   std::string token_cache_;
   std::chrono::steady_clock::time_point token_read_{};

@@ -247,7 +247,15 @@ ApiServerEmulator::ApiServerEmulator() = default;
 
 ApiServerEmulator::~ApiServerEmulator() { Stop(); }
 
-std::string ApiServerEmulator::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+std::string ApiServerEmulator::url() const {
+  return (tls_cert_.empty() ? "http://127.0.0.1:" : "https://127.0.0.1:") + std::to_string(port_);
+}
+
+void ApiServerEmulator::SetTls(std::string cert_file, std::string key_file, std::string client_ca_file) {
+  tls_cert_ = std::move(cert_file);
+  tls_key_ = std::move(key_file);
+  tls_client_ca_ = std::move(client_ca_file);
+}
 
 bool ApiServerEmulator::running() const { return server_ != nullptr; }
 
@@ -257,7 +265,17 @@ Status ApiServerEmulator::Start(int port) {
     std::lock_guard<std::mutex> lk(mu_);
     stopping_ = false;
   }
-  server_ = std::make_unique<httplib::Server>();
+  if (tls_cert_.empty()) {
+    server_ = std::make_unique<httplib::Server>();
+  } else {
+    server_ = std::make_unique<httplib::SSLServer>(tls_cert_.c_str(), tls_key_.c_str(),
+                                                   tls_client_ca_.empty() ? nullptr : tls_client_ca_.c_str());
+    if (!server_->is_valid()) {
+      server_.reset();
+      return InvalidArgument("apiserver emulator: cannot load TLS certificate " + tls_cert_ + " / key " +
+                             tls_key_);
+    }
+  }
   server_->new_task_queue = [] { return new httplib::ThreadPool(48); };
   server_->set_keep_alive_max_count(1000);
   // A real API server answers without Nagle delays; without this a response written as header

@@ -1,5 +1,5 @@
 // An in-process HTTP server that behaves like kube-apiserver for what the project uses, for tests,
-// benchmarks and the end-to-end demo. Plain HTTP on 127.0.0.1.
+// benchmarks and the end-to-end demo. Plain HTTP on 127.0.0.1, or HTTPS after SetTls().
 //
 // Resources (JSON only):
 //   nodes       /api/v1/nodes[/{name}]                                       kind Node
@@ -99,7 +99,11 @@ class ApiServerEmulator {
   void Stop();
   bool running() const;
   int port() const { return port_; }
-  std::string url() const;  // "http://127.0.0.1:<port>"
+  std::string url() const;  // "http://127.0.0.1:<port>" ("https://..." with TLS)
+
+  // Serves HTTPS from the next Start() with this certificate chain and key (PEM files). A
+  // non-empty `client_ca_file` makes the TLS handshake require a client certificate signed by it.
+  void SetTls(std::string cert_file, std::string key_file, std::string client_ca_file = "");
 
   // Permissions are "verb resource" ("patch nodes", "list hypernodes", "get leases") or "*".
   void AddToken(const std::string& token, std::set<std::string> permissions = {"*"});
@@ -186,6 +190,7 @@ class ApiServerEmulator {
   uint64_t request_seq_ = 0;
 
   std::unique_ptr<httplib::Server> server_;
+  std::string tls_cert_, tls_key_, tls_client_ca_;  // empty: plain HTTP
   std::thread thread_;
   int port_ = 0;
 };
