@@ -330,7 +330,7 @@ std::vector<bridge::synthetic::NodeSpec> Demo::NodeSpecs() {
 }
 
 Result<Json> Demo::Post(const std::string& verb, const std::string& body) {
-  auto r = bridge_->Post(("/" + verb).c_str(), body, "application/json");
+  auto r = bridge_->Post("/" + verb, body, "application/json");
   if (!r) return Unavailable("bridge " + verb + ": no answer (" + httplib::to_string(r.error()) + ")");
   if (r->status != 200)
     return Internal("bridge " + verb + ": HTTP " + std::to_string(r->status) + ": " + r->body);
