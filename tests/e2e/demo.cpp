@@ -493,9 +493,9 @@ bool Demo::Schedule() {
     if (pred.empty()) {
       ok = Fail(task.name + ": the bridge reported no predicted cards (/debug/session)");
     } else if (pred != given) {
-      std::string p;
-      for (const auto& x : pred) p += x + " ";
-      ok = Fail(task.name + ": bridge predicted " + p + "but the device plugin gave " + visible);
+      std::string msg = task.name + ": bridge predicted ";
+      for (const auto& x : pred) msg.append(x).append(" ");
+      ok = Fail(msg.append("but the device plugin gave ").append(visible));
     }
   }
   if (domains.size() != 1) ok = Fail("the gang spans " + std::to_string(domains.size()) + " link domains");
