@@ -37,7 +37,8 @@ Mask CardGraph::AllMask() const {
 
 Mask CardGraph::HealthyMask() const {
   Mask m = 0;
-  for (int i = 0; i < size() && i < static_cast<int>(healthy.size()); ++i) {
+  // A graph built by hand may hold more than kMaxCards cards; those have no bit.
+  for (int i = 0; i < size() && i < kMaxCards && i < static_cast<int>(healthy.size()); ++i) {
     if (healthy[i]) m |= Bit(i);
   }
   return m;
@@ -48,6 +49,10 @@ Result<Mask> CardGraph::MaskOf(std::span<const std::string> wanted) const {
   for (const std::string& id : wanted) {
     const std::optional<int> index = IndexOf(id);
     if (!index) return InvalidArgument("unknown card ID \"" + id + "\"");
+    if (*index >= kMaxCards) {
+      return InvalidArgument("card " + id + " is card " + std::to_string(*index + 1) +
+                             " of the graph, at most " + std::to_string(kMaxCards) + " are supported");
+    }
     m |= Bit(*index);
   }
   return m;

@@ -265,6 +265,7 @@ Mask Grow(const Context& ctx, Mask set, int k) {
         pick = w;
       }
     });
+    if (pick < 0) break;  // no card left: fewer than k available (callers check, so never in practice)
     add(pick);
     ++size;
   }

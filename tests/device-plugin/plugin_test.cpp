@@ -285,6 +285,7 @@ TEST_F(PluginTest, ConcurrentAllocateCallsAreIndependentAndIdempotent) {
   std::atomic<int> failures{0};
   std::atomic<int> mismatches{0};
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 50; ++i) {

@@ -330,7 +330,7 @@ std::vector<bridge::synthetic::NodeSpec> Demo::NodeSpecs() {
 }
 
 Result<Json> Demo::Post(const std::string& verb, const std::string& body) {
-  auto r = bridge_->Post(("/" + verb).c_str(), body, "application/json");
+  auto r = bridge_->Post("/" + verb, body, "application/json");
   if (!r) return Unavailable("bridge " + verb + ": no answer (" + httplib::to_string(r.error()) + ")");
   if (r->status != 200)
     return Internal("bridge " + verb + ": HTTP " + std::to_string(r->status) + ": " + r->body);
@@ -493,9 +493,9 @@ bool Demo::Schedule() {
     if (pred.empty()) {
       ok = Fail(task.name + ": the bridge reported no predicted cards (/debug/session)");
     } else if (pred != given) {
-      std::string p;
-      for (const auto& x : pred) p += x + " ";
-      ok = Fail(task.name + ": bridge predicted " + p + "but the device plugin gave " + visible);
+      std::string msg = task.name + ": bridge predicted ";
+      for (const auto& x : pred) msg.append(x).append(" ");
+      ok = Fail(msg.append("but the device plugin gave ").append(visible));
     }
   }
   if (domains.size() != 1) ok = Fail("the gang spans " + std::to_string(domains.size()) + " link domains");

@@ -13,6 +13,7 @@ using testing::Link;
 
 std::vector<std::pair<int, int>> SizesStarts(const std::vector<Arc>& arcs) {
   std::vector<std::pair<int, int>> out;
+  out.reserve(arcs.size());
   for (const auto& a : arcs) out.emplace_back(a.size, a.start);
   return out;
 }

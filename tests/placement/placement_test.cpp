@@ -142,6 +142,25 @@ TEST(ChooseTest, ErrorsAreClear) {
   EXPECT_THAT(ids.status().message(), HasSubstr("nope"));
 }
 
+// A graph built by hand is not limited to kMaxCards cards like GraphFromInventory's: the cards
+// beyond have no mask bit and naming one is an error (it used to shift by 64 or more).
+TEST(ChooseIdsTest, CardsBeyondTheMaskAreAnError) {
+  const CardGraph g = Cards(kMaxCards + 2);
+  EXPECT_EQ(g.HealthyMask(), ~Mask{0});
+  const std::vector<std::string> last = {g.ids[kMaxCards - 1]};
+  Result<Mask> m = g.MaskOf(last);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(*m, Mask{1} << (kMaxCards - 1));
+  const std::vector<std::string> beyond = {g.ids[0], g.ids[kMaxCards]};
+  m = g.MaskOf(beyond);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(m.status().message(), HasSubstr(g.ids[kMaxCards]));
+  Result<std::vector<std::string>> ids = ChooseIds(g, beyond, {}, 1);
+  ASSERT_FALSE(ids.ok());
+  EXPECT_THAT(ids.status().message(), HasSubstr("at most 64"));
+}
+
 TEST(ChooseTest, UnhealthyCardsAreNeverChosen) {
   CardGraph g = Ring(8);
   g.healthy[0] = false;

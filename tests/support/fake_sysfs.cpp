@@ -31,7 +31,7 @@ std::string UpToRoot(const std::string& link_rel) {
 }  // namespace
 
 FakeSysfs::FakeSysfs() {
-  const char* tmp = std::getenv("TMPDIR");
+  const char* tmp = std::getenv("TMPDIR");  // NOLINT(concurrency-mt-unsafe): tests never setenv TMPDIR
   std::string templ = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/fake-sysfs-XXXXXX";
   if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp " + templ + " failed");
   root_ = templ;
@@ -75,8 +75,7 @@ void FakeSysfs::Symlink(const std::string& target_rel, const std::string& link_r
 }
 
 std::string FakeSysfs::NewSubdev(const std::string& pf_dir, std::string_view name, char side) {
-  const std::string dir =
-      pf_dir + "/" + std::string(name) + "." + side + "." + std::to_string(subdev_counter_++);
+  std::string dir = pf_dir + "/" + std::string(name) + "." + side + "." + std::to_string(subdev_counter_++);
   fs::create_directories(dir);
   return dir;
 }

@@ -362,6 +362,7 @@ TEST(MicroTime, RoundTrips) {
 TEST(Backoff, GrowsWithJitterAndCaps) {
   Backoff b(std::chrono::milliseconds(100), std::chrono::milliseconds(1000), 42);
   std::vector<int64_t> w;
+  w.reserve(8);
   for (int i = 0; i < 8; ++i) w.push_back(b.Next().count());
   EXPECT_GE(w[0], 50);
   EXPECT_LE(w[0], 100);

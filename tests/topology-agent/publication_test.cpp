@@ -337,7 +337,7 @@ void CheckSchema(const YAML::Node& schema, const json& v, const std::string& whe
 }
 
 TEST(HyperNodeJson, MatchesTheVolcanoCrdSchema) {
-  const char* shared = std::getenv("HYPERACCEL_SHARED_DIR");
+  const char* shared = std::getenv("HYPERACCEL_SHARED_DIR");  // NOLINT(concurrency-mt-unsafe): no setenv here
   if (!shared) GTEST_SKIP() << "HYPERACCEL_SHARED_DIR not set";
   YAML::Node crd;
   try {

@@ -109,7 +109,8 @@ TEST_F(XrtModuleTest, EmulationWithoutTheModuleFailsWithTheReason) {
   EXPECT_EXIT(
       {
         // The operator's path is the only one tried.
-        ::setenv("HYPERACCEL_XRT_MODULE", "/nonexistent/libhyperaccel_xrt_probe.so", 1);  // NOLINT
+        // NOLINTNEXTLINE(concurrency-mt-unsafe): EXPECT_EXIT runs this in a single-threaded child
+        ::setenv("HYPERACCEL_XRT_MODULE", "/nonexistent/libhyperaccel_xrt_probe.so", 1);
         DiscoveryOptions o;
         o.emulate = 2;
         o.node_name = "n";

@@ -21,7 +21,8 @@ std::chrono::milliseconds Ms(double seconds) {
 }
 
 std::string Env(const char* name) {
-  const char* v = std::getenv(name);
+  // Agent::Create reads POD_NAME/POD_NAMESPACE; the only setenv calls (xrt/ start-up) run before it.
+  const char* v = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): no concurrent setenv
   return v ? v : "";
 }
 

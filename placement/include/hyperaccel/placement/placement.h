@@ -32,7 +32,7 @@ struct CardGraph {
   std::optional<int> IndexOf(std::string_view id) const;
   Mask AllMask() const;
   Mask HealthyMask() const;
-  // Mask of the given IDs; error naming the first unknown ID.
+  // Mask of the given IDs; error naming the first unknown ID or one beyond the first kMaxCards.
   Result<Mask> MaskOf(std::span<const std::string> ids) const;
   std::vector<std::string> IdsOf(Mask m) const;  // ascending index order
 };

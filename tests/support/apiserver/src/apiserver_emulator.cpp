@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <limits>
 #include <regex>
 #include <sstream>
 
@@ -896,8 +897,17 @@ void ApiServerEmulator::ServeWatch(const Route& r, const httplib::Request& req, 
   std::string fsel = req.has_param("fieldSelector") ? req.get_param_value("fieldSelector") : "";
   bool bookmarks =
       req.has_param("allowWatchBookmarks") && req.get_param_value("allowWatchBookmarks") == "true";
-  int timeout_s =
-      req.has_param("timeoutSeconds") ? std::atoi(req.get_param_value("timeoutSeconds").c_str()) : 1800;
+  int timeout_s = 1800;
+  if (req.has_param("timeoutSeconds")) {
+    const std::string v = req.get_param_value("timeoutSeconds");
+    char* end = nullptr;
+    const long t = std::strtol(v.c_str(), &end, 10);
+    if (end == v.c_str() || *end != '\0' || t < 0 || t > std::numeric_limits<int>::max()) {
+      Fail(res, 400, "BadRequest", "invalid timeoutSeconds \"" + v + "\"");
+      return;
+    }
+    timeout_s = static_cast<int>(t);
+  }
   std::string rv_param = req.has_param("resourceVersion") ? req.get_param_value("resourceVersion") : "";
   const Kind* k = FindKind(r.resource);
 

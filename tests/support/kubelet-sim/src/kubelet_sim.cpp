@@ -174,8 +174,9 @@ struct KubeletSim::Impl final : public v1beta1::Registration::Service {
     return grpc::Status::OK;
   }
 
-  void Stream(const std::string& res, std::shared_ptr<v1beta1::DevicePlugin::Stub> stub,
-              std::shared_ptr<grpc::ClientContext> ctx, uint64_t gen) {
+  // The stream thread's lambda owns the stub and context for as long as this runs.
+  void Stream(const std::string& res, const std::shared_ptr<v1beta1::DevicePlugin::Stub>& stub,
+              const std::shared_ptr<grpc::ClientContext>& ctx, uint64_t gen) {
     Event("ListAndWatch " + res);
     auto reader = stub->ListAndWatch(ctx.get(), v1beta1::Empty());
     v1beta1::ListAndWatchResponse resp;
