@@ -1,15 +1,12 @@
 #include "hyperaccel/device_plugin/allocation.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "hyperaccel/common/files.h"
 #include "hyperaccel/common/status.h"
 
 namespace hyperaccel::device_plugin {
@@ -182,35 +179,7 @@ std::string RenderCdiSpec(const std::vector<hw::Card>& cards, const AllocateOpti
 }
 
 Status WriteFileAtomic(const std::string& path, const std::string& content) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(fs::path(path).parent_path(), ec);
-  if (ec) return Unavailable("cannot create " + fs::path(path).parent_path().string() + ": " + ec.message());
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Unavailable("cannot write " + tmp + ": " + ErrnoMessage(errno));
-  size_t done = 0;
-  while (done < content.size()) {
-    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return Unavailable("cannot write " + tmp + ": " + ErrnoMessage(err));
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    return Unavailable("cannot flush " + tmp + ": " + ErrnoMessage(errno));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return Unavailable("cannot rename " + tmp + " to " + path + ": " + ErrnoMessage(err));
-  }
-  return Status::Ok();
+  return files::WriteAtomic(path, content, files::Sync::kFile);
 }
 
 }  // namespace hyperaccel::device_plugin

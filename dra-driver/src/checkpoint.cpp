@@ -1,11 +1,12 @@
 #include "hyperaccel/dra_driver/checkpoint.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+
+#include "hyperaccel/common/files.h"
 
 namespace hyperaccel::dra {
 namespace {
@@ -72,55 +73,9 @@ Status ParseEntry(const Json& e, const std::string& where, CheckpointEntry* out)
   return Status::Ok();
 }
 
-Status SyncDir(const std::filesystem::path& dir) {
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Unavailable("cannot open directory " + dir.string() + ": " + ErrnoMessage(errno));
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return Unavailable("cannot fsync directory " + dir.string() + ": " + ErrnoMessage(err));
-  return Status::Ok();
-}
-
 // Writes through "<path>.tmp" and rename; with `durable`, fsyncs the file and the directory.
 Status WriteFile(const std::string& path, const std::string& content, bool durable) {
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::path(path).parent_path();
-  std::error_code ec;
-  if (!dir.empty()) fs::create_directories(dir, ec);
-  if (ec) return Unavailable("cannot create " + dir.string() + ": " + ec.message());
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Unavailable("cannot write " + tmp + ": " + ErrnoMessage(errno));
-  size_t done = 0;
-  while (done < content.size()) {
-    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return Unavailable("cannot write " + tmp + ": " + ErrnoMessage(err));
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (durable && ::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return Unavailable("cannot fsync " + tmp + ": " + ErrnoMessage(err));
-  }
-  if (::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return Unavailable("cannot close " + tmp + ": " + ErrnoMessage(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return Unavailable("cannot rename " + tmp + " to " + path + ": " + ErrnoMessage(err));
-  }
-  return durable ? SyncDir(dir) : Status::Ok();
+  return files::WriteAtomic(path, content, durable ? files::Sync::kFileAndDirectory : files::Sync::kNone);
 }
 
 }  // namespace
@@ -183,7 +138,7 @@ Status RemoveFileDurable(const std::string& path) {
     if (errno == ENOENT) return Status::Ok();
     return Unavailable("cannot remove " + path + ": " + ErrnoMessage(errno));
   }
-  return SyncDir(std::filesystem::path(path).parent_path());
+  return files::SyncDirectory(std::filesystem::path(path).parent_path().string());
 }
 
 }  // namespace hyperaccel::dra
