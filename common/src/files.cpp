@@ -1,12 +1,24 @@
 #include "hyperaccel/common/files.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
 
 namespace hyperaccel::files {
+
+FileId StatFile(const std::string& path) {
+  struct stat st {};
+  FileId id;
+  if (::lstat(path.c_str(), &st) != 0) return id;
+  id.exists = true;
+  id.is_socket = S_ISSOCK(st.st_mode);
+  id.dev = st.st_dev;
+  id.ino = st.st_ino;
+  return id;
+}
 
 Status SyncDirectory(const std::string& dir) {
   const std::string d = dir.empty() ? "." : dir;

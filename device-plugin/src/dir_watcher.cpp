@@ -14,17 +14,6 @@
 
 namespace hyperaccel::device_plugin {
 
-FileId StatFile(const std::string& path) {
-  struct stat st {};
-  FileId id;
-  if (::lstat(path.c_str(), &st) != 0) return id;
-  id.exists = true;
-  id.is_socket = S_ISSOCK(st.st_mode);
-  id.dev = st.st_dev;
-  id.ino = st.st_ino;
-  return id;
-}
-
 DirWatcher::DirWatcher(std::string dir, std::function<void()> on_event)
     : dir_(std::move(dir)), on_event_(std::move(on_event)) {}
 

@@ -10,19 +10,12 @@
 #include <string>
 #include <thread>
 
+#include "hyperaccel/common/files.h"
+
 namespace hyperaccel::device_plugin {
 
-// Identity of a file: equal only for the same inode on the same device.
-struct FileId {
-  bool exists = false;
-  bool is_socket = false;
-  dev_t dev = 0;
-  ino_t ino = 0;
-  friend bool operator==(const FileId& a, const FileId& b) {
-    return a.exists == b.exists && (!a.exists || (a.dev == b.dev && a.ino == b.ino));
-  }
-};
-FileId StatFile(const std::string& path);
+using files::FileId;
+using files::StatFile;
 
 class DirWatcher {
  public:

@@ -23,6 +23,7 @@
 #include "dra_health_v1alpha1.grpc.pb.h"
 #include "dra_v1.grpc.pb.h"
 #include "dra_v1beta1.grpc.pb.h"
+#include "hyperaccel/common/files.h"
 #include "hyperaccel/common/log.h"
 #include "pluginregistration.grpc.pb.h"
 
@@ -34,25 +35,8 @@ namespace fs = std::filesystem;
 
 constexpr mode_t kDirMode = 0750;
 
-// Identity of a file: equal only for the same inode on the same device.
-struct FileId {
-  bool exists = false;
-  bool is_socket = false;
-  dev_t dev = 0;
-  ino_t ino = 0;
-  bool Same(const FileId& o) const { return exists && o.exists && dev == o.dev && ino == o.ino; }
-};
-
-FileId StatFile(const std::string& path) {
-  struct stat st {};
-  FileId id;
-  if (::lstat(path.c_str(), &st) != 0) return id;
-  id.exists = true;
-  id.is_socket = S_ISSOCK(st.st_mode);
-  id.dev = st.st_dev;
-  id.ino = st.st_ino;
-  return id;
-}
+using files::FileId;
+using files::StatFile;
 
 enum class SocketState { kAbsent, kStale, kLive, kNotSocket };
 
