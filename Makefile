@@ -2,7 +2,7 @@
 # every test. Both install missing Debian packages first (scripts/install-deps is idempotent).
 # `make demo` builds only what the demo runs (the three daemons and the demo driver); `make test`
 # and `make build` build everything (every test and benchmark).
-.PHONY: all deps configure build test demo demo-dra asan asan-test fuzz bench bench-footprint release clean format tidy
+.PHONY: all deps configure build test demo demo-dra asan asan-test fuzz bench bench-footprint release clean format tidy tidy-changed tidy-baseline
 
 JOBS ?= 2
 
@@ -68,6 +68,18 @@ format:
 
 tidy: build
 	scripts/run-clang-tidy build
+
+# What CI checks: only the sources that can differ from the commit in .ci/tidy-baseline.
+tidy-changed: build
+	scripts/run-clang-tidy --since "$$(grep -Eo '^[0-9a-f]{40}' .ci/tidy-baseline | head -n 1)" build
+
+# Checks the whole tree and, when it is clean and the working tree has no local changes, records
+# HEAD in .ci/tidy-baseline (commit that file afterwards).
+tidy-baseline: build
+	@git diff --quiet HEAD -- || { echo "tidy-baseline: commit or stash local changes first"; exit 1; }
+	scripts/run-clang-tidy build
+	@sed -i -E "s/^[0-9a-f]{40}.*/$$(git rev-parse HEAD)/" .ci/tidy-baseline
+	@echo "tidy-baseline: recorded $$(git rev-parse HEAD) in .ci/tidy-baseline"
 
 clean:
 	rm -rf build build-asan build-release build-fuzz
