@@ -575,6 +575,29 @@ TEST(Fgd, KeepsSlotsForTheWorkloadWhereBinpackStrandsThem) {
   EXPECT_EQ(ParsePolicy("fgd").value(), Policy::kFgd);
 }
 
+// Two empty 8-card nodes, two long one-card jobs, then an 8-card job. The bridge's score for one
+// card is 74 on an empty ring and on a 7-card arc alike; within that point the fuller node wins,
+// so the second one-card job joins the first and the 8-card job starts at once, whatever the
+// seed (a random tie-break would break the other node in about half of the seeds and make the
+// 8-card job wait until 1000).
+TEST(Engine, SmallPodsKeepAnEmptyNodeForAWholeNodePod) {
+  const Cluster c = MakeCluster(2);
+  const auto jobs = Jobs(
+      "a,0,1000,1,1,5,false\n"
+      "b,1,1000,1,1,5,false\n"
+      "w,2,100,1,8,5,false\n");
+  for (Policy p : {Policy::kExtender, Policy::kHyperaccel}) {
+    for (uint64_t seed = 1; seed <= 16; ++seed) {
+      SimOptions o;
+      o.policy = p;
+      o.seed = seed;
+      const auto r = Simulate(c, jobs, o);
+      EXPECT_EQ(r.started, 3) << PolicyName(p) << " seed " << seed;
+      EXPECT_DOUBLE_EQ(r.start_s[2], 2) << PolicyName(p) << " seed " << seed;
+    }
+  }
+}
+
 // One 8-card node and one job shape, 1 x 3 cards: two are placed (6 cards), then every draw
 // fails; the run stops after 5 failures in a row. The 2 free cards are unusable by 3-card pods.
 TEST(Fill, StopsAfterConsecutiveFailuresAndCountsUnallocatableCards) {

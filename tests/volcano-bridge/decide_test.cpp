@@ -145,6 +145,32 @@ TEST(Prioritize, SpotPrefersFragmentedReservedPrefersBestFit) {
   EXPECT_GT(reserved[0].score, reserved[1].score);
 }
 
+TEST(Prioritize, EqualFitGoesToTheFullestNode) {
+  // One card on an empty ring of 8 or on a 7-card arc: ScoreNode gives both 74 (fill 1/8 and 1/7
+  // both round to 4 of 30, +10 ordered, +5 one NUMA node, +5 one switch group).
+  const std::vector<NodeCards> nodes = {Ring("empty", 8, 0), Ring("seven", 8, 0b1)};
+  for (const auto& n : nodes)
+    EXPECT_EQ(placement::ScoreNode(n.topology->graph, n.free, {1, false, false}).score, 74);
+  // Within the point, the node left fullest wins: 74 - 1 + (8 - free after) / 8. The empty node
+  // is kept whole for a task that needs all 8 cards.
+  auto scores = DecidePrioritize(Need(1), nodes, GangView{}, 1.0);
+  ASSERT_EQ(scores.size(), 2u);
+  EXPECT_DOUBLE_EQ(scores[0].score, 73.125);  // 7 left
+  EXPECT_DOUBLE_EQ(scores[1].score, 73.25);   // 6 left
+  // The whole points still decide first: a 6-card arc (fill 1/6, 5 of 30) beats the fuller
+  // node whose arc is 7 long: 75 - 1 + 3/8.
+  EXPECT_DOUBLE_EQ(BaseScore(Need(1), Ring("six", 8, 0b11)), 74.375);
+  // A task that takes every free card scores ScoreNode's points exactly.
+  const NodeCards half = Ring("half", 8, 0b11110000);
+  const int whole = placement::ScoreNode(half.topology->graph, half.free, {4, false, false}).score;
+  EXPECT_EQ(whole, 100);
+  EXPECT_DOUBLE_EQ(BaseScore(Need(4), half), 100.0);
+  // Unhealthy cards count neither as capacity nor as free: 6 healthy, 2 busy, 1 asked, 3 left.
+  const NodeCards sick = Ring("sick", 8, 0b0011, 0b11000000);
+  const int sick_points = placement::ScoreNode(sick.topology->graph, sick.free, {1, false, false}).score;
+  EXPECT_DOUBLE_EQ(BaseScore(Need(1), sick), sick_points - 1 + 3.0 / 6);
+}
+
 TEST(Victims, FewestThenLowestPriority) {
   NodeCards n = Counts("n", 8, 0);
   // Candidates: (cards, priority).

@@ -211,7 +211,14 @@ double BaseScoreWith(const TaskNeed& need, const NodeCards& node, FitMemo& memo)
   }
   const placement::NodeFit& fit =
       memo.Fit(node.topology->graph, node.topology->shape, node.free, FitOf(need));
-  return Fits(need, fit) ? std::clamp(static_cast<double>(fit.score), 0.0, 100.0) : 0.0;
+  if (!Fits(need, fit)) return 0.0;
+  // ScoreNode's whole points rank the cards the task would get; within one point the node left
+  // fullest wins (binpack): nodes of equal fit otherwise tie and a random one is broken, and
+  // every empty node broken by a small task is one fewer for a whole-node task.
+  const int cards = Count(node.topology->healthy);
+  const int left = Count(node.free & node.topology->healthy) - need.cards;
+  const double packed = cards > 0 ? static_cast<double>(cards - left) / cards : 1.0;
+  return std::clamp(static_cast<double>(fit.score) - 1.0 + packed, 0.0, 100.0);
 }
 
 // How many tasks like `need` the node can take one after the other.

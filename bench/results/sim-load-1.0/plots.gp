@@ -42,9 +42,7 @@ set ylabel 'minutes'
 set datafile separator ','
 set key outside right
 set grid
-set yrange [0:*]
-plot 'series-random.csv' using ($1/3600):($7/60) every ::1 with lines lw 1.5 title 'random', 'series-binpack.csv' using ($1/3600):($7/60) every ::1 with lines lw 1.5 title 'binpack', 'series-tiers.csv' using ($1/3600):($7/60) every ::1 with lines lw 1.5 title 'tiers', 'series-fgd.csv' using ($1/3600):($7/60) every ::1 with lines lw 1.5 title 'fgd', 'series-extender.csv' using ($1/3600):($7/60) every ::1 with lines lw 1.5 title 'extender', 'series-hyperaccel.csv' using ($1/3600):($7/60) every ::1 with lines lw 1.5 title 'hyperaccel'
-set yrange [*:*]
+plot 'series-random.csv' using ($1/3600):($7/60) every ::1 with lines lw 2 title 'random', 'series-binpack.csv' using ($1/3600):($7/60) every ::1 with lines lw 2 title 'binpack', 'series-tiers.csv' using ($1/3600):($7/60) every ::1 with lines lw 2 title 'tiers', 'series-fgd.csv' using ($1/3600):($7/60) every ::1 with lines lw 2 title 'fgd', 'series-extender.csv' using ($1/3600):($7/60) every ::1 with lines lw 2 title 'extender', 'series-hyperaccel.csv' using ($1/3600):($7/60) every ::1 with lines lw 2 title 'hyperaccel'
 set terminal pngcairo size 900,500 font 'sans,10'
 set output 'wait-2.png'
 set title 'Mean wait of jobs started in each interval, 2 card(s) per task'
@@ -53,9 +51,7 @@ set ylabel 'minutes'
 set datafile separator ','
 set key outside right
 set grid
-set yrange [0:*]
-plot 'series-random.csv' using ($1/3600):($8/60) every ::1 with lines lw 1.5 title 'random', 'series-binpack.csv' using ($1/3600):($8/60) every ::1 with lines lw 1.5 title 'binpack', 'series-tiers.csv' using ($1/3600):($8/60) every ::1 with lines lw 1.5 title 'tiers', 'series-fgd.csv' using ($1/3600):($8/60) every ::1 with lines lw 1.5 title 'fgd', 'series-extender.csv' using ($1/3600):($8/60) every ::1 with lines lw 1.5 title 'extender', 'series-hyperaccel.csv' using ($1/3600):($8/60) every ::1 with lines lw 1.5 title 'hyperaccel'
-set yrange [*:*]
+plot 'series-random.csv' using ($1/3600):($8/60) every ::1 with lines lw 2 title 'random', 'series-binpack.csv' using ($1/3600):($8/60) every ::1 with lines lw 2 title 'binpack', 'series-tiers.csv' using ($1/3600):($8/60) every ::1 with lines lw 2 title 'tiers', 'series-fgd.csv' using ($1/3600):($8/60) every ::1 with lines lw 2 title 'fgd', 'series-extender.csv' using ($1/3600):($8/60) every ::1 with lines lw 2 title 'extender', 'series-hyperaccel.csv' using ($1/3600):($8/60) every ::1 with lines lw 2 title 'hyperaccel'
 set terminal pngcairo size 900,500 font 'sans,10'
 set output 'wait-3-4.png'
 set title 'Mean wait of jobs started in each interval, 3-4 card(s) per task'
@@ -64,9 +60,7 @@ set ylabel 'minutes'
 set datafile separator ','
 set key outside right
 set grid
-set yrange [0:*]
-plot 'series-random.csv' using ($1/3600):($9/60) every ::1 with lines lw 1.5 title 'random', 'series-binpack.csv' using ($1/3600):($9/60) every ::1 with lines lw 1.5 title 'binpack', 'series-tiers.csv' using ($1/3600):($9/60) every ::1 with lines lw 1.5 title 'tiers', 'series-fgd.csv' using ($1/3600):($9/60) every ::1 with lines lw 1.5 title 'fgd', 'series-extender.csv' using ($1/3600):($9/60) every ::1 with lines lw 1.5 title 'extender', 'series-hyperaccel.csv' using ($1/3600):($9/60) every ::1 with lines lw 1.5 title 'hyperaccel'
-set yrange [*:*]
+plot 'series-random.csv' using ($1/3600):($9/60) every ::1 with lines lw 2 title 'random', 'series-binpack.csv' using ($1/3600):($9/60) every ::1 with lines lw 2 title 'binpack', 'series-tiers.csv' using ($1/3600):($9/60) every ::1 with lines lw 2 title 'tiers', 'series-fgd.csv' using ($1/3600):($9/60) every ::1 with lines lw 2 title 'fgd', 'series-extender.csv' using ($1/3600):($9/60) every ::1 with lines lw 2 title 'extender', 'series-hyperaccel.csv' using ($1/3600):($9/60) every ::1 with lines lw 2 title 'hyperaccel'
 set terminal pngcairo size 900,500 font 'sans,10'
 set output 'wait-5-8.png'
 set title 'Mean wait of jobs started in each interval, 5-8 card(s) per task'
@@ -75,9 +69,7 @@ set ylabel 'minutes'
 set datafile separator ','
 set key outside right
 set grid
-set yrange [0:*]
-plot 'series-random.csv' using ($1/3600):($10/60) every ::1 with lines lw 1.5 title 'random', 'series-binpack.csv' using ($1/3600):($10/60) every ::1 with lines lw 1.5 title 'binpack', 'series-tiers.csv' using ($1/3600):($10/60) every ::1 with lines lw 1.5 title 'tiers', 'series-fgd.csv' using ($1/3600):($10/60) every ::1 with lines lw 1.5 title 'fgd', 'series-extender.csv' using ($1/3600):($10/60) every ::1 with lines lw 1.5 title 'extender', 'series-hyperaccel.csv' using ($1/3600):($10/60) every ::1 with lines lw 1.5 title 'hyperaccel'
-set yrange [*:*]
+plot 'series-random.csv' using ($1/3600):($10/60) every ::1 with lines lw 2 title 'random', 'series-binpack.csv' using ($1/3600):($10/60) every ::1 with lines lw 2 title 'binpack', 'series-tiers.csv' using ($1/3600):($10/60) every ::1 with lines lw 2 title 'tiers', 'series-fgd.csv' using ($1/3600):($10/60) every ::1 with lines lw 2 title 'fgd', 'series-extender.csv' using ($1/3600):($10/60) every ::1 with lines lw 2 title 'extender', 'series-hyperaccel.csv' using ($1/3600):($10/60) every ::1 with lines lw 2 title 'hyperaccel'
 set terminal pngcairo size 900,500 font 'sans,10'
 set output 'locality.png'
 set title 'Locality'
