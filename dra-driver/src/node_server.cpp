@@ -1,10 +1,7 @@
 #include "hyperaccel/dra_driver/node_server.h"
 
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/resource_quota.h>
-#include <poll.h>
-#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,12 +14,12 @@
 #include <filesystem>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <utility>
 
 #include "dra_health_v1alpha1.grpc.pb.h"
 #include "dra_v1.grpc.pb.h"
 #include "dra_v1beta1.grpc.pb.h"
+#include "hyperaccel/common/dir_watcher.h"
 #include "hyperaccel/common/files.h"
 #include "hyperaccel/common/log.h"
 #include "pluginregistration.grpc.pb.h"
@@ -424,7 +421,8 @@ struct NodeServer::Impl {
   Status ServeRegistration();
   void StopRegistration();
   void StopDra(std::chrono::milliseconds grace);
-  void ControlLoop();
+  // Runs Reconcile on its thread whenever the registry directory changes, and every poll interval.
+  std::unique_ptr<DirWatcher> MakeWatcher();
   void Reconcile();
 
   std::unique_ptr<grpc::Service> v1_service;
@@ -451,8 +449,7 @@ struct NodeServer::Impl {
   int open_streams = 0;
   std::string last_error;
 
-  int stop_pipe[2] = {-1, -1};
-  std::thread control;
+  std::unique_ptr<DirWatcher> watcher;
 };
 
 namespace {
@@ -623,57 +620,21 @@ void NodeServer::Impl::Reconcile() {
   ++socket_recreations;
 }
 
-void NodeServer::Impl::ControlLoop() {
-  constexpr uint32_t kMask =
-      IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF;
-  int fd = -1;
-  bool warned = false;
-  while (true) {
-    if (fd < 0) {
-      // The directory itself may be gone (some kubelet setups wipe it): make it, then watch it.
-      if (Status st = MakeDirs(registry_dir); !st.ok() && !warned) {
-        HA_LOG(kWarn, "cannot create the registry directory").kv("error", st.message());
-      }
-      fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-      if (fd >= 0 && ::inotify_add_watch(fd, registry_dir.c_str(), kMask) < 0) {
-        ::close(fd);
-        fd = -1;
-      }
-      if (fd < 0 && !warned) {
-        HA_LOG(kWarn, "inotify unavailable; checking the registration socket by polling")
-            .kv("dir", registry_dir)
-            .kv("error", ErrnoMessage(errno))
-            .kv("poll_ms", options.poll_interval.count());
-      }
-      warned = fd < 0;
-      Reconcile();  // anything may have happened while no watch was in place
+std::unique_ptr<DirWatcher> NodeServer::Impl::MakeWatcher() {
+  DirWatcherOptions w;
+  w.dir = registry_dir;
+  w.interval = options.poll_interval;
+  w.periodic = true;      // the DRA socket lives elsewhere: only polling sees it go
+  w.notify_first = true;  // a socket may have gone before the watch was in place
+  // The directory itself may be gone (some kubelet setups wipe it): make it, then watch it.
+  w.before_watch = [this, last = std::string()]() mutable {
+    const Status st = MakeDirs(registry_dir);
+    if (!st.ok() && st.message() != last) {
+      HA_LOG(kWarn, "cannot create the registry directory").kv("error", st.message());
     }
-    pollfd fds[2] = {{stop_pipe[0], POLLIN, 0}, {fd, POLLIN, 0}};
-    const int n = ::poll(fds, fd >= 0 ? 2 : 1, static_cast<int>(options.poll_interval.count()));
-    if (n < 0 && errno != EINTR) break;
-    if (fds[0].revents != 0) break;
-    if (fd >= 0 && fds[1].revents != 0) {
-      alignas(inotify_event) char buf[4096];
-      bool lost = false;
-      while (true) {
-        const ssize_t len = ::read(fd, buf, sizeof buf);
-        if (len <= 0) break;
-        for (ssize_t off = 0; off < len;) {
-          inotify_event ev{};
-          std::memcpy(&ev, buf + off, sizeof ev);
-          if (ev.mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW)) lost = true;
-          off += static_cast<ssize_t>(sizeof(inotify_event) + ev.len);
-        }
-      }
-      if (lost) {
-        ::close(fd);
-        fd = -1;
-        continue;
-      }
-    }
-    Reconcile();
-  }
-  if (fd >= 0) ::close(fd);
+    last = st.ok() ? std::string() : st.message();
+  };
+  return std::make_unique<DirWatcher>(std::move(w), [this] { Reconcile(); });
 }
 
 NodeServer::NodeServer(NodeServerOptions options, ClaimPreparer& preparer, HealthSource& health,
@@ -708,15 +669,14 @@ Status NodeServer::Start() {
     d.stopped = true;
     return st;
   }
-  if (::pipe2(d.stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-    const std::string why = ErrnoMessage(errno);
+  d.watcher = d.MakeWatcher();
+  if (Status st = d.watcher->Start(); !st.ok()) {
     d.StopRegistration();
     d.StopDra(std::chrono::milliseconds(0));
     std::lock_guard lock(d.mu);
     d.stopped = true;
-    return Unavailable("cannot create a pipe: " + why);
+    return st;
   }
-  d.control = std::thread([&d] { d.ControlLoop(); });
   return Status::Ok();
 }
 
@@ -727,15 +687,7 @@ void NodeServer::Stop() {
     if (!d.started || d.stopped) return;
     d.stopped = true;
   }
-  if (d.control.joinable()) {
-    char b = 1;
-    [[maybe_unused]] const ssize_t n = ::write(d.stop_pipe[1], &b, 1);
-    d.control.join();
-  }
-  for (int& fd : d.stop_pipe) {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-  }
+  if (d.watcher) d.watcher->Stop();
   // Registration socket first: the kubelet stops routing new claims to us before the DRA socket goes.
   d.StopRegistration();
   {
