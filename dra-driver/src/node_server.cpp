@@ -206,13 +206,54 @@ struct NodeServer::Impl {
 
   template <class Request, class Response>
   grpc::Status Prepare(const char* version, const Request& req, Response* resp) {
+    static constexpr Rpc kRpc{"prepare", "NodePrepareResources", "claim not prepared"};
+    return Handle(
+        kRpc, version, req, resp,
+        [this](const std::vector<ClaimRef>& claims) { return preparer.Prepare(claims); },
+        [](const ClaimPrepareResult& result, auto* entry) {
+          if (!result.error.empty()) {
+            entry->set_error(result.error);
+            return;
+          }
+          for (const PreparedDevice& d : result.devices) {
+            auto* dev = entry->add_devices();
+            for (const auto& r : d.request_names) dev->add_request_names(r);
+            dev->set_pool_name(d.pool_name);
+            dev->set_device_name(d.device_name);
+            for (const auto& id : d.cdi_device_ids) dev->add_cdi_device_ids(id);
+          }
+        });
+  }
+
+  template <class Request, class Response>
+  grpc::Status Unprepare(const char* version, const Request& req, Response* resp) {
+    static constexpr Rpc kRpc{"unprepare", "NodeUnprepareResources", "claim not unprepared"};
+    return Handle(
+        kRpc, version, req, resp,
+        [this](const std::vector<ClaimRef>& claims) { return preparer.Unprepare(claims); },
+        [](const std::string& error, auto* entry) { entry->set_error(error); });
+  }
+
+  // Names of one kubelet call in metrics and logs.
+  struct Rpc {
+    const char* method;   // the "method" label
+    const char* name;     // the gRPC method, in the debug line
+    const char* failure;  // the warning for a claim that failed
+  };
+
+  // What both calls do around the preparer: claims without a complete identity get an error
+  // without reaching it, every valid claim gets `call`'s result (through `fill`) or an error when
+  // it has none, and each claim and the call's duration are counted.
+  template <class Request, class Response, class Call, class Fill>
+  grpc::Status Handle(const Rpc& rpc, const char* version, const Request& req, Response* resp, Call call,
+                      Fill fill) {
     const auto t0 = Clock::now();
-    m.requests.Inc({"prepare", version});
+    m.requests.Inc({rpc.method, version});
     std::vector<ClaimRef> valid;
     std::map<std::string, std::string> invalid;
     Split(req, &valid, &invalid);
-    std::map<std::string, ClaimPrepareResult> results;
-    if (!valid.empty()) results = preparer.Prepare(valid);
+    decltype(call(valid)) results;
+    if (!valid.empty()) results = call(valid);
     auto& out = *resp->mutable_claims();
     for (const auto& [uid, why] : invalid) out[uid].set_error(why);
     for (const ClaimRef& c : valid) {
@@ -220,67 +261,25 @@ struct NodeServer::Impl {
       auto it = results.find(c.uid);
       if (it == results.end()) {
         entry.set_error("the driver returned no result for claim " + c.ns + "/" + c.name);
-      } else if (!it->second.error.empty()) {
-        entry.set_error(it->second.error);
       } else {
-        for (const PreparedDevice& d : it->second.devices) {
-          auto* dev = entry.add_devices();
-          for (const auto& r : d.request_names) dev->add_request_names(r);
-          dev->set_pool_name(d.pool_name);
-          dev->set_device_name(d.device_name);
-          for (const auto& id : d.cdi_device_ids) dev->add_cdi_device_ids(id);
-        }
+        fill(it->second, &entry);
       }
     }
     int failed = 0;
     for (const auto& [uid, entry] : out) {
       const bool ok = entry.error().empty();
-      m.claims.Inc({"prepare", ok ? "ok" : "error"});
+      m.claims.Inc({rpc.method, ok ? "ok" : "error"});
       if (!ok) {
         ++failed;
-        HA_LOG(kWarn, "claim not prepared").kv("claim_uid", uid).kv("error", entry.error());
+        HA_LOG(kWarn, rpc.failure).kv("claim_uid", uid).kv("error", entry.error());
       }
     }
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    m.seconds.Observe({"prepare"}, secs);
-    HA_LOG(kDebug, "NodePrepareResources")
+    m.seconds.Observe({rpc.method}, secs);
+    HA_LOG(kDebug, rpc.name)
         .kv("version", version)
         .kv("claims", out.size())
         .kv("failed", failed)
-        .kv("ms", secs * 1e3);
-    return grpc::Status::OK;
-  }
-
-  template <class Request, class Response>
-  grpc::Status Unprepare(const char* version, const Request& req, Response* resp) {
-    const auto t0 = Clock::now();
-    m.requests.Inc({"unprepare", version});
-    std::vector<ClaimRef> valid;
-    std::map<std::string, std::string> invalid;
-    Split(req, &valid, &invalid);
-    std::map<std::string, std::string> results;
-    if (!valid.empty()) results = preparer.Unprepare(valid);
-    auto& out = *resp->mutable_claims();
-    for (const auto& [uid, why] : invalid) out[uid].set_error(why);
-    for (const ClaimRef& c : valid) {
-      auto& entry = out[c.uid];
-      auto it = results.find(c.uid);
-      if (it == results.end()) {
-        entry.set_error("the driver returned no result for claim " + c.ns + "/" + c.name);
-      } else {
-        entry.set_error(it->second);
-      }
-    }
-    for (const auto& [uid, entry] : out) {
-      const bool ok = entry.error().empty();
-      m.claims.Inc({"unprepare", ok ? "ok" : "error"});
-      if (!ok) HA_LOG(kWarn, "claim not unprepared").kv("claim_uid", uid).kv("error", entry.error());
-    }
-    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    m.seconds.Observe({"unprepare"}, secs);
-    HA_LOG(kDebug, "NodeUnprepareResources")
-        .kv("version", version)
-        .kv("claims", out.size())
         .kv("ms", secs * 1e3);
     return grpc::Status::OK;
   }
