@@ -204,7 +204,11 @@ TEST_F(NodeServerTest, ARejectedRegistrationIsLoggedCountedAndUnhealthy) {
   opts.known_services = {"v2.DRAPlugin"};
   FakeKubelet kubelet(opts);
   ASSERT_TRUE(kubelet.Start().ok());
-  WaitUntil([&] { return server.GetStatus().registration_errors != 0; });
+  // The counter is incremented just after the status: wait for both.
+  WaitUntil([&] {
+    return server.GetStatus().registration_errors != 0 &&
+           MetricValue(registry, "hyperaccel_dra_registrations_total{result=\"error\"}") >= 1;
+  });
   const NodeServerStatus st = server.GetStatus();
   EXPECT_EQ(st.registration_errors, 1);
   EXPECT_FALSE(st.registered);
@@ -371,8 +375,10 @@ TEST_F(NodeServerTest, ADeletedRegistrationSocketIsCreatedAgain) {
   EXPECT_TRUE(fs::exists(server.registration_socket()));
   EXPECT_GE(server.GetStatus().socket_recreations, 1);
 
-  // A kubelet that wipes the whole registry directory.
-  fs::remove_all(dir.path() + "/plugins_registry");
+  // A kubelet that wipes the whole registry directory. Moved away first: the server makes its
+  // socket again as soon as it sees it go, which would race a recursive removal in place.
+  fs::rename(dir.path() + "/plugins_registry", dir.path() + "/plugins_registry.wiped");
+  fs::remove_all(dir.path() + "/plugins_registry.wiped");
   ASSERT_TRUE(kubelet.WaitRegistered(kDriver, 3, kWait).has_value());
   EXPECT_TRUE(fs::exists(server.registration_socket()));
   auto r = kubelet.Prepare(kDriver, {{"ns", "a", "uid-a"}});
