@@ -10,11 +10,12 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <memory>
+#include <utility>
 #include <vector>
 
+#include "../latency_counters.h"
 #include "fake_backends.h"
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/dra_driver/node_server.h"
@@ -39,32 +40,29 @@ struct Dir {
   fs::path path;
 };
 
-void Report(benchmark::State& state, std::vector<double> us) {
-  if (us.empty()) return;
-  std::sort(us.begin(), us.end());
-  auto at = [&](double q) {
-    return us[std::min(us.size() - 1, static_cast<size_t>(q * static_cast<double>(us.size())))];
-  };
-  state.counters["p50_us"] = at(0.50);
-  state.counters["p99_us"] = at(0.99);
-  state.counters["max_us"] = us.back();
-}
-
-void BM_RegistrationAfterRestart(benchmark::State& state) {
-  hyperaccel::log::SetLevel(hyperaccel::log::Level::kWarn);
+// A NodeServer's options and fake back ends, and the fake kubelet's options, in a fresh kubelet
+// directory.
+struct Rig {
+  Rig() {
+    hyperaccel::log::SetLevel(hyperaccel::log::Level::kWarn);
+    server.kubelet_dir = dir.path.string();
+    kubelet.registry_dir = (dir.path / "plugins_registry").string();
+  }
   Dir dir;
   dra::testing::FakePreparer preparer;
   dra::testing::FakeHealth health;
-  dra::NodeServerOptions o;
-  o.kubelet_dir = dir.path.string();
-  hyperaccel::kubelet_dra::Options ko;
-  ko.registry_dir = (dir.path / "plugins_registry").string();
-  hyperaccel::kubelet_dra::FakeKubelet kubelet(ko);
+  dra::NodeServerOptions server;
+  hyperaccel::kubelet_dra::Options kubelet;
+};
+
+void BM_RegistrationAfterRestart(benchmark::State& state) {
+  Rig rig;
+  hyperaccel::kubelet_dra::FakeKubelet kubelet(rig.kubelet);
   if (!kubelet.Start().ok()) {
     state.SkipWithError("fake kubelet");
     return;
   }
-  auto server = std::make_unique<dra::NodeServer>(o, preparer, health);
+  auto server = std::make_unique<dra::NodeServer>(rig.server, rig.preparer, rig.health);
   if (!server->Start().ok() || !kubelet.WaitRegistered(dra::kDriverName, 1, std::chrono::seconds(10))) {
     state.SkipWithError("first registration");
     return;
@@ -74,7 +72,7 @@ void BM_RegistrationAfterRestart(benchmark::State& state) {
   for (auto _ : state) {
     const auto t0 = Clock::now();
     server->Stop();
-    server = std::make_unique<dra::NodeServer>(o, preparer, health);
+    server = std::make_unique<dra::NodeServer>(rig.server, rig.preparer, rig.health);
     if (!server->Start().ok()) {
       state.SkipWithError("restart");
       return;
@@ -88,21 +86,14 @@ void BM_RegistrationAfterRestart(benchmark::State& state) {
     state.SetIterationTime(took / 1e6);
     us.push_back(took);
   }
-  Report(state, us);
+  hyperaccel::bench::ReportLatency(state, std::move(us));
 }
 BENCHMARK(BM_RegistrationAfterRestart)->Iterations(50)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 void BM_PrepareRoundTrip(benchmark::State& state) {
-  hyperaccel::log::SetLevel(hyperaccel::log::Level::kWarn);
-  Dir dir;
-  dra::testing::FakePreparer preparer;
-  dra::testing::FakeHealth health;
-  dra::NodeServerOptions o;
-  o.kubelet_dir = dir.path.string();
-  dra::NodeServer server(o, preparer, health);
-  hyperaccel::kubelet_dra::Options ko;
-  ko.registry_dir = (dir.path / "plugins_registry").string();
-  hyperaccel::kubelet_dra::FakeKubelet kubelet(ko);
+  Rig rig;
+  dra::NodeServer server(rig.server, rig.preparer, rig.health);
+  hyperaccel::kubelet_dra::FakeKubelet kubelet(rig.kubelet);
   if (!server.Start().ok() || !kubelet.Start().ok() ||
       !kubelet.WaitRegistered(dra::kDriverName, 1, std::chrono::seconds(10))) {
     state.SkipWithError("registration");
@@ -124,7 +115,7 @@ void BM_PrepareRoundTrip(benchmark::State& state) {
     state.SetIterationTime(took / 1e6);
     us.push_back(took);
   }
-  Report(state, us);
+  hyperaccel::bench::ReportLatency(state, std::move(us));
 }
 BENCHMARK(BM_PrepareRoundTrip)
     ->Arg(1)

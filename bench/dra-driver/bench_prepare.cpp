@@ -10,10 +10,12 @@
 #include <benchmark/benchmark.h>
 #include <stdlib.h>
 
-#include <algorithm>
 #include <filesystem>
+#include <utility>
 #include <vector>
 
+#include "../latency_counters.h"
+#include "../ring_links.h"
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/dra_driver/claim_preparer.h"
 #include "hyperaccel/kube/client.h"
@@ -40,13 +42,7 @@ hw::Inventory Ring8() {
     c.numa_node = i % 2;
     inv.cards.push_back(c);
   }
-  for (int i = 0; i < 8; ++i) {
-    hw::Link l;
-    l.a = {"", inv.cards[static_cast<size_t>(i)].serial, 1};
-    l.b = {"", inv.cards[static_cast<size_t>((i + 1) % 8)].serial, 0};
-    l.state = hw::LinkState::kUp;
-    inv.links.push_back(l);
-  }
+  hyperaccel::bench::LinkCardsInRing(inv);
   return inv;
 }
 
@@ -110,17 +106,6 @@ struct Fixture {
   Fixture& operator=(const Fixture&) = delete;
 };
 
-void Percentiles(benchmark::State& state, std::vector<double>& us) {
-  if (us.empty()) return;
-  std::sort(us.begin(), us.end());
-  auto at = [&](double q) {
-    return us[std::min(us.size() - 1, static_cast<size_t>(q * static_cast<double>(us.size())))];
-  };
-  state.counters["p50_us"] = at(0.50);
-  state.counters["p99_us"] = at(0.99);
-  state.counters["max_us"] = us.back();
-}
-
 void BM_Prepare8CardArc(benchmark::State& state) {
   Fixture f(state.range(0) != 0);
   if (!f.ok) {
@@ -144,7 +129,7 @@ void BM_Prepare8CardArc(benchmark::State& state) {
       return;
     }
   }
-  Percentiles(state, us);
+  hyperaccel::bench::ReportLatency(state, std::move(us));
 }
 BENCHMARK(BM_Prepare8CardArc)
     ->Arg(0)
@@ -169,7 +154,7 @@ void BM_PrepareRepeat(benchmark::State& state) {
     us.push_back(secs * 1e6);
     benchmark::DoNotOptimize(r);
   }
-  Percentiles(state, us);
+  hyperaccel::bench::ReportLatency(state, std::move(us));
 }
 BENCHMARK(BM_PrepareRepeat)->UseManualTime()->Iterations(2000)->Unit(benchmark::kMicrosecond);
 
@@ -196,7 +181,7 @@ void BM_DurableWrite(benchmark::State& state) {
   }
   std::error_code ec;
   std::filesystem::remove_all(tmpl, ec);
-  Percentiles(state, us);
+  hyperaccel::bench::ReportLatency(state, std::move(us));
 }
 BENCHMARK(BM_DurableWrite)->UseManualTime()->Iterations(300)->Unit(benchmark::kMicrosecond);
 

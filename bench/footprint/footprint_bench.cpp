@@ -375,19 +375,7 @@ bool Setup::DriveBridge(int port, std::string& error) {
   }
   // A 100-node session, then the calls Volcano makes per task.
   syn::Cluster cluster = syn::MakeCluster(100, 4);
-  syn::JobSpec job;
-  job.uid = "ml-team/llm";
-  job.min_available = 2;
-  job.require_linked = true;
-  for (int t = 0; t < 2; ++t) {
-    syn::TaskSpec task;
-    task.uid = "llm-uid-" + std::to_string(t);
-    task.job = job.uid;
-    task.name = "llm-" + std::to_string(t);
-    task.cards = 4;
-    task.require_linked = true;
-    job.tasks.push_back(task);
-  }
+  const syn::JobSpec job = syn::LinkedGang("ml-team/llm", 2, 4, "llm-uid-", "llm-");
   std::vector<syn::JobSpec> jobs = cluster.jobs;
   jobs.push_back(job);
   auto post = [&](const std::string& verb, const std::string& body) {

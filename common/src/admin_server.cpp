@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "hyperaccel/common/log.h"
+#include "hyperaccel/common/tcp_listener.h"
 
 namespace hyperaccel {
 
@@ -45,11 +46,8 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
-using Clock = std::chrono::steady_clock;
 
 constexpr int kListenBacklog = 256;
-// Dropped connections are logged at most this often (an attack must not flood the log).
-constexpr auto kDropLogInterval = std::chrono::seconds(10);
 
 }  // namespace
 
@@ -60,17 +58,8 @@ class AdminServer::Impl {
       : owner_(owner), limits_(limits), acceptor_(io_), retry_(io_) {}
 
   Status Listen(const std::string& host, int port) {
-    beast::error_code ec;
-    tcp::resolver resolver(io_);
-    auto found = resolver.resolve(host, std::to_string(port), tcp::resolver::passive, ec);
-    if (ec || found.empty()) return Unavailable("cannot resolve listen host '" + host + "': " + ec.message());
-    const tcp::endpoint endpoint = found.begin()->endpoint();
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(kListenBacklog, ec);
-    if (ec) return Unavailable(ec.message());
-    return Status::Ok();
+    auto bound = net::ListenTcp(acceptor_, host, port, kListenBacklog);
+    return bound.ok() ? Status::Ok() : bound.status();
   }
 
   int port() const { return acceptor_.local_endpoint().port(); }
@@ -193,12 +182,7 @@ class AdminServer::Impl {
     acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
       if (ec) {
-        // Out of file descriptors and the like: try again shortly rather than spin.
-        HA_LOG(kWarn, "admin endpoint: accept failed").kv("error", ec.message());
-        retry_.expires_after(std::chrono::milliseconds(100));
-        retry_.async_wait([this](beast::error_code wait) {
-          if (!wait) Accept();
-        });
+        net::RetryAcceptLater(retry_, ec, "admin endpoint: accept failed", [this] { Accept(); });
         return;
       }
       beast::error_code peer_ec;
@@ -234,15 +218,11 @@ class AdminServer::Impl {
         break;
       }
     }
-    ++dropped_;
-    const auto now = Clock::now();
-    if (now - last_drop_log_ >= kDropLogInterval) {
+    if (const uint64_t closed = drops_.Add(); closed > 0) {
       HA_LOG(kWarn, "admin endpoint: closed the oldest connections of clients over a limit")
           .kv("reason", why)
           .kv("client", peer.to_string())
-          .kv("closed", dropped_);
-      dropped_ = 0;
-      last_drop_log_ = now;
+          .kv("closed", closed);
     }
   }
 
@@ -258,8 +238,8 @@ class AdminServer::Impl {
   // event loop: handlers still queued when it is destroyed own connections, which then Forget().
   std::list<std::shared_ptr<Connection>> open_;
   std::map<asio::ip::address, size_t> per_peer_;
-  uint64_t dropped_ = 0;
-  Clock::time_point last_drop_log_{};
+  // Connections closed over a limit: logged at most every 10 s (an attack must not flood the log).
+  net::ThrottledCount drops_;
   asio::io_context io_{1};
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
   tcp::acceptor acceptor_;

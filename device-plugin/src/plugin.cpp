@@ -12,7 +12,8 @@
 #include <mutex>
 #include <thread>
 
-#include "dir_watcher.h"
+#include "hyperaccel/common/dir_watcher.h"
+#include "hyperaccel/common/files.h"
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/common/status.h"
 #include "instance_lock.h"
@@ -23,6 +24,8 @@ namespace hyperaccel::device_plugin {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using files::FileId;
+using files::StatFile;
 
 std::string JoinPath(const std::string& dir, const std::string& name) {
   return (std::filesystem::path(dir) / name).string();
@@ -560,8 +563,15 @@ Status Plugin::Start() {
     std::lock_guard inv_lock(d.inventory_mu);
     d.WriteCdi();  // an empty spec now; filled in before any card is advertised
   }
-  d.watcher = std::make_unique<DirWatcher>(d.options.kubelet_dir, [&d] { d.Wake(true); });
-  d.watcher->Start();
+  // Wakes the registration loop when a socket in the device-plugin directory comes or goes
+  // (kubelet.sock created, ours deleted); the loop also polls stat(), so this only makes it faster.
+  DirWatcherOptions watch;
+  watch.dir = d.options.kubelet_dir;
+  watch.suffix = ".sock";
+  d.watcher = std::make_unique<DirWatcher>(std::move(watch), [&d] { d.Wake(true); });
+  if (Status st = d.watcher->Start(); !st.ok()) {
+    HA_LOG(kWarn, "no directory watcher; relying on polling").kv("error", st.message());
+  }
   d.control = std::thread([&d] { d.ControlLoop(); });
   if (Status st = d.source->Start([&d](const hw::Inventory& inv) { d.OnInventory(inv); }); !st.ok()) {
     Stop();

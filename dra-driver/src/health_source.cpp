@@ -36,22 +36,24 @@ void Judge(const hw::Inventory& inv, const PoolDevice& d, DeviceHealth* out) {
 }  // namespace
 
 InventoryHealthSource::InventoryHealthSource(SliceOptions options, Clock now)
-    : options_(std::move(options)), now_(now ? std::move(now) : Clock(UnixNow)) {}
+    : now_(now ? std::move(now) : Clock(UnixNow)), options_(std::move(options)) {}
 
-void InventoryHealthSource::SetInventory(const hw::Inventory& inventory, const SliceOptions& options) {
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    options_ = options;
-  }
-  SetInventory(inventory);
+void InventoryHealthSource::SetOptions(const SliceOptions& options) {
+  std::lock_guard<std::mutex> update(update_mu_);
+  if (options == options_) return;
+  options_ = options;
+  if (inventory_) Update();
 }
 
 void InventoryHealthSource::SetInventory(const hw::Inventory& inventory) {
-  SliceOptions options;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    options = options_;
-  }
+  std::lock_guard<std::mutex> update(update_mu_);
+  inventory_ = inventory;
+  Update();
+}
+
+void InventoryHealthSource::Update() {
+  const hw::Inventory& inventory = *inventory_;
+  const SliceOptions& options = options_;
   std::vector<PoolDevice> pool;
   if (auto devices = PoolDevices(inventory, options); devices.ok()) {
     pool = std::move(devices).value();
@@ -70,7 +72,7 @@ void InventoryHealthSource::SetInventory(const hw::Inventory& inventory) {
   bool changed = pool.size() != devices_.size();
   for (const auto& d : pool) {
     DeviceHealth h;
-    h.pool_name = options_.node_name;
+    h.pool_name = options.node_name;
     h.device_name = d.name;
     Judge(inventory, d, &h);
     auto it = old.find(d.name);

@@ -44,9 +44,12 @@ Result<KubeletPlugin> MakeKubeletPlugin(const KubeletPluginContext& context) {
   InventoryHealthSource* health_ptr = health.get();
   CdiClaimPreparer* preparer_ptr = preparer.get();
   plugin.on_inventory = [health_ptr](const hw::Inventory& inventory) { health_ptr->SetInventory(inventory); };
+  // Health follows every rescan (on_inventory), whether or not the API server takes the slices;
+  // a publish only brings the slice options, which change the device list once (the features
+  // learnt from the server), not at every resync.
   plugin.on_published = [health_ptr, pool](const hw::Inventory& inventory, const SliceOptions& options) {
     pool->Set(inventory, options);
-    health_ptr->SetInventory(inventory, options);
+    health_ptr->SetOptions(options);
   };
   plugin.maintain = [preparer_ptr] {
     auto cleaned = preparer_ptr->Cleanup();

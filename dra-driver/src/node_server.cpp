@@ -1,10 +1,7 @@
 #include "hyperaccel/dra_driver/node_server.h"
 
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/resource_quota.h>
-#include <poll.h>
-#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,12 +14,12 @@
 #include <filesystem>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <utility>
 
 #include "dra_health_v1alpha1.grpc.pb.h"
 #include "dra_v1.grpc.pb.h"
 #include "dra_v1beta1.grpc.pb.h"
+#include "hyperaccel/common/dir_watcher.h"
 #include "hyperaccel/common/files.h"
 #include "hyperaccel/common/log.h"
 #include "pluginregistration.grpc.pb.h"
@@ -209,13 +206,54 @@ struct NodeServer::Impl {
 
   template <class Request, class Response>
   grpc::Status Prepare(const char* version, const Request& req, Response* resp) {
+    static constexpr Rpc kRpc{"prepare", "NodePrepareResources", "claim not prepared"};
+    return Handle(
+        kRpc, version, req, resp,
+        [this](const std::vector<ClaimRef>& claims) { return preparer.Prepare(claims); },
+        [](const ClaimPrepareResult& result, auto* entry) {
+          if (!result.error.empty()) {
+            entry->set_error(result.error);
+            return;
+          }
+          for (const PreparedDevice& d : result.devices) {
+            auto* dev = entry->add_devices();
+            for (const auto& r : d.request_names) dev->add_request_names(r);
+            dev->set_pool_name(d.pool_name);
+            dev->set_device_name(d.device_name);
+            for (const auto& id : d.cdi_device_ids) dev->add_cdi_device_ids(id);
+          }
+        });
+  }
+
+  template <class Request, class Response>
+  grpc::Status Unprepare(const char* version, const Request& req, Response* resp) {
+    static constexpr Rpc kRpc{"unprepare", "NodeUnprepareResources", "claim not unprepared"};
+    return Handle(
+        kRpc, version, req, resp,
+        [this](const std::vector<ClaimRef>& claims) { return preparer.Unprepare(claims); },
+        [](const std::string& error, auto* entry) { entry->set_error(error); });
+  }
+
+  // Names of one kubelet call in metrics and logs.
+  struct Rpc {
+    const char* method;   // the "method" label
+    const char* name;     // the gRPC method, in the debug line
+    const char* failure;  // the warning for a claim that failed
+  };
+
+  // What both calls do around the preparer: claims without a complete identity get an error
+  // without reaching it, every valid claim gets `call`'s result (through `fill`) or an error when
+  // it has none, and each claim and the call's duration are counted.
+  template <class Request, class Response, class Call, class Fill>
+  grpc::Status Handle(const Rpc& rpc, const char* version, const Request& req, Response* resp, Call call,
+                      Fill fill) {
     const auto t0 = Clock::now();
-    m.requests.Inc({"prepare", version});
+    m.requests.Inc({rpc.method, version});
     std::vector<ClaimRef> valid;
     std::map<std::string, std::string> invalid;
     Split(req, &valid, &invalid);
-    std::map<std::string, ClaimPrepareResult> results;
-    if (!valid.empty()) results = preparer.Prepare(valid);
+    decltype(call(valid)) results;
+    if (!valid.empty()) results = call(valid);
     auto& out = *resp->mutable_claims();
     for (const auto& [uid, why] : invalid) out[uid].set_error(why);
     for (const ClaimRef& c : valid) {
@@ -223,67 +261,25 @@ struct NodeServer::Impl {
       auto it = results.find(c.uid);
       if (it == results.end()) {
         entry.set_error("the driver returned no result for claim " + c.ns + "/" + c.name);
-      } else if (!it->second.error.empty()) {
-        entry.set_error(it->second.error);
       } else {
-        for (const PreparedDevice& d : it->second.devices) {
-          auto* dev = entry.add_devices();
-          for (const auto& r : d.request_names) dev->add_request_names(r);
-          dev->set_pool_name(d.pool_name);
-          dev->set_device_name(d.device_name);
-          for (const auto& id : d.cdi_device_ids) dev->add_cdi_device_ids(id);
-        }
+        fill(it->second, &entry);
       }
     }
     int failed = 0;
     for (const auto& [uid, entry] : out) {
       const bool ok = entry.error().empty();
-      m.claims.Inc({"prepare", ok ? "ok" : "error"});
+      m.claims.Inc({rpc.method, ok ? "ok" : "error"});
       if (!ok) {
         ++failed;
-        HA_LOG(kWarn, "claim not prepared").kv("claim_uid", uid).kv("error", entry.error());
+        HA_LOG(kWarn, rpc.failure).kv("claim_uid", uid).kv("error", entry.error());
       }
     }
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    m.seconds.Observe({"prepare"}, secs);
-    HA_LOG(kDebug, "NodePrepareResources")
+    m.seconds.Observe({rpc.method}, secs);
+    HA_LOG(kDebug, rpc.name)
         .kv("version", version)
         .kv("claims", out.size())
         .kv("failed", failed)
-        .kv("ms", secs * 1e3);
-    return grpc::Status::OK;
-  }
-
-  template <class Request, class Response>
-  grpc::Status Unprepare(const char* version, const Request& req, Response* resp) {
-    const auto t0 = Clock::now();
-    m.requests.Inc({"unprepare", version});
-    std::vector<ClaimRef> valid;
-    std::map<std::string, std::string> invalid;
-    Split(req, &valid, &invalid);
-    std::map<std::string, std::string> results;
-    if (!valid.empty()) results = preparer.Unprepare(valid);
-    auto& out = *resp->mutable_claims();
-    for (const auto& [uid, why] : invalid) out[uid].set_error(why);
-    for (const ClaimRef& c : valid) {
-      auto& entry = out[c.uid];
-      auto it = results.find(c.uid);
-      if (it == results.end()) {
-        entry.set_error("the driver returned no result for claim " + c.ns + "/" + c.name);
-      } else {
-        entry.set_error(it->second);
-      }
-    }
-    for (const auto& [uid, entry] : out) {
-      const bool ok = entry.error().empty();
-      m.claims.Inc({"unprepare", ok ? "ok" : "error"});
-      if (!ok) HA_LOG(kWarn, "claim not unprepared").kv("claim_uid", uid).kv("error", entry.error());
-    }
-    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    m.seconds.Observe({"unprepare"}, secs);
-    HA_LOG(kDebug, "NodeUnprepareResources")
-        .kv("version", version)
-        .kv("claims", out.size())
         .kv("ms", secs * 1e3);
     return grpc::Status::OK;
   }
@@ -424,7 +420,8 @@ struct NodeServer::Impl {
   Status ServeRegistration();
   void StopRegistration();
   void StopDra(std::chrono::milliseconds grace);
-  void ControlLoop();
+  // Runs Reconcile on its thread whenever the registry directory changes, and every poll interval.
+  std::unique_ptr<DirWatcher> MakeWatcher();
   void Reconcile();
 
   std::unique_ptr<grpc::Service> v1_service;
@@ -451,8 +448,7 @@ struct NodeServer::Impl {
   int open_streams = 0;
   std::string last_error;
 
-  int stop_pipe[2] = {-1, -1};
-  std::thread control;
+  std::unique_ptr<DirWatcher> watcher;
 };
 
 namespace {
@@ -623,57 +619,21 @@ void NodeServer::Impl::Reconcile() {
   ++socket_recreations;
 }
 
-void NodeServer::Impl::ControlLoop() {
-  constexpr uint32_t kMask =
-      IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF;
-  int fd = -1;
-  bool warned = false;
-  while (true) {
-    if (fd < 0) {
-      // The directory itself may be gone (some kubelet setups wipe it): make it, then watch it.
-      if (Status st = MakeDirs(registry_dir); !st.ok() && !warned) {
-        HA_LOG(kWarn, "cannot create the registry directory").kv("error", st.message());
-      }
-      fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-      if (fd >= 0 && ::inotify_add_watch(fd, registry_dir.c_str(), kMask) < 0) {
-        ::close(fd);
-        fd = -1;
-      }
-      if (fd < 0 && !warned) {
-        HA_LOG(kWarn, "inotify unavailable; checking the registration socket by polling")
-            .kv("dir", registry_dir)
-            .kv("error", ErrnoMessage(errno))
-            .kv("poll_ms", options.poll_interval.count());
-      }
-      warned = fd < 0;
-      Reconcile();  // anything may have happened while no watch was in place
+std::unique_ptr<DirWatcher> NodeServer::Impl::MakeWatcher() {
+  DirWatcherOptions w;
+  w.dir = registry_dir;
+  w.interval = options.poll_interval;
+  w.periodic = true;      // the DRA socket lives elsewhere: only polling sees it go
+  w.notify_first = true;  // a socket may have gone before the watch was in place
+  // The directory itself may be gone (some kubelet setups wipe it): make it, then watch it.
+  w.before_watch = [this, last = std::string()]() mutable {
+    const Status st = MakeDirs(registry_dir);
+    if (!st.ok() && st.message() != last) {
+      HA_LOG(kWarn, "cannot create the registry directory").kv("error", st.message());
     }
-    pollfd fds[2] = {{stop_pipe[0], POLLIN, 0}, {fd, POLLIN, 0}};
-    const int n = ::poll(fds, fd >= 0 ? 2 : 1, static_cast<int>(options.poll_interval.count()));
-    if (n < 0 && errno != EINTR) break;
-    if (fds[0].revents != 0) break;
-    if (fd >= 0 && fds[1].revents != 0) {
-      alignas(inotify_event) char buf[4096];
-      bool lost = false;
-      while (true) {
-        const ssize_t len = ::read(fd, buf, sizeof buf);
-        if (len <= 0) break;
-        for (ssize_t off = 0; off < len;) {
-          inotify_event ev{};
-          std::memcpy(&ev, buf + off, sizeof ev);
-          if (ev.mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW)) lost = true;
-          off += static_cast<ssize_t>(sizeof(inotify_event) + ev.len);
-        }
-      }
-      if (lost) {
-        ::close(fd);
-        fd = -1;
-        continue;
-      }
-    }
-    Reconcile();
-  }
-  if (fd >= 0) ::close(fd);
+    last = st.ok() ? std::string() : st.message();
+  };
+  return std::make_unique<DirWatcher>(std::move(w), [this] { Reconcile(); });
 }
 
 NodeServer::NodeServer(NodeServerOptions options, ClaimPreparer& preparer, HealthSource& health,
@@ -708,15 +668,14 @@ Status NodeServer::Start() {
     d.stopped = true;
     return st;
   }
-  if (::pipe2(d.stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-    const std::string why = ErrnoMessage(errno);
+  d.watcher = d.MakeWatcher();
+  if (Status st = d.watcher->Start(); !st.ok()) {
     d.StopRegistration();
     d.StopDra(std::chrono::milliseconds(0));
     std::lock_guard lock(d.mu);
     d.stopped = true;
-    return Unavailable("cannot create a pipe: " + why);
+    return st;
   }
-  d.control = std::thread([&d] { d.ControlLoop(); });
   return Status::Ok();
 }
 
@@ -727,15 +686,7 @@ void NodeServer::Stop() {
     if (!d.started || d.stopped) return;
     d.stopped = true;
   }
-  if (d.control.joinable()) {
-    char b = 1;
-    [[maybe_unused]] const ssize_t n = ::write(d.stop_pipe[1], &b, 1);
-    d.control.join();
-  }
-  for (int& fd : d.stop_pipe) {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-  }
+  if (d.watcher) d.watcher->Stop();
   // Registration socket first: the kubelet stops routing new claims to us before the DRA socket goes.
   d.StopRegistration();
   {

@@ -93,6 +93,51 @@ TEST(InventoryHealthSource, AVanishedCardLeavesTheList) {
   EXPECT_NE(Find(before, "card-2"), nullptr);
 }
 
+TEST(InventoryHealthSource, NewOptionsListTheLastInventoryAgainAndSameOptionsDoNothing) {
+  int clock_reads = 0;
+  InventoryHealthSource src(Options(), [&] {
+    ++clock_reads;
+    return int64_t{1000};
+  });
+  // Before any inventory, options are only kept: nothing is listed.
+  SliceOptions cards_only = Options();
+  cards_only.features.partitionable = false;
+  src.SetOptions(cards_only);
+  uint64_t gen = 0;
+  EXPECT_TRUE(src.Snapshot(&gen).empty());
+  EXPECT_EQ(gen, 0U);
+  EXPECT_EQ(clock_reads, 0);
+
+  hw::Inventory inv = testing::Ring(4);
+  inv.cards[1].health = hw::Health::kUnhealthy;
+  inv.cards[1].health_reason = "gone from the bus";
+  src.SetInventory(inv);
+  auto list = src.Snapshot(&gen);
+  EXPECT_EQ(gen, 1U);
+  EXPECT_EQ(list.size(), 4U) << "the options given before the inventory apply: cards only";
+  EXPECT_EQ(clock_reads, 1);
+
+  // The publisher's options, unchanged at every resync: no work, no new generation.
+  src.SetOptions(cards_only);
+  src.SetOptions(cards_only);
+  src.Snapshot(&gen);
+  EXPECT_EQ(gen, 1U);
+  EXPECT_EQ(clock_reads, 1);
+
+  // Options that bring arcs: the last inventory is listed again, with its unhealthy card.
+  src.SetOptions(Options());
+  list = src.Snapshot(&gen);
+  EXPECT_EQ(gen, 2U);
+  EXPECT_EQ(clock_reads, 2);
+  auto pool = PoolDevices(inv, Options());
+  ASSERT_TRUE(pool.ok());
+  EXPECT_EQ(list.size(), pool->size());
+  const DeviceHealth* arc = Find(list, "arc2-0");
+  ASSERT_NE(arc, nullptr);
+  EXPECT_EQ(arc->status, DeviceHealthStatus::kUnhealthy);
+  EXPECT_EQ(arc->message, "card-1: gone from the bus");
+}
+
 TEST(InventoryHealthSource, WaitForChangeWakesOnAChangeAndTimesOutOtherwise) {
   InventoryHealthSource src(Options());
   src.SetInventory(testing::Ring(4));

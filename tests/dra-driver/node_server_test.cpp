@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -79,6 +80,41 @@ double MetricValue(const metrics::Registry& registry, const std::string& series)
   return -1;
 }
 
+// Waits (polling) until `done` holds or kWait has passed; the caller checks the outcome.
+void WaitUntil(const std::function<bool()>& done) {
+  const auto deadline = Clock::now() + kWait;
+  while (!done() && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(5));
+}
+
+// The names of our two sockets in the events queued on the inotify descriptor `fd`, in order;
+// closes `fd`.
+std::vector<std::string> SocketEvents(int fd) {
+  std::vector<std::string> order;
+  alignas(inotify_event) char buf[4096];
+  const ssize_t len = ::read(fd, buf, sizeof buf);
+  for (ssize_t off = 0; off < len;) {
+    inotify_event ev{};
+    std::memcpy(&ev, buf + off, sizeof ev);
+    const std::string name = ev.len > 0 ? std::string(buf + off + sizeof(inotify_event)) : "";
+    if (name == "dra.sock" || name == std::string(kDriver) + "-reg.sock") order.push_back(name);
+    off += static_cast<ssize_t>(sizeof(inotify_event) + ev.len);
+  }
+  ::close(fd);
+  return order;
+}
+
+// Starts `server` and `kubelet` and waits for the first registration.
+::testing::AssertionResult StartRegistered(NodeServer& server, FakeKubelet& kubelet) {
+  if (Status st = server.Start(); !st.ok())
+    return ::testing::AssertionFailure() << "server: " << st.message();
+  if (Status st = kubelet.Start(); !st.ok())
+    return ::testing::AssertionFailure() << "kubelet: " << st.message();
+  if (!kubelet.WaitRegistered(kDriver, 1, kWait).has_value()) {
+    return ::testing::AssertionFailure() << "not registered within " << kWait.count() << " ms";
+  }
+  return ::testing::AssertionSuccess();
+}
+
 class NodeServerTest : public ::testing::Test {
  protected:
   TempDir dir;
@@ -103,17 +139,7 @@ TEST_F(NodeServerTest, DraSocketIsCreatedBeforeTheRegistrationSocket) {
   NodeServer server(ServerOptions(dir.path()), preparer, health, &registry);
   ASSERT_TRUE(server.Start().ok());
 
-  std::vector<std::string> order;
-  alignas(inotify_event) char buf[4096];
-  const ssize_t len = ::read(fd, buf, sizeof buf);
-  for (ssize_t off = 0; off < len;) {
-    inotify_event ev{};
-    std::memcpy(&ev, buf + off, sizeof ev);
-    const std::string name = ev.len > 0 ? std::string(buf + off + sizeof(inotify_event)) : "";
-    if (name == "dra.sock" || name == std::string(kDriver) + "-reg.sock") order.push_back(name);
-    off += static_cast<ssize_t>(sizeof(inotify_event) + ev.len);
-  }
-  ::close(fd);
+  const std::vector<std::string> order = SocketEvents(fd);
   ASSERT_EQ(order.size(), 2U);
   EXPECT_EQ(order[0], "dra.sock");
   EXPECT_EQ(order[1], std::string(kDriver) + "-reg.sock");
@@ -178,10 +204,11 @@ TEST_F(NodeServerTest, ARejectedRegistrationIsLoggedCountedAndUnhealthy) {
   opts.known_services = {"v2.DRAPlugin"};
   FakeKubelet kubelet(opts);
   ASSERT_TRUE(kubelet.Start().ok());
-  const auto deadline = Clock::now() + kWait;
-  while (server.GetStatus().registration_errors == 0 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(10));
-  }
+  // The counter is incremented just after the status: wait for both.
+  WaitUntil([&] {
+    return server.GetStatus().registration_errors != 0 &&
+           MetricValue(registry, "hyperaccel_dra_registrations_total{result=\"error\"}") >= 1;
+  });
   const NodeServerStatus st = server.GetStatus();
   EXPECT_EQ(st.registration_errors, 1);
   EXPECT_FALSE(st.registered);
@@ -238,10 +265,8 @@ INSTANTIATE_TEST_SUITE_P(Versions, RoundTrip, ::testing::Values("v1.DRAPlugin", 
 
 TEST_F(NodeServerTest, PerClaimErrorsStayWithTheirClaim) {
   NodeServer server(ServerOptions(dir.path()), preparer, health, &registry);
-  ASSERT_TRUE(server.Start().ok());
   FakeKubelet kubelet(KubeletOptions(dir.path()));
-  ASSERT_TRUE(kubelet.Start().ok());
-  ASSERT_TRUE(kubelet.WaitRegistered(kDriver, 1, kWait).has_value());
+  ASSERT_TRUE(StartRegistered(server, kubelet));
 
   auto r = kubelet.Prepare(kDriver, {{"ns", "good", "u-good"},
                                      {"ns", "fail-x", "u-fail"},
@@ -275,10 +300,8 @@ TEST_F(NodeServerTest, PerClaimErrorsStayWithTheirClaim) {
 
 TEST_F(NodeServerTest, AnEmptyUidOrAConflictingDuplicateIsAnErrorNotACrash) {
   NodeServer server(ServerOptions(dir.path()), preparer, health, &registry);
-  ASSERT_TRUE(server.Start().ok());
   FakeKubelet kubelet(KubeletOptions(dir.path()));
-  ASSERT_TRUE(kubelet.Start().ok());
-  ASSERT_TRUE(kubelet.WaitRegistered(kDriver, 1, kWait).has_value());
+  ASSERT_TRUE(StartRegistered(server, kubelet));
   auto r = kubelet.Prepare(
       kDriver,
       {{"ns", "a", ""}, {"ns", "b", "dup"}, {"ns", "c", "dup"}, {"ns", "d", "same"}, {"ns", "d", "same"}});
@@ -296,10 +319,8 @@ TEST_F(NodeServerTest, AnEmptyUidOrAConflictingDuplicateIsAnErrorNotACrash) {
 TEST_F(NodeServerTest, ConcurrentPreparesAllSucceedWithAnOpenHealthStream) {
   health.Set(testing::Devices(2));
   NodeServer server(ServerOptions(dir.path()), preparer, health, &registry);
-  ASSERT_TRUE(server.Start().ok());
   FakeKubelet kubelet(KubeletOptions(dir.path()));
-  ASSERT_TRUE(kubelet.Start().ok());
-  ASSERT_TRUE(kubelet.WaitRegistered(kDriver, 1, kWait).has_value());
+  ASSERT_TRUE(StartRegistered(server, kubelet));
   auto stream = kubelet.WatchHealth(kDriver);
   ASSERT_GE(stream->WaitMessages(1, kWait).size(), 1U);
   // Pods start in parallel: the kubelet may have several calls in flight at once.
@@ -346,18 +367,18 @@ TEST_F(NodeServerTest, APluginRestartRegistersAgainWithinASecond) {
 
 TEST_F(NodeServerTest, ADeletedRegistrationSocketIsCreatedAgain) {
   NodeServer server(ServerOptions(dir.path()), preparer, health, &registry);
-  ASSERT_TRUE(server.Start().ok());
   FakeKubelet kubelet(KubeletOptions(dir.path()));
-  ASSERT_TRUE(kubelet.Start().ok());
-  ASSERT_TRUE(kubelet.WaitRegistered(kDriver, 1, kWait).has_value());
+  ASSERT_TRUE(StartRegistered(server, kubelet));
 
   ASSERT_EQ(::unlink(server.registration_socket().c_str()), 0);
   ASSERT_TRUE(kubelet.WaitRegistered(kDriver, 2, kWait).has_value());
   EXPECT_TRUE(fs::exists(server.registration_socket()));
   EXPECT_GE(server.GetStatus().socket_recreations, 1);
 
-  // A kubelet that wipes the whole registry directory.
-  fs::remove_all(dir.path() + "/plugins_registry");
+  // A kubelet that wipes the whole registry directory. Moved away first: the server makes its
+  // socket again as soon as it sees it go, which would race a recursive removal in place.
+  fs::rename(dir.path() + "/plugins_registry", dir.path() + "/plugins_registry.wiped");
+  fs::remove_all(dir.path() + "/plugins_registry.wiped");
   ASSERT_TRUE(kubelet.WaitRegistered(kDriver, 3, kWait).has_value());
   EXPECT_TRUE(fs::exists(server.registration_socket()));
   auto r = kubelet.Prepare(kDriver, {{"ns", "a", "uid-a"}});
@@ -366,10 +387,8 @@ TEST_F(NodeServerTest, ADeletedRegistrationSocketIsCreatedAgain) {
 
 TEST_F(NodeServerTest, ADeletedDraSocketIsServedAgainAndRegistered) {
   NodeServer server(ServerOptions(dir.path()), preparer, health, &registry);
-  ASSERT_TRUE(server.Start().ok());
   FakeKubelet kubelet(KubeletOptions(dir.path()));
-  ASSERT_TRUE(kubelet.Start().ok());
-  ASSERT_TRUE(kubelet.WaitRegistered(kDriver, 1, kWait).has_value());
+  ASSERT_TRUE(StartRegistered(server, kubelet));
   ASSERT_EQ(::unlink(server.dra_socket().c_str()), 0);
   // Noticed at the next poll (the plugin directory is not watched), then registered again.
   ASSERT_TRUE(kubelet.WaitRegistered(kDriver, 2, kWait).has_value());
@@ -424,10 +443,8 @@ TEST_F(NodeServerTest, RejectsBadOptions) {
 
 TEST_F(NodeServerTest, StopRemovesTheRegistrationSocketFirstAndLetsInFlightCallsFinish) {
   NodeServer server(ServerOptions(dir.path()), preparer, health, &registry);
-  ASSERT_TRUE(server.Start().ok());
   FakeKubelet kubelet(KubeletOptions(dir.path()));
-  ASSERT_TRUE(kubelet.Start().ok());
-  ASSERT_TRUE(kubelet.WaitRegistered(kDriver, 1, kWait).has_value());
+  ASSERT_TRUE(StartRegistered(server, kubelet));
 
   // One inotify queue over both directories records the order of the two removals.
   const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -442,10 +459,7 @@ TEST_F(NodeServerTest, StopRemovesTheRegistrationSocketFirstAndLetsInFlightCalls
   });
   ASSERT_TRUE(preparer.WaitEntered(kWait));
   auto stopping = std::async(std::launch::async, [&] { server.Stop(); });
-  const auto deadline = Clock::now() + kWait;
-  while (fs::exists(server.registration_socket()) && Clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(5));
-  }
+  WaitUntil([&] { return !fs::exists(server.registration_socket()); });
   EXPECT_FALSE(fs::exists(server.registration_socket()));
   // Stop waits for the call in flight (no new call gets in: gRPC closed the listener).
   EXPECT_EQ(stopping.wait_for(milliseconds(200)), std::future_status::timeout);
@@ -456,17 +470,7 @@ TEST_F(NodeServerTest, StopRemovesTheRegistrationSocketFirstAndLetsInFlightCalls
   stopping.get();
   EXPECT_FALSE(fs::exists(server.dra_socket()));
 
-  std::vector<std::string> order;
-  alignas(inotify_event) char buf[4096];
-  const ssize_t len = ::read(fd, buf, sizeof buf);
-  for (ssize_t off = 0; off < len;) {
-    inotify_event ev{};
-    std::memcpy(&ev, buf + off, sizeof ev);
-    const std::string name = ev.len > 0 ? std::string(buf + off + sizeof(inotify_event)) : "";
-    if (name == "dra.sock" || name == std::string(kDriver) + "-reg.sock") order.push_back(name);
-    off += static_cast<ssize_t>(sizeof(inotify_event) + ev.len);
-  }
-  ::close(fd);
+  const std::vector<std::string> order = SocketEvents(fd);
   ASSERT_EQ(order.size(), 2U);
   EXPECT_EQ(order[0], std::string(kDriver) + "-reg.sock");
   EXPECT_EQ(order[1], "dra.sock");
@@ -485,8 +489,7 @@ TEST_F(NodeServerTest, KillingThePluginMidPrepareFailsTheCallAndTheRetrySucceeds
   auto call = std::async(std::launch::async, [&] {
     return kubelet.Prepare(kDriver, {{"ns", "arc", "uid-k"}});
   });
-  const auto deadline = Clock::now() + kWait;
-  while (!fs::exists(entered) && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(5));
+  WaitUntil([&] { return fs::exists(entered); });
   ASSERT_TRUE(fs::exists(entered)) << hyperaccel::testing::ReadLog(child);
   ASSERT_EQ(::kill(child.pid, SIGKILL), 0);
   EXPECT_EQ(hyperaccel::testing::WaitForExit(child, kWait), 128 + SIGKILL);
@@ -511,10 +514,8 @@ TEST_F(NodeServerTest, KillingThePluginMidPrepareFailsTheCallAndTheRetrySucceeds
 TEST_F(NodeServerTest, HealthStreamSendsTheFullListAndEveryChange) {
   health.Set(testing::Devices(3));
   NodeServer server(ServerOptions(dir.path()), preparer, health, &registry);
-  ASSERT_TRUE(server.Start().ok());
   FakeKubelet kubelet(KubeletOptions(dir.path()));
-  ASSERT_TRUE(kubelet.Start().ok());
-  ASSERT_TRUE(kubelet.WaitRegistered(kDriver, 1, kWait).has_value());
+  ASSERT_TRUE(StartRegistered(server, kubelet));
   auto stream = kubelet.WatchHealth(kDriver);
   auto msgs = stream->WaitMessages(1, kWait);
   ASSERT_GE(msgs.size(), 1U);
@@ -536,10 +537,7 @@ TEST_F(NodeServerTest, HealthStreamSendsTheFullListAndEveryChange) {
   EXPECT_EQ(server.GetStatus().open_health_streams, 1);
   stream->Cancel();
   ASSERT_TRUE(stream->WaitEnded(kWait).has_value());
-  const auto deadline = Clock::now() + kWait;
-  while (server.GetStatus().open_health_streams != 0 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(10));
-  }
+  WaitUntil([&] { return server.GetStatus().open_health_streams == 0; });
   EXPECT_EQ(server.GetStatus().open_health_streams, 0);  // the cancelled stream's thread ended
 }
 
@@ -561,10 +559,8 @@ TEST_F(NodeServerTest, HealthStreamResendsWithoutChanges) {
 TEST_F(NodeServerTest, StopWithAnOpenHealthStreamEndsPromptly) {
   health.Set(testing::Devices(2));
   NodeServer server(ServerOptions(dir.path()), preparer, health, &registry);
-  ASSERT_TRUE(server.Start().ok());
   FakeKubelet kubelet(KubeletOptions(dir.path()));
-  ASSERT_TRUE(kubelet.Start().ok());
-  ASSERT_TRUE(kubelet.WaitRegistered(kDriver, 1, kWait).has_value());
+  ASSERT_TRUE(StartRegistered(server, kubelet));
   auto stream = kubelet.WatchHealth(kDriver);
   ASSERT_GE(stream->WaitMessages(1, kWait).size(), 1U);
   const auto t0 = Clock::now();

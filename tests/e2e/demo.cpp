@@ -368,19 +368,7 @@ bool Demo::Schedule() {
     std::cout << "\n== notebook-0 (2 cards) runs on " << NodeName(2) << "\n";
   }
 
-  syn::JobSpec job;
-  job.uid = "ml-team/llm-train";
-  job.min_available = 4;
-  job.require_linked = true;
-  for (int t = 0; t < 4; ++t) {
-    syn::TaskSpec task;
-    task.uid = "llm-train-uid-" + std::to_string(t);
-    task.job = job.uid;
-    task.name = "llm-train-worker-" + std::to_string(t);
-    task.cards = 4;
-    task.require_linked = true;
-    job.tasks.push_back(task);
-  }
+  syn::JobSpec job = syn::LinkedGang("ml-team/llm-train", 4, 4, "llm-train-uid-", "llm-train-worker-");
   std::cout << "\n== Scheduling gang " << job.uid << ": 4 pods x 4 cards, " << names::kAnnotationRequireLinked
             << "=true\n";
   auto nodes = NodeSpecs();

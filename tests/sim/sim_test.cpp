@@ -273,17 +273,23 @@ TEST(Engine, UnlinkedSlowdownLengthensSplitPodsOnly) {
   EXPECT_EQ(ours.slowed_jobs, 0);
 }
 
-// Two nodes. An 8-card pod holds one node until t=100; a 2 x 8 gang arriving at t=1 cannot start
-// on one node (all or nothing), so a lower-priority 8-card pod arriving at t=2 takes the idle node.
-// At t=100 the gang (higher priority) is tried first but still finds one node; `late` backfills it
-// (Volcano reserves nothing for a waiting gang). The gang starts when both are free, at t=110.
-TEST(Engine, GangsStartAllOrNothingAndPriorityOrdersTheQueue) {
-  const Cluster c = MakeCluster(2, 2, 2);
-  const auto jobs = Jobs(
+// Two nodes (one domain, one rack). An 8-card pod holds one node until t=100; a 2 x 8 gang arriving
+// at t=1 cannot start on one node (all or nothing), so a lower-priority 8-card pod arriving at t=2
+// takes the idle node. At t=100 the gang (higher priority) is tried first but still finds one node;
+// `late` backfills it (Volcano reserves nothing for a waiting gang). The gang starts when both are
+// free, at t=110.
+Cluster GangQueueCluster() { return MakeCluster(2, 2, 2); }
+std::vector<JobSpec> GangQueueJobs() {
+  return Jobs(
       "hold,0,100,1,8,5,false\n"
       "gang,1,50,2,8,9,false\n"
       "fill,2,100,1,8,1,false\n"
       "late,3,10,1,8,1,false\n");
+}
+
+TEST(Engine, GangsStartAllOrNothingAndPriorityOrdersTheQueue) {
+  const Cluster c = GangQueueCluster();
+  const auto jobs = GangQueueJobs();
   for (Policy p : AllPolicies()) {
     const auto r = RunPolicy(c, jobs, p);
     ASSERT_EQ(r.start_s.size(), 4U);
@@ -507,15 +513,11 @@ TEST(UserMetrics, PercentilesAndSizeClasses) {
   EXPECT_DOUBLE_EQ(none.slowdown_mean, 0);
 }
 
-// The scenario of GangsStartAllOrNothingAndPriorityOrdersTheQueue (waits 0, 109, 0, 97; runs 100,
+// The scenario of GangQueueJobs (waits 0, 109, 0, 97; runs 100,
 // 50, 100, 10; every pod 8 cards) through Simulate: the metrics are filled from the replay.
 TEST(UserMetrics, FilledByTheReplay) {
-  const Cluster c = MakeCluster(2, 2, 2);
-  const auto jobs = Jobs(
-      "hold,0,100,1,8,5,false\n"
-      "gang,1,50,2,8,9,false\n"
-      "fill,2,100,1,8,1,false\n"
-      "late,3,10,1,8,1,false\n");
+  const Cluster c = GangQueueCluster();
+  const auto jobs = GangQueueJobs();
   for (Policy p : AllPolicies()) {
     const auto r = RunPolicy(c, jobs, p);
     EXPECT_EQ(r.run_s, (std::vector<double>{100, 50, 100, 10})) << PolicyName(p);

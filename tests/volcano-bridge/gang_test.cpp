@@ -23,20 +23,7 @@ NodeSpec MakeNode(const std::string& name, const std::string& domain, placement:
 }
 
 JobSpec Gang(int tasks, bool linked_on_pods) {
-  JobSpec job;
-  job.uid = "ml-team/llm-serve";
-  job.min_available = tasks;
-  job.require_linked = true;  // PodGroup annotation
-  for (int i = 0; i < tasks; ++i) {
-    TaskSpec t;
-    t.uid = "gang-" + std::to_string(i);
-    t.job = job.uid;
-    t.name = "llm-serve-worker-" + std::to_string(i);
-    t.cards = 4;
-    t.require_linked = linked_on_pods;
-    job.tasks.push_back(t);
-  }
-  return job;
+  return synthetic::LinkedGang("ml-team/llm-serve", tasks, 4, "gang-", "llm-serve-worker-", linked_on_pods);
 }
 
 // Every tentative allocation is a linked set of 4 cards on its node; returns the nodes used.

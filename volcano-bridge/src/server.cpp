@@ -27,6 +27,7 @@
 
 #include "hyperaccel/common/admin_server.h"
 #include "hyperaccel/common/log.h"
+#include "hyperaccel/common/tcp_listener.h"
 
 namespace hyperaccel::bridge {
 namespace {
@@ -740,19 +741,9 @@ class HttpServer::Impl {
 
   // Binds and listens; returns the port.
   Result<int> Listen(const std::string& host, int port) {
-    beast::error_code ec;
-    tcp::resolver resolver(loops_.front()->io);
-    auto found = resolver.resolve(host, std::to_string(port), tcp::resolver::passive, ec);
-    if (ec || found.empty()) return Unavailable("cannot resolve listen host '" + host + "': " + ec.message());
-    const tcp::endpoint endpoint = found.begin()->endpoint();
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
     // Volcano opens up to 16 connections at once (Go keeps only 2 idle); an overflowing accept
     // queue resets connections.
-    if (!ec) acceptor_.listen(kListenBacklog, ec);
-    if (ec) return Unavailable(ec.message());
-    return static_cast<int>(acceptor_.local_endpoint().port());
+    return net::ListenTcp(acceptor_, host, port, kListenBacklog);
   }
 
   // Starts accepting and the loops' threads.
@@ -820,12 +811,7 @@ class HttpServer::Impl {
     acceptor_.async_accept(loop.io, [this, &loop](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
       if (ec) {
-        // Out of file descriptors and the like: try again shortly rather than spin.
-        HA_LOG(kWarn, "accept failed").kv("error", ec.message());
-        retry_.expires_after(std::chrono::milliseconds(100));
-        retry_.async_wait([this](beast::error_code wait) {
-          if (!wait) Accept();
-        });
+        net::RetryAcceptLater(retry_, ec, "accept failed", [this] { Accept(); });
         return;
       }
       beast::error_code ignored;
@@ -868,15 +854,12 @@ class HttpServer::Impl {
 
   // On the listening socket's loop only.
   void LogDropped(const char* reason, const asio::ip::address& peer) {
-    ++dropped_since_log_;
-    const auto now = Clock::now();
-    if (now - last_drop_log_ < kDropLogInterval) return;
+    const uint64_t closed = drops_.Add();
+    if (closed == 0) return;
     HA_LOG(kWarn, "closed connections of clients over a connection limit")
         .kv("reason", reason)
         .kv("client", peer.to_string())
-        .kv("closed", dropped_since_log_);
-    dropped_since_log_ = 0;
-    last_drop_log_ = now;
+        .kv("closed", closed);
   }
 
   // Declaration order is destruction order reversed: the connections (owned by handlers queued
@@ -887,8 +870,7 @@ class HttpServer::Impl {
   std::vector<std::unique_ptr<Loop>> loops_;
   tcp::acceptor acceptor_;
   asio::steady_timer retry_;
-  uint64_t dropped_since_log_ = 0;
-  Clock::time_point last_drop_log_{};
+  net::ThrottledCount drops_{kDropLogInterval};
 };
 
 HttpServer::HttpServer(Bridge* bridge, metrics::Registry* registry, ServerOptions options)

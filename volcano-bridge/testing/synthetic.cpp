@@ -328,6 +328,24 @@ std::string ObjectOf(const std::vector<std::pair<std::string, std::string>>& mem
 
 }  // namespace
 
+JobSpec LinkedGang(const std::string& uid, int tasks, int cards, const std::string& task_uid_prefix,
+                   const std::string& task_name_prefix, bool pods_require_linked) {
+  JobSpec job;
+  job.uid = uid;
+  job.min_available = tasks;
+  job.require_linked = true;  // PodGroup annotation
+  for (int i = 0; i < tasks; ++i) {
+    TaskSpec t;
+    t.uid = task_uid_prefix + std::to_string(i);
+    t.job = uid;
+    t.name = task_name_prefix + std::to_string(i);
+    t.cards = cards;
+    t.require_linked = pods_require_linked;
+    job.tasks.push_back(t);
+  }
+  return job;
+}
+
 std::string SnapshotBody(const std::vector<NodeSpec>& nodes, const std::vector<JobSpec>& jobs) {
   // Bodies for big clusters are hundreds of MB: every TaskInfo is encoded once and its text
   // spliced into the five places Volcano repeats it.

@@ -59,6 +59,11 @@ struct JobSpec {
   bool require_linked = false;
   std::vector<TaskSpec> tasks;
 };
+// A gang whose PodGroup asks for linked cards: `tasks` pending pods of `cards` cards, all needed
+// (minAvailable = tasks); pod i has UID `task_uid_prefix`+i and name `task_name_prefix`+i, and
+// carries the require-linked annotation itself when `pods_require_linked`.
+JobSpec LinkedGang(const std::string& uid, int tasks, int cards, const std::string& task_uid_prefix,
+                   const std::string& task_name_prefix, bool pods_require_linked = true);
 std::string SnapshotBody(const std::vector<NodeSpec>& nodes, const std::vector<JobSpec>& jobs);
 
 // A cluster: `nodes` nodes of 8 cards in link domains of 4 nodes, racks of 16, IDCs of 256, with

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "hyperaccel/dra_driver/node_service.h"
@@ -27,15 +28,22 @@ class InventoryHealthSource : public HealthSource {
   // Takes in a new inventory; wakes WaitForChange when something changed. A graph the placement
   // library rejects lists the cards only.
   void SetInventory(const hw::Inventory& inventory);
-  // The same with new slice options (the publisher's, once the server's features are known).
-  void SetInventory(const hw::Inventory& inventory, const SliceOptions& options);
+  // Takes in new slice options (the publisher's, once the server's features are known) and lists
+  // the devices of the last inventory again with them. Does nothing when they are unchanged.
+  void SetOptions(const SliceOptions& options);
 
   std::vector<DeviceHealth> Snapshot(uint64_t* generation) override;
   uint64_t WaitForChange(uint64_t seen, std::chrono::milliseconds timeout) override;
 
  private:
-  SliceOptions options_;
+  // Lists the devices of inventory_ for options_. Called with update_mu_ held.
+  void Update();
+
   Clock now_;
+  // Held for a whole update, so that a slower update never overwrites a newer one.
+  std::mutex update_mu_;
+  SliceOptions options_;                    // guarded by update_mu_
+  std::optional<hw::Inventory> inventory_;  // the last one; guarded by update_mu_
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<DeviceHealth> devices_;

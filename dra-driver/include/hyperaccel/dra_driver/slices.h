@@ -44,6 +44,7 @@ struct ServerFeatures {
   bool partitionable = true;   // DRAPartitionableDevices: counters and arc devices
   bool device_taints = false;  // DRADeviceTaints: NoSchedule taints on unhealthy cards
   CounterLayout layout = CounterLayout::kSplit;
+  friend bool operator==(const ServerFeatures&, const ServerFeatures&) = default;
 };
 
 struct SliceOptions {
@@ -52,6 +53,7 @@ struct SliceOptions {
   std::vector<int> arc_sizes{2, 4, 8};
   placement::ArcAlignment alignment = placement::ArcAlignment::kAligned;
   ServerFeatures features;
+  friend bool operator==(const SliceOptions&, const SliceOptions&) = default;
 };
 
 // Checks --arc-sizes: each in 2..kMaxCountersPerSet, no duplicates.
