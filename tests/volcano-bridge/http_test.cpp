@@ -210,7 +210,7 @@ TEST_F(Http, Tls) {
   o.tls_key = pki.server_key_file;
   Start(o);
   httplib::SSLClient c("127.0.0.1", server_->port());
-  c.set_ca_cert_path(pki.ca_file.c_str());
+  c.set_ca_cert_path(pki.ca_file);
   c.enable_server_certificate_verification(true);
   auto res = c.Post("/predicate", PredicateBody(0), "application/json");
   ASSERT_TRUE(res) << httplib::to_string(res.error());
