@@ -170,6 +170,7 @@ Result<std::vector<PoolDevice>> PoolDevices(const hw::Inventory& inventory, cons
   auto graph = pl::GraphFromInventory(inventory);
   if (!graph.ok()) return graph.status();
   std::vector<PoolDevice> out;
+  out.reserve(static_cast<size_t>(graph->size()));
   for (int c = 0; c < graph->size(); ++c) {
     out.push_back({CardDeviceName(c), false, {c}, {graph->ids[static_cast<size_t>(c)]}});
   }

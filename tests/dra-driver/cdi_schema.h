@@ -84,7 +84,7 @@ class CdiSchemaChecker {
   void Error(const std::string& where, const std::string& what) {
     errors_.push_back((where.empty() ? "" : where + ": ") + what);
   }
-  void Keys(const nlohmann::json& o, const std::string& where, std::set<std::string> allowed) {
+  void Keys(const nlohmann::json& o, const std::string& where, const std::set<std::string>& allowed) {
     for (auto it = o.begin(); it != o.end(); ++it) {
       if (allowed.count(it.key()) == 0) Error(where, "unknown field \"" + it.key() + "\"");
     }

@@ -13,6 +13,7 @@
 namespace hyperaccel::bridge::testing {
 
 inline std::optional<std::filesystem::path> FixtureDir() {
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): read only; ctest sets it before the process starts
   const char* shared = std::getenv("HYPERACCEL_SHARED_DIR");
   if (shared == nullptr || *shared == '\0') return std::nullopt;
   std::filesystem::path dir = std::filesystem::path(shared) / "fixtures" / "volcano";
@@ -37,6 +38,6 @@ inline std::string ReadFile(const std::filesystem::path& path) {
     if (!dir_)                                                                                   \
       GTEST_SKIP() << "Volcano fixtures not found: set HYPERACCEL_SHARED_DIR to the shared/ "    \
                       "folder (ctest does); looked for $HYPERACCEL_SHARED_DIR/fixtures/volcano"; \
-    var = ::hyperaccel::bridge::testing::ReadFile(*dir_ / (name));                               \
-    ASSERT_FALSE(var.empty()) << "fixture " << (name) << " missing or empty in " << *dir_;       \
+    (var) = ::hyperaccel::bridge::testing::ReadFile(*dir_ / (name));                             \
+    ASSERT_FALSE((var).empty()) << "fixture " << (name) << " missing or empty in " << *dir_;     \
   } while (0)

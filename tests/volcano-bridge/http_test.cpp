@@ -6,8 +6,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -15,6 +13,7 @@
 #include "hyperaccel/bridge/server.h"
 #include "hyperaccel/bridge/service.h"
 #include "synthetic.h"
+#include "test_pki.h"
 
 namespace hyperaccel::bridge {
 namespace {
@@ -83,7 +82,7 @@ TEST_F(Http, PathPrefix) {
 
 TEST_F(Http, MalformedOversizedAndUnknown) {
   ServerOptions o;
-  o.max_body_bytes = 64 * 1024;
+  o.max_body_bytes = size_t{64} * 1024;
   Start(o);
   auto c = Client();
   auto bad = c.Post("/predicate", "{\"task\":", "application/json");
@@ -94,7 +93,7 @@ TEST_F(Http, MalformedOversizedAndUnknown) {
   ASSERT_TRUE(wrong);
   EXPECT_EQ(wrong->status, 400);
   EXPECT_NE(wrong->body.find("task.UID"), std::string::npos);
-  auto big = c.Post("/onSessionOpen", std::string(100 * 1024, ' '), "application/json");
+  auto big = c.Post("/onSessionOpen", std::string(size_t{100} * 1024, ' '), "application/json");
   ASSERT_TRUE(big);
   EXPECT_EQ(big->status, 413);
   EXPECT_NE(big->body.find("--max-body-bytes"), std::string::npos);
@@ -175,6 +174,7 @@ TEST_F(Http, ConcurrentRequests) {
     if (failures++ == 0) first_failure = what;
   };
   std::vector<std::thread> threads;
+  threads.reserve(16);
   for (int i = 0; i < 16; ++i) {
     threads.emplace_back([&, i] {
       auto c = Client();
@@ -204,27 +204,21 @@ TEST_F(Http, ConcurrentRequests) {
 }
 
 TEST_F(Http, Tls) {
-  const auto dir = std::filesystem::temp_directory_path() / ("bridge-tls-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  const std::string cert = (dir / "tls.crt").string(), key = (dir / "tls.key").string();
-  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout " +
-                          key + " -out " + cert + " >/dev/null 2>&1";
-  if (std::system(cmd.c_str()) != 0)
-    GTEST_SKIP() << "openssl command not available to make a test certificate";
+  const ::hyperaccel::testing::TestPki pki;  // a CA and a server certificate for 127.0.0.1
   ServerOptions o;
-  o.tls_cert = cert;
-  o.tls_key = key;
+  o.tls_cert = pki.server_cert_file;
+  o.tls_key = pki.server_key_file;
   Start(o);
   httplib::SSLClient c("127.0.0.1", server_->port());
-  c.enable_server_certificate_verification(false);
+  c.set_ca_cert_path(pki.ca_file);
+  c.enable_server_certificate_verification(true);
   auto res = c.Post("/predicate", PredicateBody(0), "application/json");
   ASSERT_TRUE(res) << httplib::to_string(res.error());
   EXPECT_EQ(res->status, 200);
   server_->Stop();
-  std::filesystem::remove_all(dir);
 
   ServerOptions half;
-  half.tls_cert = cert;
+  half.tls_cert = pki.server_cert_file;
   HttpServer bad(&bridge_, &registry_, half);
   EXPECT_FALSE(bad.Start().ok());
 }

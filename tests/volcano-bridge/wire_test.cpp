@@ -253,7 +253,8 @@ TEST(JsonBuffer, AppendReserveMoveRelease) {
   EXPECT_EQ(b.data()[b.size()], '\0');  // padding is zeroed
   JsonBuffer moved(std::move(b));
   EXPECT_EQ(moved.size(), 7 + big.size());
-  EXPECT_EQ(b.size(), 0u);  // NOLINT(bugprone-use-after-move): moved-from state is specified
+  // NOLINTNEXTLINE(bugprone-use-after-move,clang-analyzer-cplusplus.Move): moved-from state is specified
+  EXPECT_EQ(b.size(), 0u);
   b = std::move(moved);
   EXPECT_EQ(b.size(), 7 + big.size());
   b.Release();

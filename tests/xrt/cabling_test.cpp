@@ -352,6 +352,7 @@ TEST(RingCabling, RingsOfOneTwoAndEightCards) {
   EXPECT_EQ(two.links[1].b, (PortRef{"n1", "S0", 0}));
 
   std::vector<std::string> serials;
+  serials.reserve(8);
   for (int i = 0; i < 8; ++i) serials.push_back("S" + std::to_string(i));
   Cabling eight = RingCabling("n1", serials);
   ASSERT_EQ(eight.links.size(), 8u);

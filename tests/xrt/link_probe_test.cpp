@@ -63,7 +63,7 @@ RegisterMap AuroraMap() {
 }
 
 TEST(RegisterMapParse, ExampleFileParses) {
-  const char* source_dir = std::getenv("HYPERACCEL_SOURCE_DIR");
+  const char* source_dir = std::getenv("HYPERACCEL_SOURCE_DIR");  // NOLINT(concurrency-mt-unsafe): no setenv
   const std::string root = source_dir != nullptr ? source_dir : HYPERACCEL_TEST_SOURCE_DIR;
   auto map = LoadRegisterMapFile(root + "/xrt/examples/link-registers.yaml");
   ASSERT_TRUE(map.ok()) << map.status().ToString();

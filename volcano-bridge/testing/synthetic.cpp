@@ -365,6 +365,7 @@ std::string SnapshotBody(const std::vector<NodeSpec>& nodes, const std::vector<J
       tasks.push_back({t.uid, std::move(text)});
     }
     std::vector<std::pair<std::string, std::string>> status_members;
+    status_members.reserve(by_status.size());
     for (const auto& [status, members] : by_status) status_members.push_back({status, ObjectOf(members)});
     const std::string task_map = ObjectOf(tasks);
     const std::string status_map = ObjectOf(status_members);

@@ -23,7 +23,7 @@
 namespace hyperaccel::hw {
 namespace {
 
-constexpr size_t kMaxTextFile = 16 * 1024;
+constexpr size_t kMaxTextFile = size_t{16} * 1024;
 constexpr size_t kMaxDiagFile = 4096;  // qsfpN_diag: lower page + upper pages, 640 bytes in practice
 
 // PCI vendors whose functions xocl/xclmgmt bind (Xilinx/AMD and board partners).
@@ -185,6 +185,7 @@ std::vector<DirEntry> ListDir(const std::string& dir) {
   std::vector<DirEntry> out;
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return out;
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): readdir is only unsafe on a stream shared between threads
   while (const dirent* e = ::readdir(d)) {
     const std::string_view name = e->d_name;
     if (name == "." || name == "..") continue;
@@ -208,10 +209,10 @@ struct Function {
 // directory, or a plain directory), else bus/pci/devices/<bdf>. nullopt when neither exists
 // (dangling symlink, device removed).
 std::optional<Function> ResolveFunction(const std::string& root, const char* driver, const std::string& bdf) {
-  for (std::string dir :
-       {root + "/bus/pci/drivers/" + driver + "/" + bdf, root + "/bus/pci/devices/" + bdf}) {
-    if (IsDir(dir)) return Function{bdf, std::move(dir), {}};
-  }
+  std::string by_driver = root + "/bus/pci/drivers/" + driver + "/" + bdf;
+  if (IsDir(by_driver)) return Function{bdf, std::move(by_driver), {}};
+  std::string by_bdf = root + "/bus/pci/devices/" + bdf;
+  if (IsDir(by_bdf)) return Function{bdf, std::move(by_bdf), {}};
   return std::nullopt;
 }
 
@@ -504,8 +505,9 @@ void CardReader::ReadPorts() {
     port.index = i;
     const std::string file = "qsfp" + std::to_string(i) + "_diag";
     for (const auto& dir : dirs) {
-      std::string image;
-      if (ReadFile(dir + "/" + file, kMaxDiagFile, &image) != 0 || image.empty()) continue;
+      std::string image, path = dir;
+      path.append("/").append(file);
+      if (ReadFile(path, kMaxDiagFile, &image) != 0 || image.empty()) continue;
       const auto module = ParseSff8636(
           std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(image.data()), image.size()));
       if (!module.ok()) {

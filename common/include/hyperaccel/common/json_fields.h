@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace hyperaccel::json_fields {
 
@@ -22,7 +23,7 @@ inline const Json* Find(const Json& o, std::string_view key) {
 
 inline std::string String(const Json& o, std::string_view key, std::string fallback = {}) {
   const Json* v = Find(o, key);
-  return v != nullptr && v->is_string() ? v->get<std::string>() : fallback;
+  return v != nullptr && v->is_string() ? v->get<std::string>() : std::move(fallback);
 }
 
 inline bool Bool(const Json& o, std::string_view key, bool fallback = false) {
