@@ -10,7 +10,6 @@ namespace {
 
 using synthetic::JobSpec;
 using synthetic::NodeSpec;
-using synthetic::TaskSpec;
 
 NodeSpec MakeNode(const std::string& name, const std::string& domain, placement::Mask busy) {
   NodeSpec n;
