@@ -192,6 +192,38 @@ TEST(CablingStream, SameAsTreeOnErrorPrecedence) {
   }
 }
 
+// Carriage returns are YAML line breaks, alone or in CR LF (found by fuzz_cabling: a file ending in
+// a lone CR). CR LF reads as the tree reader reads it; a lone CR is where the two differ (the tree
+// reader, yaml-cpp, takes it for content): this reader gives the links and lines of the same file
+// written with LF.
+TEST(CablingStream, CarriageReturnsAreLineBreaks) {
+  const std::string lf =
+      Cat({"version: 1\n", "links:\n", "  - a: {node: n1, serial: S0, port: 0}\n",
+           "    b: {node: n1, serial: S1, port: 0}\n", "  - a: {node: n1, serial: S0, port: 1}\n",
+           "    b: {node: n1, serial: S1, port: 1}\n"});
+  std::string crlf;
+  std::string cr;
+  for (char c : lf) {
+    crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
+    cr += c == '\n' ? '\r' : c;
+  }
+  ExpectSameAsTree(crlf);
+  auto want = ParseCabling(lf, "c.yaml");
+  ASSERT_TRUE(want.ok()) << want.status().ToString();
+  ASSERT_EQ(want->links.size(), 2U);
+  for (const std::string& text : {cr, lf + "\r", crlf + "\r\r\n"}) {
+    auto got = ParseCabling(text, "c.yaml");
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    ASSERT_EQ(got->links.size(), want->links.size());
+    for (size_t i = 0; i < want->links.size(); ++i) {
+      EXPECT_EQ(got->links[i].a, want->links[i].a);
+      EXPECT_EQ(got->links[i].b, want->links[i].b);
+      EXPECT_EQ(got->links[i].line, want->links[i].line);
+    }
+  }
+  EXPECT_FALSE(testing::ParseCablingTree(lf + "\r", "c.yaml").ok());  // the documented difference
+}
+
 TEST(CablingStream, AliasesReadLikeTheNodesTheyName) {
   // A scalar alias is a valid way to write a repeated name.
   const std::string scalars =

@@ -32,6 +32,8 @@
 // links kept (a few hundred bytes each), and a 100 000-line file parses in a fraction of a second
 // (bench/xrt/bench_cabling.cpp). An alias may name an anchored node of at most 256 YAML nodes
 // (names, endpoints, links); an alias of a larger node, or of a node that contains it, is an error.
+// Line breaks are YAML's: LF, CR LF and a lone CR (as old Mac editors write) all end a line. (The
+// yaml-cpp tree reader this replaced took a lone CR for content and rejected such files.)
 #pragma once
 
 #include <cstddef>
