@@ -192,26 +192,27 @@ TEST(CablingStream, SameAsTreeOnErrorPrecedence) {
   }
 }
 
-// Carriage returns are YAML line breaks, alone or in CR LF (found by fuzz_cabling: a file ending in
-// a lone CR). CR LF reads as the tree reader reads it; a lone CR is where the two differ (the tree
-// reader, yaml-cpp, takes it for content): this reader gives the links and lines of the same file
-// written with LF.
+// YAML 1.1's line breaks: CR LF, a lone CR, NEL, U+2028, U+2029 (found by fuzz_cabling: a file
+// ending in a lone CR). CR LF reads as the tree reader reads it; the others are where the two
+// differ (the tree reader, yaml-cpp, takes them for content): this reader gives the links and lines
+// of the same file written with LF.
 TEST(CablingStream, CarriageReturnsAreLineBreaks) {
   const std::string lf =
       Cat({"version: 1\n", "links:\n", "  - a: {node: n1, serial: S0, port: 0}\n",
            "    b: {node: n1, serial: S1, port: 0}\n", "  - a: {node: n1, serial: S0, port: 1}\n",
            "    b: {node: n1, serial: S1, port: 1}\n"});
-  std::string crlf;
-  std::string cr;
-  for (char c : lf) {
-    crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
-    cr += c == '\n' ? '\r' : c;
-  }
+  const auto with_breaks = [&lf](const std::string& line_break) {
+    std::string out;
+    for (char c : lf) out += c == '\n' ? line_break : std::string(1, c);
+    return out;
+  };
+  const std::string crlf = with_breaks("\r\n");
   ExpectSameAsTree(crlf);
   auto want = ParseCabling(lf, "c.yaml");
   ASSERT_TRUE(want.ok()) << want.status().ToString();
   ASSERT_EQ(want->links.size(), 2U);
-  for (const std::string& text : {cr, lf + "\r", crlf + "\r\r\n"}) {
+  for (const std::string& text : {with_breaks("\r"), with_breaks("\xc2\x85"), with_breaks("\xe2\x80\xa8"),
+                                  with_breaks("\xe2\x80\xa9"), lf + "\r", crlf + "\r\r\n"}) {
     auto got = ParseCabling(text, "c.yaml");
     ASSERT_TRUE(got.ok()) << got.status().ToString();
     ASSERT_EQ(got->links.size(), want->links.size());
@@ -222,6 +223,20 @@ TEST(CablingStream, CarriageReturnsAreLineBreaks) {
     }
   }
   EXPECT_FALSE(testing::ParseCablingTree(lf + "\r", "c.yaml").ok());  // the documented difference
+  EXPECT_FALSE(testing::ParseCablingTree(with_breaks("\xc2\x85"), "c.yaml").ok());
+}
+
+// libyaml's syntax, where yaml-cpp differs (found by fuzz_cabling): in a flow mapping '?' starts an
+// explicit key even before a non-space.
+TEST(CablingStream, QuestionMarkInAFlowMappingStartsAKey) {
+  const std::string text = Cat({"version: 1\n", "links:\n", "  - a: {node: n1, serial: S0, ?port: 1}\n",
+                                "    b: {node: n1, serial: S1, port: 0}\n"});
+  auto got = ParseCabling(text, "c.yaml");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ(got->links.size(), 1U);
+  EXPECT_EQ(got->links[0].a.port, 1);
+  EXPECT_EQ(got->links[0].b.port, 0);
+  EXPECT_FALSE(testing::ParseCablingTree(text, "c.yaml").ok());
 }
 
 TEST(CablingStream, AliasesReadLikeTheNodesTheyName) {

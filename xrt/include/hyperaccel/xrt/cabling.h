@@ -32,8 +32,10 @@
 // links kept (a few hundred bytes each), and a 100 000-line file parses in a fraction of a second
 // (bench/xrt/bench_cabling.cpp). An alias may name an anchored node of at most 256 YAML nodes
 // (names, endpoints, links); an alias of a larger node, or of a node that contains it, is an error.
-// Line breaks are YAML's: LF, CR LF and a lone CR (as old Mac editors write) all end a line. (The
-// yaml-cpp tree reader this replaced took a lone CR for content and rejected such files.)
+// Line breaks are YAML 1.1's: LF, CR LF, a lone CR (as old Mac editors write), NEL (U+0085) and
+// U+2028 / U+2029 all end a line. (The yaml-cpp tree reader this replaced took all but LF and CR LF
+// for content and rejected such files.) The syntax is libyaml's: in a flow mapping `?` starts an
+// explicit key even before a non-space (`{?port: 1}` is port 1), where yaml-cpp reported an error.
 #pragma once
 
 #include <cstddef>
