@@ -127,17 +127,17 @@ class HelperXrtProbe : public XrtProbe {
     Result<std::vector<Result<XrtCardInfo>>> cards =
         answer.ok() ? wire::CardsFromJson(*answer, bdfs)
                     : Result<std::vector<Result<XrtCardInfo>>>(answer.status());
-    NoteOutcome(cards.ok() ? Status::Ok() : cards.status());
-    if (cards.ok()) return std::move(cards.value());
-    const std::string what = answer.ok() ? "XRT probe helper " + helper_ + " cards: " : "";
+    if (cards.ok()) {
+      NoteOutcome(Status::Ok());
+      return std::move(cards.value());
+    }
+    // Errors of the answer's shape do not name the helper yet; the runner's errors do.
+    const Status failed =
+        answer.ok() ? cards.status().WithContext("XRT probe helper " + helper_ + " cards") : cards.status();
+    NoteOutcome(failed);
     std::vector<Result<XrtCardInfo>> out;
     out.reserve(bdfs.size());
-    for (const std::string& bdf : bdfs) {
-      std::string why = "card " + bdf + ": ";
-      why += what;
-      why += cards.status().message();
-      out.emplace_back(Status(cards.status().code(), std::move(why)));
-    }
+    for (const std::string& bdf : bdfs) out.emplace_back(failed.WithContext("card " + bdf));
     return out;
   }
 
