@@ -116,9 +116,10 @@ endif()
 # can carry its own copy of libstdc++/libgcc and of yaml-cpp (a C++ library: a static libstdc++
 # beside a shared yaml-cpp would give the process two C++ runtimes). A daemon opts in with
 #   hyperaccel_daemon_link_options(<target> STATIC_CXX_RUNTIME)
-# which is only safe when nothing it links is a C++ shared library (tests/footprint checks the
-# linked binaries with readelf). Libraries link hyperaccel::yaml_cpp / hyperaccel::libyaml instead of
-# yaml-cpp / PkgConfig::LIBYAML: shared for every other target, the archives for those daemons.
+# which is only safe when nothing it links is a C++ shared library (ctest footprint.static_cxx_runtime
+# checks the linked binaries with ldd: tests/e2e/check_cxx_runtime.cmake). Libraries link
+# hyperaccel::yaml_cpp / hyperaccel::libyaml instead of yaml-cpp / PkgConfig::LIBYAML: shared for
+# every other target, the archives for those daemons.
 option(HYPERACCEL_STATIC_CXX_RUNTIME
        "Link opted-in daemon binaries with static libstdc++/libgcc, yaml-cpp and libyaml (not under sanitizers)" ON)
 set(_hyperaccel_cxx_static OFF)
