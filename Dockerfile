@@ -19,22 +19,24 @@ COPY . .
 # Release preset (-O2, warnings as errors); tests and benchmarks are not part of the image.
 # The bridge is compiled for x86-64-v3 (AVX2) unless -DHYPERACCEL_BRIDGE_X86_64_V3=OFF.
 RUN cmake --preset release -DHYPERACCEL_BUILD_TESTS=OFF -DHYPERACCEL_BUILD_BENCH=OFF \
- && cmake --build --preset release --target hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge hyperaccel-dra-driver kubectl-hyperaccel \
+ && cmake --build --preset release --target hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge hyperaccel-dra-driver kubectl-hyperaccel hyperaccel-xrt-probe \
  && mkdir -p /out/bin /out/lib/hyperaccel \
  && for b in hyperaccel-device-plugin hyperaccel-topology-agent hyperaccel-volcano-bridge hyperaccel-dra-driver kubectl-hyperaccel; do \
       strip --strip-unneeded -o /out/bin/$b build-release/bin/$b; \
     done \
- && strip --strip-unneeded -o /out/lib/hyperaccel/libhyperaccel_xrt_probe.so build-release/bin/libhyperaccel_xrt_probe.so
+ && strip --strip-unneeded -o /out/lib/hyperaccel/hyperaccel-xrt-probe build-release/bin/hyperaccel-xrt-probe
 
 # ---- runtime ----------------------------------------------------------------------------------
 FROM debian:bookworm-slim
 ENV DEBIAN_FRONTEND=noninteractive
 # Runtime libraries only (the shared objects the three binaries load, by Debian package). gRPC,
 # Protobuf and Abseil are linked statically into the daemons (docs/footprint.md).
-#   libxrt1 libuuid1 libboost-filesystem1.74.0   XRT 2.13 user space incl. the sw_emu shim, loaded
-#                                           through /usr/lib/hyperaccel/libhyperaccel_xrt_probe.so
-#   ocl-icd-libopencl1                      OpenCL ICD loader (XRT platform probe)
-#   libyaml-cpp0.7 libyaml-0-2              config and cabling files
+#   libxrt1 libuuid1 libboost-filesystem1.74.0   XRT 2.13 user space incl. the sw_emu shim, used only
+#                                           by the helper /usr/lib/hyperaccel/hyperaccel-xrt-probe
+#                                           (XRT never runs inside a daemon)
+#   ocl-icd-libopencl1                      OpenCL ICD loader (the helper's platform probe)
+#   libyaml-cpp0.7 libyaml-0-2              config and cabling files (the device plugin and the DRA
+#                                           driver link them statically, with libstdc++)
 #   libsimdjson14                           JSON parsing (topology agent)
 #   libssl3 ca-certificates                 TLS of kubectl-hyperaccel (the daemons link OpenSSL statically)
 #                                           and the system CAs when a kubeconfig names none
@@ -51,7 +53,7 @@ COPY --from=build /out/bin/hyperaccel-device-plugin /out/bin/hyperaccel-topology
      /out/bin/hyperaccel-dra-driver \
      /out/bin/kubectl-hyperaccel /usr/bin/
 # Found by the binaries as <bin>/../lib/hyperaccel/ (xrt/include/hyperaccel/xrt/xrt_probe.h).
-COPY --from=build /out/lib/hyperaccel/libhyperaccel_xrt_probe.so /usr/lib/hyperaccel/
+COPY --from=build /out/lib/hyperaccel/hyperaccel-xrt-probe /usr/lib/hyperaccel/
 # Non-root by default (the bridge runs so); the node DaemonSet sets uid 0 without capabilities
 # because the kubelet's sockets are root's (see manifests/base/daemonset.yaml).
 USER 65532:65532

@@ -111,7 +111,50 @@ else()
   target_link_libraries(hyperaccel_openssl INTERFACE OpenSSL::SSL OpenSSL::Crypto)
 endif()
 
+# hyperaccel::yaml_cpp, hyperaccel::libyaml and the C++ runtime. XRT no longer runs inside a daemon
+# (it runs in the helper hyperaccel-xrt-probe), so a daemon that loads no other C++ shared object
+# can carry its own copy of libstdc++/libgcc and of yaml-cpp (a C++ library: a static libstdc++
+# beside a shared yaml-cpp would give the process two C++ runtimes). A daemon opts in with
+#   hyperaccel_daemon_link_options(<target> STATIC_CXX_RUNTIME)
+# which is only safe when nothing it links is a C++ shared library (ctest footprint.static_cxx_runtime
+# checks the linked binaries with ldd: tests/e2e/check_cxx_runtime.cmake). Libraries link
+# hyperaccel::yaml_cpp / hyperaccel::libyaml instead of yaml-cpp / PkgConfig::LIBYAML: shared for
+# every other target, the archives for those daemons.
+option(HYPERACCEL_STATIC_CXX_RUNTIME
+       "Link opted-in daemon binaries with static libstdc++/libgcc, yaml-cpp and libyaml (not under sanitizers)" ON)
+set(_hyperaccel_cxx_static OFF)
+if(HYPERACCEL_STATIC_CXX_RUNTIME AND HYPERACCEL_STATIC_DAEMONS AND NOT HYPERACCEL_SANITIZE AND NOT HYPERACCEL_FUZZ)
+  execute_process(COMMAND ${CMAKE_CXX_COMPILER} -print-file-name=libstdc++.a
+                  OUTPUT_VARIABLE _hyperaccel_libstdcxx_a OUTPUT_STRIP_TRAILING_WHITESPACE)
+  find_library(HYPERACCEL_STATIC_yaml_cpp NAMES libyaml-cpp.a)
+  find_library(HYPERACCEL_STATIC_yaml NAMES libyaml.a)
+  if(NOT IS_ABSOLUTE "${_hyperaccel_libstdcxx_a}" OR NOT EXISTS "${_hyperaccel_libstdcxx_a}")
+    message(STATUS "footprint: libstdc++.a not found; daemons link the C++ runtime dynamically")
+  elseif(NOT HYPERACCEL_STATIC_yaml_cpp OR NOT HYPERACCEL_STATIC_yaml)
+    message(STATUS "footprint: libyaml-cpp.a or libyaml.a not found; daemons link the C++ runtime dynamically")
+  else()
+    set(_hyperaccel_cxx_static ON)
+  endif()
+endif()
+add_library(hyperaccel_yaml_cpp INTERFACE)
+add_library(hyperaccel::yaml_cpp ALIAS hyperaccel_yaml_cpp)
+add_library(hyperaccel_libyaml INTERFACE)
+add_library(hyperaccel::libyaml ALIAS hyperaccel_libyaml)
+target_include_directories(hyperaccel_yaml_cpp SYSTEM INTERFACE $<TARGET_PROPERTY:yaml-cpp,INTERFACE_INCLUDE_DIRECTORIES>)
+target_include_directories(hyperaccel_libyaml SYSTEM INTERFACE ${LIBYAML_INCLUDE_DIRS})
+if(_hyperaccel_cxx_static)
+  set(_static_cxx "$<BOOL:$<TARGET_PROPERTY:HYPERACCEL_STATIC_CXX>>")
+  target_link_libraries(hyperaccel_yaml_cpp INTERFACE
+    "$<${_static_cxx}:${HYPERACCEL_STATIC_yaml_cpp}>" "$<$<NOT:${_static_cxx}>:yaml-cpp>")
+  target_link_libraries(hyperaccel_libyaml INTERFACE
+    "$<${_static_cxx}:${HYPERACCEL_STATIC_yaml}>" "$<$<NOT:${_static_cxx}>:PkgConfig::LIBYAML>")
+else()
+  target_link_libraries(hyperaccel_yaml_cpp INTERFACE yaml-cpp)
+  target_link_libraries(hyperaccel_libyaml INTERFACE PkgConfig::LIBYAML)
+endif()
+
 function(hyperaccel_daemon_link_options target)
+  cmake_parse_arguments(ARG "STATIC_CXX_RUNTIME" "" "" ${ARGN})
   # malloc arenas etc. (common/include/hyperaccel/common/daemon_memory.h), applied before main().
   target_link_libraries(${target} PRIVATE hyperaccel_daemon_init hyperaccel::common)
   if(NOT HYPERACCEL_SANITIZE AND NOT HYPERACCEL_FUZZ)
@@ -119,5 +162,9 @@ function(hyperaccel_daemon_link_options target)
   endif()
   if(HYPERACCEL_DAEMON_STATIC_OK OR _hyperaccel_openssl_static)
     set_target_properties(${target} PROPERTIES HYPERACCEL_STATIC_DEPS ON)
+  endif()
+  if(ARG_STATIC_CXX_RUNTIME AND _hyperaccel_cxx_static)
+    set_target_properties(${target} PROPERTIES HYPERACCEL_STATIC_CXX ON)
+    target_link_options(${target} PRIVATE -static-libstdc++ -static-libgcc)
   endif()
 endfunction()

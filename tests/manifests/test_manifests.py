@@ -1461,10 +1461,11 @@ class Dockerfile(unittest.TestCase):
         for b in BINARIES + DRA_BINARIES + TOOLS:
             self.assertIn(b, build)
         installed = dockerfile_installed_binaries()
-        self.assertEqual({os.path.basename(p) for p in installed if not p.endswith(".so")},
+        self.assertEqual({os.path.basename(p) for p in installed if p.startswith("/usr/bin/")},
                          set(BINARIES + DRA_BINARIES + TOOLS))
-        # XRT is reached through this module, which the binaries look for in <bin>/../lib/hyperaccel/.
-        self.assertIn("/usr/lib/hyperaccel/libhyperaccel_xrt_probe.so", installed)
+        # XRT runs in this helper (never in a daemon), which the binaries look for in
+        # <bin>/../lib/hyperaccel/.
+        self.assertIn("/usr/lib/hyperaccel/hyperaccel-xrt-probe", installed)
         runtime = " ".join(r for _, r in stages[-1]["lines"])
         self.assertIn("USER", [i for i, _ in stages[-1]["lines"]])
         self.assertNotIn("install-deps", runtime)
@@ -1499,7 +1500,7 @@ class Dockerfile(unittest.TestCase):
             self.skipTest("ldd/dpkg not available")
         allowed = installed_depends_closure(runtime_packages() + ["libc6", "libgcc-s1", "libstdc++6"])
         libs = {}
-        for b in BINARIES + DRA_BINARIES + TOOLS + ["libhyperaccel_xrt_probe.so"]:
+        for b in BINARIES + DRA_BINARIES + TOOLS + ["hyperaccel-xrt-probe"]:
             out = subprocess.run(["ldd", need_binary(self, b)], capture_output=True, text=True).stdout
             if re.search(r"\blib(asan|ubsan)\.so", out):
                 # Sanitizer builds link gRPC, Protobuf and Abseil shared (cmake/DaemonLink.cmake);

@@ -65,6 +65,12 @@ void AddDiscoveryFlags(CLI::App& app, DiscoveryOptions& o) {
       ->envname(cli::EnvName(env, "xrt"))
       ->check(CLI::IsMember({"auto", "off"}))
       ->capture_default_str();
+  app.add_option_function<int>(
+         "--xrt-probe-timeout", [&o](int ms) { o.xrt_probe_timeout = std::chrono::milliseconds(ms); },
+         "milliseconds one run of the XRT probe helper (hyperaccel-xrt-probe) may take before it is killed "
+         "[5000]")
+      ->envname(cli::EnvName(env, "xrt-probe-timeout"))
+      ->check(CLI::Range(100, 600000));
   app.add_option("--temp-limit", o.temp_limit_c, "FPGA/HBM temperature (°C) above which a card is unhealthy")
       ->envname(cli::EnvName(env, "temp-limit"))
       ->check(CLI::Range(20.0, 150.0))
@@ -148,9 +154,9 @@ Result<std::unique_ptr<Discovery>> Discovery::Create(DiscoveryOptions options, D
     no_cards = true;
   }
   if (impl->xrt_enabled && !deps.xrt) {
-    auto env = PrepareXrtEnvironment(options.emulate);
+    auto env = PrepareXrtEnvironment(options.emulate, "", options.xrt_probe_timeout);
     if (!env.ok()) return env.status();
-    deps.xrt = MakeLibXrtProbe();
+    deps.xrt = MakeLibXrtProbe(options.xrt_probe_timeout);
   }
   if (impl->xrt_enabled) {
     impl->facts = deps.xrt->Facts();
@@ -173,7 +179,7 @@ Result<std::unique_ptr<Discovery>> Discovery::Create(DiscoveryOptions options, D
     impl->facts.emulation = true;
   }
   if (impl->xrt_enabled && (real_sysfs || options.emulate > 0)) {
-    OpenClFacts cl = ProbeOpenCl();
+    OpenClFacts cl = ProbeOpenCl(options.xrt_probe_timeout);
     impl->facts.opencl_xilinx = cl.xilinx;
     impl->facts.opencl_detail = cl.detail;
   } else {
@@ -230,9 +236,18 @@ Result<Inventory> Discovery::Impl::Scan() {
     for (const auto& w : scan.warnings) HA_LOG(kDebug, "sysfs").kv("warning", w);
     cards = std::move(scan.cards);
     if (xrt_enabled && facts.xrt_available) {
+      // One XRT probe (one helper run) for all the ready cards of this scan.
+      std::vector<Card*> ready;
+      std::vector<std::string> bdfs;
       for (Card& c : cards) {
         if (c.health != Health::kHealthy) continue;
-        auto info = deps.xrt->ProbeCard(c.id);
+        ready.push_back(&c);
+        bdfs.push_back(c.id);
+      }
+      std::vector<Result<XrtCardInfo>> infos = deps.xrt->ProbeCards(bdfs);
+      for (size_t i = 0; i < ready.size() && i < infos.size(); ++i) {
+        Card& c = *ready[i];
+        const auto& info = infos[i];
         if (!info.ok()) {
           HA_LOG(kDebug, "xrt probe failed").kv("card", c.id).kv("reason", info.status().message());
           continue;

@@ -1,95 +1,83 @@
+// The daemon side of the XRT probe: runs the helper hyperaccel-xrt-probe (xrt_probe_helper.cpp) and
+// reads its answers (xrt_wire.h). XRT never runs in this process.
 #include "hyperaccel/xrt/xrt_probe.h"
 
-#include <dlfcn.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "helper_process.h"
 #include "hyperaccel/common/log.h"
-#include "xrt_module.h"
+#include "xrt_wire.h"
 
 namespace hyperaccel::hw {
 namespace fs = std::filesystem;
 namespace {
 
-struct LoadedModule {
-  const XrtModuleApi* api = nullptr;
-  std::string error;  // why it could not be loaded
-};
-
-// Where libhyperaccel_xrt_probe.so may be: $HYPERACCEL_XRT_MODULE alone when set (an operator's
-// explicit choice), else next to the binary, <binary>/../lib/hyperaccel/ (installed layout), the
-// build tree, then the loader's search path.
-std::vector<std::string> ModuleCandidates() {
-  std::vector<std::string> out;
-  // Read once, from the first discovery set-up (before the daemon's threads start).
-  const char* env = std::getenv("HYPERACCEL_XRT_MODULE");  // NOLINT(concurrency-mt-unsafe)
-  if (env != nullptr && *env != '\0') return {env};
+bool IsExecutableFile(const std::string& path) {
   std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    out.push_back((exe.parent_path() / kXrtModuleFile).string());
-    out.push_back((exe.parent_path().parent_path() / "lib" / "hyperaccel" / kXrtModuleFile).string());
-  }
-#ifdef HYPERACCEL_XRT_MODULE_BUILD_PATH
-  out.emplace_back(HYPERACCEL_XRT_MODULE_BUILD_PATH);
-#endif
-  out.emplace_back(kXrtModuleFile);
-  return out;
+  return fs::is_regular_file(path, ec) && ::access(path.c_str(), X_OK) == 0;
 }
 
-// Opens one candidate. Errors name the file and say what is wrong with it.
-Result<const XrtModuleApi*> OpenModule(const std::string& path) {
-  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (handle == nullptr) {
-    const char* why = dlerror();  // NOLINT(concurrency-mt-unsafe): per-thread state in glibc
-    return Unavailable(why != nullptr ? why : path + ": cannot be loaded");
-  }
-  using EntryFn = const XrtModuleApi* (*)();
-  auto entry = reinterpret_cast<EntryFn>(dlsym(handle, kXrtModuleEntry));
-  const XrtModuleApi* api = entry != nullptr ? entry() : nullptr;
-  if (api == nullptr || api->abi != kXrtModuleAbi) {
-    dlclose(handle);
-    return FailedPrecondition(path + ": not a " + kXrtModuleFile + " of this build (" +
-                              (api == nullptr ? std::string("no ") + kXrtModuleEntry
-                                              : "interface version " + std::to_string(api->abi)) +
-                              ", expected version " + std::to_string(kXrtModuleAbi) + ")");
-  }
-  return api;  // never unloaded: XRT keeps threads and static state
-}
-
-LoadedModule LoadModule() {
-  std::string tried;
-  for (const std::string& path : ModuleCandidates()) {
+Result<std::string> LocateHelper() {
+  // Read once, from the first discovery set-up (before the daemon's threads start).
+  const char* env = std::getenv("HYPERACCEL_XRT_PROBE");  // NOLINT(concurrency-mt-unsafe)
+  std::vector<std::string> candidates;
+  if (env != nullptr && *env != '\0') {
+    candidates.emplace_back(env);
+  } else {
     std::error_code ec;
-    if (path.find('/') != std::string::npos && !fs::exists(path, ec)) {
-      tried += (tried.empty() ? "" : "; ") + path + ": no such file";
-      continue;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+      candidates.push_back((exe.parent_path() / kXrtProbeHelper).string());
+      candidates.push_back(
+          (exe.parent_path().parent_path() / "lib" / "hyperaccel" / kXrtProbeHelper).string());
     }
-    auto api = OpenModule(path);
-    if (!api.ok()) {
-      tried += (tried.empty() ? "" : "; ") + api.status().message();
-      continue;
-    }
-    HA_LOG(kDebug, "XRT probe module loaded").kv("path", path);
-    return {api.value(), ""};
+#ifdef HYPERACCEL_XRT_PROBE_BUILD_PATH
+    candidates.emplace_back(HYPERACCEL_XRT_PROBE_BUILD_PATH);
+#endif
   }
-  return {nullptr, std::string("XRT probe module ") + kXrtModuleFile + " not loadable" +
-                       (tried.empty() ? " (not found next to the binary)" : ": " + tried)};
+  std::string tried;
+  for (const std::string& path : candidates) {
+    if (IsExecutableFile(path)) return path;
+    tried += (tried.empty() ? "" : ", ") + path;
+  }
+  return NotFound(std::string("XRT probe helper ") + kXrtProbeHelper + " not found (tried " +
+                  (tried.empty() ? std::string("nothing: the binary's path is unknown") : tried) + ")");
 }
 
-// Loaded on first use only: processes that never need XRT never map it.
-const LoadedModule& Module() {
-  static const LoadedModule loaded = LoadModule();
-  return loaded;
+// Runs one request and returns the parsed answer. Every failure names the helper and the request.
+Result<nlohmann::json> Ask(const std::string& helper, const std::vector<std::string>& request,
+                           std::chrono::milliseconds timeout) {
+  std::vector<std::string> argv{helper};
+  argv.insert(argv.end(), request.begin(), request.end());
+  const std::string what = "XRT probe helper " + helper + " " + request.front();
+  HelperLimits limits;
+  limits.timeout = timeout;
+  auto run = RunHelper(argv, limits);
+  if (!run.ok()) {
+    // The runner's message starts with the helper's path.
+    return Status(run.status().code(),
+                  "XRT probe helper " + run.status().message() + " (" + request.front() + ")");
+  }
+  HA_LOG(kDebug, "xrt probe helper run")
+      .kv("request", request.front())
+      .kv("wall_ms", static_cast<double>(run->wall.count()) / 1000.0)
+      .kv("cpu_ms", static_cast<double>(run->cpu.count()) / 1000.0)
+      .kv("max_rss_kib", run->max_rss_kib);
+  if (run->exit_code != 0) return Unavailable(what + ": " + DescribeHelperEnd(*run));
+  auto answer = wire::ParseAnswer(run->out);
+  if (!answer.ok()) return answer.status().WithContext(what);
+  return answer;
 }
 
-// Stands in for XRT when the module cannot be loaded: discovery then works from sysfs alone.
+// Stands in for XRT when the helper cannot be found: discovery then works from sysfs alone.
 class UnavailableXrtProbe : public XrtProbe {
  public:
   explicit UnavailableXrtProbe(std::string why) : why_(std::move(why)) {}
@@ -110,28 +98,95 @@ class UnavailableXrtProbe : public XrtProbe {
   std::string why_;
 };
 
+class HelperXrtProbe : public XrtProbe {
+ public:
+  HelperXrtProbe(std::string helper, std::chrono::milliseconds timeout)
+      : helper_(std::move(helper)), timeout_(timeout) {}
+
+  NodeFacts Facts() override {
+    auto answer = Ask(helper_, {"facts"}, timeout_);
+    Result<NodeFacts> facts = answer.ok() ? wire::FactsFromJson(*answer) : Result<NodeFacts>(answer.status());
+    if (!facts.ok()) {
+      NodeFacts f;
+      f.xrt_available = false;
+      f.xrt_detail = facts.status().message();
+      return f;
+    }
+    return *facts;
+  }
+
+  Result<XrtCardInfo> ProbeCard(const std::string& bdf) override {
+    return std::move(ProbeCards({bdf}).front());
+  }
+
+  std::vector<Result<XrtCardInfo>> ProbeCards(const std::vector<std::string>& bdfs) override {
+    if (bdfs.empty()) return {};
+    std::vector<std::string> request{"cards"};
+    request.insert(request.end(), bdfs.begin(), bdfs.end());
+    auto answer = Ask(helper_, request, timeout_);
+    Result<std::vector<Result<XrtCardInfo>>> cards =
+        answer.ok() ? wire::CardsFromJson(*answer, bdfs)
+                    : Result<std::vector<Result<XrtCardInfo>>>(answer.status());
+    if (cards.ok()) {
+      NoteOutcome(Status::Ok());
+      return std::move(cards.value());
+    }
+    // Errors of the answer's shape do not name the helper yet; the runner's errors do.
+    const Status failed =
+        answer.ok() ? cards.status().WithContext("XRT probe helper " + helper_ + " cards") : cards.status();
+    NoteOutcome(failed);
+    std::vector<Result<XrtCardInfo>> out;
+    out.reserve(bdfs.size());
+    for (const std::string& bdf : bdfs) out.emplace_back(failed.WithContext("card " + bdf));
+    return out;
+  }
+
+  Result<std::vector<XrtCardInfo>> OpenEmulated() override {
+    auto answer = Ask(helper_, {"emulated"}, timeout_);
+    if (!answer.ok()) return answer.status();
+    auto devices = wire::EmulatedFromJson(*answer);
+    if (!devices.ok()) return devices.status().WithContext("XRT probe helper " + helper_ + " emulated");
+    return devices;
+  }
+
+ private:
+  // One warning when batches start failing and one line when they work again: no log per scan.
+  void NoteOutcome(const Status& st) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!st.ok() && !failing_) {
+      HA_LOG(kWarn, "XRT probe failed; cards are read from sysfs only until it works")
+          .kv("reason", st.message());
+    } else if (st.ok() && failing_) {
+      HA_LOG(kInfo, "XRT probe works again");
+    }
+    failing_ = !st.ok();
+  }
+
+  std::string helper_;
+  std::chrono::milliseconds timeout_;
+  std::mutex mu_;
+  bool failing_ = false;
+};
+
 }  // namespace
 
-std::shared_ptr<XrtProbe> MakeLibXrtProbe() {
-  const LoadedModule& m = Module();
-  if (m.api == nullptr) return std::make_shared<UnavailableXrtProbe>(m.error);
-  return std::shared_ptr<XrtProbe>(m.api->make_probe());
+Result<std::string> FindXrtHelper() {
+  static const Result<std::string> found = LocateHelper();
+  return found;
 }
 
-Status CheckXrtModule(const std::string& path) {
-  auto api = OpenModule(path);
-  return api.ok() ? Status::Ok() : api.status();
+std::shared_ptr<XrtProbe> MakeLibXrtProbe(std::chrono::milliseconds timeout) {
+  auto helper = FindXrtHelper();
+  if (!helper.ok()) return std::make_shared<UnavailableXrtProbe>(helper.status().message());
+  return MakeXrtHelperProbe(*helper, timeout);
 }
 
-std::optional<int> EmulatedDeviceCount() {
-  const LoadedModule& m = Module();
-  if (m.api == nullptr) return std::nullopt;
-  const int n = m.api->emulated_device_count();
-  if (n < 0) return std::nullopt;
-  return n;
+std::shared_ptr<XrtProbe> MakeXrtHelperProbe(std::string helper_path, std::chrono::milliseconds timeout) {
+  return std::make_shared<HelperXrtProbe>(std::move(helper_path), timeout);
 }
 
-Result<std::string> PrepareXrtEnvironment(int emulated_cards, const std::string& work_dir) {
+Result<std::string> PrepareXrtEnvironment(int emulated_cards, const std::string& work_dir,
+                                          std::chrono::milliseconds timeout) {
   // NOLINTBEGIN(concurrency-mt-unsafe): called once from main before any thread starts.
   std::error_code ec;
   std::string dir = work_dir;
@@ -145,13 +200,21 @@ Result<std::string> PrepareXrtEnvironment(int emulated_cards, const std::string&
   if (std::getenv("XILINX_XRT") == nullptr) {
     if (fs::exists("/opt/xilinx/xrt/lib", ec)) {
       setenv("XILINX_XRT", "/opt/xilinx/xrt", 1);
-    } else if (const LoadedModule& m = Module(); m.api != nullptr) {
-      // (Without the module there is no XRT to point at; MakeLibXrtProbe() reports why.)
-      fs::path lib = fs::path(dir) / "lib";
-      fs::remove(lib, ec);
-      fs::create_directory_symlink(m.api->coreutil_dir(), lib, ec);
-      if (ec) return Unavailable("cannot create " + lib.string() + ": " + ec.message());
-      setenv("XILINX_XRT", dir.c_str(), 1);
+    } else if (auto helper = FindXrtHelper(); helper.ok()) {
+      // (Without the helper there is no XRT to point at; MakeLibXrtProbe() reports why.)
+      auto answer = Ask(*helper, {"lib-dir"}, timeout);
+      Result<std::string> lib_dir =
+          answer.ok() ? wire::LibDirFromJson(*answer) : Result<std::string>(answer.status());
+      if (!lib_dir.ok()) {
+        HA_LOG(kWarn, "cannot tell where libxrt_coreutil is; XILINX_XRT left unset")
+            .kv("reason", lib_dir.status().message());
+      } else {
+        fs::path lib = fs::path(dir) / "lib";
+        fs::remove(lib, ec);
+        fs::create_directory_symlink(*lib_dir, lib, ec);
+        if (ec) return Unavailable("cannot create " + lib.string() + ": " + ec.message());
+        setenv("XILINX_XRT", dir.c_str(), 1);
+      }
     }
   }
   if (emulated_cards > 0) {
@@ -172,10 +235,14 @@ Result<std::string> PrepareXrtEnvironment(int emulated_cards, const std::string&
   // NOLINTEND(concurrency-mt-unsafe)
 }
 
-OpenClFacts ProbeOpenCl() {
-  const LoadedModule& m = Module();
-  if (m.api == nullptr) return {false, "not probed: " + m.error};
-  return m.api->probe_opencl();
+OpenClFacts ProbeOpenCl(std::chrono::milliseconds timeout) {
+  auto helper = FindXrtHelper();
+  if (!helper.ok()) return {false, "not probed: " + helper.status().message()};
+  auto answer = Ask(*helper, {"opencl"}, timeout);
+  Result<OpenClFacts> facts =
+      answer.ok() ? wire::OpenClFromJson(*answer) : Result<OpenClFacts>(answer.status());
+  if (!facts.ok()) return {false, "not probed: " + facts.status().message()};
+  return *facts;
 }
 
 }  // namespace hyperaccel::hw

@@ -1,5 +1,5 @@
 // ParseXrtSensors: XRT's thermal and electrical JSON reports -> Sensors. Pure; compiled into both
-// hyperaccel::xrt (tests use it) and the XRT probe module (which calls it on live reports).
+// hyperaccel::xrt (tests use it) and the helper hyperaccel-xrt-probe (which calls it on live reports).
 #include <cctype>
 #include <nlohmann/json.hpp>
 #include <optional>

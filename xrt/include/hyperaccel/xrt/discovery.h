@@ -34,14 +34,16 @@ struct DiscoveryOptions {
   int emulate = 0;                // > 0: that many U55C cards through XRT software emulation
   std::string node_name;          // empty = $NODE_NAME, then the hostname
   std::string xrt_mode = "auto";  // auto | off
+  // Deadline of one run of the XRT probe helper (kDefaultXrtProbeTimeout in xrt_probe.h).
+  std::chrono::milliseconds xrt_probe_timeout{5000};
   double temp_limit_c = 95.0;
   std::chrono::seconds vanish_grace{60};
   int recovery_probes = 3;
 };
 
 // Adds the discovery flags every binary shares: --sysfs-root, --cabling, --link-register-map,
-// --emulate, --node-name, --xrt, --temp-limit, --vanish-grace, --recovery-probes (each with an
-// HYPERACCEL_* environment variable and a config-file key).
+// --emulate, --node-name, --xrt, --xrt-probe-timeout, --temp-limit, --vanish-grace, --recovery-probes (each
+// with an HYPERACCEL_* environment variable and a config-file key).
 void AddDiscoveryFlags(CLI::App& app, DiscoveryOptions& options);
 
 // flag value, else $NODE_NAME, else the hostname.

@@ -2,8 +2,8 @@
 // is caught here and becomes a value. An interface, so discovery can be tested without XRT.
 #pragma once
 
+#include <chrono>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,43 +29,59 @@ class XrtProbe {
   virtual NodeFacts Facts() = 0;
   // Probes one ready user PF by its lower-case PCI address.
   virtual Result<XrtCardInfo> ProbeCard(const std::string& bdf) = 0;
+  // Probes several cards in one go (one result per BDF, in order); what a scan calls. The default
+  // asks ProbeCard for each.
+  virtual std::vector<Result<XrtCardInfo>> ProbeCards(const std::vector<std::string>& bdfs) {
+    std::vector<Result<XrtCardInfo>> out;
+    out.reserve(bdfs.size());
+    for (const std::string& bdf : bdfs) out.push_back(ProbeCard(bdf));
+    return out;
+  }
   // Software emulation: opens every emulated device (kept open for the probe's lifetime, as XRT's
   // emulation caches per device object) and returns them in index order.
   virtual Result<std::vector<XrtCardInfo>> OpenEmulated() = 0;
 };
 
-// The real probe over libxrt_coreutil. libxrt_coreutil is not linked into the binaries: the first
-// call loads the module libhyperaccel_xrt_probe.so (which links it) from $HYPERACCEL_XRT_MODULE
-// when set, else the first of: the binary's directory, <binary dir>/../lib/hyperaccel/, the build
-// tree, the dynamic loader's path. When it cannot be loaded the probe reports XRT unavailable (Facts)
-// and every call fails with the reason; discovery then works from sysfs alone.
-std::shared_ptr<XrtProbe> MakeLibXrtProbe();
+// How long one run of the XRT probe helper may take before it is killed.
+inline constexpr std::chrono::milliseconds kDefaultXrtProbeTimeout{5000};
+inline constexpr const char* kXrtProbeHelper = "hyperaccel-xrt-probe";
 
-// Whether `path` is a loadable XRT probe module of this build (OK), or why not. Loads it.
-Status CheckXrtModule(const std::string& path);
+// Where the XRT probe helper is: $HYPERACCEL_XRT_PROBE alone when set (an operator's explicit
+// choice), else the first executable of: the binary's directory, <binary dir>/../lib/hyperaccel/
+// (the image's layout), the build tree. Read once per process. NOT_FOUND names what was tried.
+Result<std::string> FindXrtHelper();
 
-// Makes XRT usable in this process before its first call:
+// The real probe: XRT runs in the helper executable hyperaccel-xrt-probe (one short-lived process
+// per request: Facts, one per ProbeCards batch, OpenEmulated), never in this process. Each run is
+// killed after `timeout`. Every failure of the helper (missing, killed, crashed, non-zero exit,
+// malformed answer) becomes a Status with the reason, or for Facts xrt_available = false with the
+// reason in xrt_detail; discovery then works from sysfs alone.
+std::shared_ptr<XrtProbe> MakeLibXrtProbe(std::chrono::milliseconds timeout = kDefaultXrtProbeTimeout);
+// The same over an explicit helper path (tests, tools).
+std::shared_ptr<XrtProbe> MakeXrtHelperProbe(std::string helper_path,
+                                             std::chrono::milliseconds timeout = kDefaultXrtProbeTimeout);
+
+// Makes XRT usable by the helper (which inherits this process's environment) before its first run:
 //  - emulation (`emulated_cards` > 0): writes emconfig.json with that many U55C devices into
 //    `work_dir` (a private temp dir when empty), sets EMCONFIG_PATH and XCL_EMULATION_MODE=sw_emu;
 //  - both modes: when XILINX_XRT is unset, points it at a directory whose lib/ is the directory
 //    that holds libxrt_coreutil (Debian's multiarch layout, which XRT's shim loader cannot find
-//    on its own), or at /opt/xilinx/xrt when AMD's packages are installed.
+//    on its own; the helper's `lib-dir` answer says where it is), or at /opt/xilinx/xrt when AMD's
+//    packages are installed.
 // Returns the directory used. Process-wide: call once, from main, before any thread starts.
-Result<std::string> PrepareXrtEnvironment(int emulated_cards, const std::string& work_dir = "");
-
-// Counts the devices emulation exposes: asks the loaded emulation shim (xclProbe), which is the
-// only reliable count (xrt::system::enumerate_devices() returns 0 under emulation).
-std::optional<int> EmulatedDeviceCount();
+Result<std::string> PrepareXrtEnvironment(int emulated_cards, const std::string& work_dir = "",
+                                          std::chrono::milliseconds timeout = kDefaultXrtProbeTimeout);
 
 // Whether an OpenCL platform from Xilinx/AMD is visible through the ICD loader (node fact).
 struct OpenClFacts {
   bool xilinx = false;
   std::string detail;  // the platforms seen, or why none
 };
-OpenClFacts ProbeOpenCl();
+// Asked of the helper (one run); when it fails, xilinx = false and detail says why.
+OpenClFacts ProbeOpenCl(std::chrono::milliseconds timeout = kDefaultXrtProbeTimeout);
 
 // Parses XRT's thermal and electrical JSON reports into Sensors (only entries marked present).
-// Pure; exposed for tests.
+// Pure; used by the helper, exposed for tests.
 Sensors ParseXrtSensors(const std::string& thermal_json, const std::string& electrical_json);
 
 }  // namespace hyperaccel::hw

@@ -1,24 +1,36 @@
-// libhyperaccel_xrt_probe.so: everything this project asks libxrt_coreutil and the OpenCL ICD
-// loader. Built as a loadable module so that a daemon maps XRT (~2.4 MiB of resident pages with
-// its Boost and shim dependencies) only when a card or emulation needs it; xrt_probe.cpp loads it
-// with dlopen. Every XRT exception is caught here and becomes a value.
-#include "xrt_module.h"
-
+// hyperaccel-xrt-probe: everything this project asks libxrt_coreutil and the OpenCL ICD loader,
+// in a helper executable that answers one request per run and exits. The daemons run it (through
+// xrt_probe.cpp) instead of loading XRT themselves, so that XRT, its Boost and shim dependencies
+// and the C++ runtime they need never enter a daemon's process. Every XRT exception is caught
+// here and becomes a value. The answers and their JSON are described in xrt_wire.h.
+//
+//   hyperaccel-xrt-probe lib-dir | facts | emulated | opencl | cards BDF...
+//
+// stdout carries exactly one JSON document: XRT prints warnings on stdout (emulation's "CRITICAL
+// WARNING" when emconfig.json is missing), so fd 1 is pointed at stderr before XRT is touched and
+// the answer goes to a private copy of the original stdout. Failure: reason on stderr, exit 1;
+// usage error: exit 2.
 #include <CL/cl.h>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <xrt/xrt_device.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "experimental/xrt_error.h"
 #include "experimental/xrt_system.h"
+#include "hyperaccel/xrt/xrt_probe.h"
+#include "xrt_wire.h"
 
 namespace hyperaccel::hw {
 namespace fs = std::filesystem;
@@ -222,15 +234,102 @@ OpenClFacts ProbeOpenClImpl() {
   return f;
 }
 
-XrtProbe* MakeProbe() { return new LibXrtProbe(); }  // NOLINT(cppcoreguidelines-owning-memory)
-
-const XrtModuleApi kApi = {kXrtModuleAbi, &MakeProbe, &EmulatedDeviceCountImpl, &ProbeOpenClImpl,
-                           &CoreutilDir};
-
 }  // namespace
 }  // namespace hyperaccel::hw
 
-extern "C" __attribute__((visibility("default"))) const hyperaccel::hw::XrtModuleApi*
-hyperaccel_xrt_module_v1() {
-  return &hyperaccel::hw::kApi;
+namespace {
+
+using hyperaccel::hw::XrtCardInfo;
+namespace wire = hyperaccel::hw::wire;
+
+// The original stdout, where the one answer goes (fd 1 itself then points at stderr).
+int g_answer_fd = -1;
+
+int Fail(const std::string& why) {
+  std::fprintf(stderr, "hyperaccel-xrt-probe: %s\n", why.c_str());
+  return 1;
+}
+
+int Usage(const std::string& why) {
+  std::fprintf(stderr,
+               "hyperaccel-xrt-probe: %s\n"
+               "usage: hyperaccel-xrt-probe lib-dir | facts | emulated | opencl | cards BDF...\n",
+               why.c_str());
+  return 2;
+}
+
+int Answer(const nlohmann::json& j) {
+  const std::string text = j.dump() + "\n";
+  std::string_view left = text;
+  while (!left.empty()) {
+    const ssize_t n = ::write(g_answer_fd, left.data(), left.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Fail("cannot write the answer: " + hyperaccel::ErrnoMessage(errno));
+    left.remove_prefix(static_cast<size_t>(n));
+  }
+  return 0;
+}
+
+int Run(const std::vector<std::string>& args) {
+  if (args.empty()) return Usage("no request");
+  const std::string& request = args[0];
+  if (request != "cards" && args.size() > 1) return Usage("request \"" + request + "\" takes no arguments");
+  if (request == "lib-dir") {
+    return Answer({{"v", wire::kXrtHelperProtocol}, {"coreutil_dir", hyperaccel::hw::CoreutilDir()}});
+  }
+  if (request == "facts") return Answer(wire::FactsToJson(hyperaccel::hw::LibXrtProbe().Facts()));
+  if (request == "opencl") return Answer(wire::OpenClToJson(hyperaccel::hw::ProbeOpenClImpl()));
+  if (request == "emulated") {
+    hyperaccel::hw::LibXrtProbe probe;
+    auto devices = probe.OpenEmulated();
+    if (!devices.ok()) return Fail(devices.status().message());
+    nlohmann::json list = nlohmann::json::array();
+    for (const XrtCardInfo& d : *devices) list.push_back(wire::CardToJson(d));
+    return Answer({{"v", wire::kXrtHelperProtocol}, {"devices", std::move(list)}});
+  }
+  if (request == "cards") {
+    hyperaccel::hw::LibXrtProbe probe;
+    nlohmann::json list = nlohmann::json::array();
+    for (size_t i = 1; i < args.size(); ++i) {
+      auto info = probe.ProbeCard(args[i]);
+      if (info.ok()) {
+        list.push_back({{"bdf", args[i]}, {"info", wire::CardToJson(*info)}});
+      } else {
+        // The reader names the card itself.
+        std::string why = info.status().message();
+        const std::string prefix = "card " + args[i] + ": ";
+        if (why.rfind(prefix, 0) == 0) why.erase(0, prefix.size());
+        list.push_back({{"bdf", args[i]}, {"error", why}});
+      }
+    }
+    return Answer({{"v", wire::kXrtHelperProtocol}, {"cards", std::move(list)}});
+  }
+  return Usage("unknown request \"" + request + "\"");
+}
+
+}  // namespace
+
+#if defined(__SANITIZE_ADDRESS__)
+// XRT and the OpenCL loader leave allocations behind at exit, which LeakSanitizer would turn into a
+// failed run of every request in sanitizer builds. Leaks in our own code are still reported.
+extern "C" const char* __lsan_default_suppressions() {  // NOLINT(bugprone-reserved-identifier)
+  return "leak:libxrt_coreutil\nleak:libxrt_swemu\nleak:libxrt_core\nleak:libOpenCL\n";
+}
+#endif
+
+int main(int argc, char** argv) {
+  // Keep stdout for the answer; whatever XRT prints goes to stderr.
+  g_answer_fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+  if (g_answer_fd < 0 || ::dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+    return Fail("cannot set up stdout: " + hyperaccel::ErrnoMessage(errno));
+  }
+  std::vector<std::string> args(argv + 1,
+                                argv + argc);  // NOLINT(cppcoreguidelines-pro-bounds-pointer-arithmetic)
+  try {
+    return Run(args);
+  } catch (const std::exception& e) {
+    return Fail(std::string("unexpected error: ") + e.what());
+  } catch (...) {
+    return Fail("unexpected error");
+  }
 }
