@@ -629,6 +629,29 @@ TEST(Engine, SmallPodsKeepAnEmptyNodeForAWholeNodePod) {
   }
 }
 
+// Two link domains of two 8-card nodes. `whole` (8 cards) fills one node; the one-card pod `one`
+// then scores 74 on each of the three empty nodes, and within that point the node whose link
+// domain is busier wins: the partner of `whole`. The other domain stays empty for the 2 x 8 gang,
+// which starts at once inside it, whatever the seed (a random pick among the three nodes would
+// put `one` in the other domain two times in three and split the gang across domains).
+TEST(Engine, SinglePodsFillTheBusierLinkDomainAndLeaveOneWholeForAGang) {
+  const Cluster c = MakeCluster(4, 2, 4);
+  const auto jobs = Jobs(
+      "whole,0,1000,1,8,5,false\n"
+      "one,1,1000,1,1,5,false\n"
+      "gang,2,100,2,8,5,false\n");
+  for (Policy p : {Policy::kHyperaccel, Policy::kExtender}) {
+    for (uint64_t seed = 1; seed <= 12; ++seed) {
+      SimOptions o;
+      o.policy = p;
+      o.seed = seed;
+      const auto r = Simulate(c, jobs, o);
+      EXPECT_EQ(r.start_s, (std::vector<double>{0, 1, 2})) << PolicyName(p) << " seed " << seed;
+      EXPECT_EQ(r.gangs_one_domain, 1) << PolicyName(p) << " seed " << seed;
+    }
+  }
+}
+
 // One 8-card node and one job shape, 1 x 3 cards: two are placed (6 cards), then every draw
 // fails; the run stops after 5 failures in a row. The 2 free cards are unusable by 3-card pods.
 TEST(Fill, StopsAfterConsecutiveFailuresAndCountsUnallocatableCards) {
