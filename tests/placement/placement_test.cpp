@@ -211,6 +211,26 @@ TEST(ScoreNodeTest, PrefersSnugFit) {
   EXPECT_EQ(none.score, 0);
 }
 
+// A one-card pod keeps linked arcs whole: on a ring of 8 with cards 0, 3, 4, 5 free (card 0
+// isolated, 3-4-5 an arc), the device plugin hands out the isolated card 0, which leaves the
+// 3-arc free; cutting the arc instead would leave at most 2 linked cards. The bridge ranks such
+// a node first: the pod exactly fills a free linked set (fill 1/1, 50 + 30 + 10 + 5 + 5 = 100)
+// where a node whose free cards are one 4-arc is cut (fill 1/4: 50 + 8 + 10 + 5 + 5 = 78).
+TEST(ScoreNodeTest, OneCardPodTakesAnIsolatedCard) {
+  const CardGraph g = Ring(8);
+  const Mask isolated_and_arc = Bits({0, 3, 4, 5});
+  Result<Choice> c = Choose(g, Request{isolated_and_arc, 0, 1});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->cards, Bits({0}));
+  EXPECT_EQ(c->score.largest_free_after, 3);
+  EXPECT_EQ(c->score.free_components_after, 1);
+  const NodeFit keeps = ScoreNode(g, isolated_and_arc, FitRequest{1, false, false});
+  const NodeFit cuts = ScoreNode(g, Bits({3, 4, 5, 6}), FitRequest{1, false, false});
+  EXPECT_EQ(keeps.predicted, Bits({0}));
+  EXPECT_EQ(keeps.score, 100);
+  EXPECT_EQ(cuts.score, 78);
+}
+
 TEST(FragmentationTest, StrandedSingles) {
   const CardGraph g = Ring(8);
   const Fragmentation f = NodeFragmentation(g, Bits({0, 2, 4, 5}));

@@ -534,6 +534,35 @@ TEST(UserMetrics, FilledByTheReplay) {
   }
 }
 
+// The job log of the same scenario: one line per job and policy, in job order, with the starts and
+// runs above; a job that never started (an 8-card pod on 4-card nodes is infeasible) logs -1.
+TEST(Report, JobLogHasEveryJobUnderEveryPolicy) {
+  const Cluster c = GangQueueCluster();
+  const auto jobs = GangQueueJobs();
+  const std::vector<PolicyResult> results = {RunPolicy(c, jobs, Policy::kRandom),
+                                             RunPolicy(c, jobs, Policy::kHyperaccel)};
+  EXPECT_EQ(FormatJobLog(jobs, results),
+            "policy,job_id,tasks,cards_per_task,priority,arrival_s,start_s,run_s\n"
+            "random,hold,1,8,5,0.000,0.000,100.000\n"
+            "hyperaccel,hold,1,8,5,0.000,0.000,100.000\n"
+            "random,gang,2,8,9,1.000,110.000,50.000\n"
+            "hyperaccel,gang,2,8,9,1.000,110.000,50.000\n"
+            "random,fill,1,8,1,2.000,2.000,100.000\n"
+            "hyperaccel,fill,1,8,1,2.000,2.000,100.000\n"
+            "random,late,1,8,1,3.000,100.000,10.000\n"
+            "hyperaccel,late,1,8,1,3.000,100.000,10.000\n");
+  ClusterConfig small;
+  small.nodes = 1;
+  small.cards_per_node = 4;
+  auto four = Cluster::Create(small);
+  ASSERT_TRUE(four.ok()) << four.status().message();
+  const auto big = Jobs("big,0,10,1,8,0,false\n");
+  const std::vector<PolicyResult> never = {RunPolicy(*four, big, Policy::kBinpack)};
+  EXPECT_EQ(FormatJobLog(big, never),
+            "policy,job_id,tasks,cards_per_task,priority,arrival_s,start_s,run_s\n"
+            "binpack,big,1,8,0,0.000,-1.000,-1.000\n");
+}
+
 // Workload pods: one of 1 card, two of 2, one of 4, so shares 1/4, 1/2, 1/4. A node with f free
 // cards leaves unusable, in expectation: f=1 -> 0.75 (2- and 4-card pods), f=2 -> 0.25 x 2,
 // f=3 -> 0.25 x 3, f >= 4 -> 0.
@@ -596,6 +625,29 @@ TEST(Engine, SmallPodsKeepAnEmptyNodeForAWholeNodePod) {
       const auto r = Simulate(c, jobs, o);
       EXPECT_EQ(r.started, 3) << PolicyName(p) << " seed " << seed;
       EXPECT_DOUBLE_EQ(r.start_s[2], 2) << PolicyName(p) << " seed " << seed;
+    }
+  }
+}
+
+// Two link domains of two 8-card nodes. `whole` (8 cards) fills one node; the one-card pod `one`
+// then scores 74 on each of the three empty nodes, and within that point the node whose link
+// domain is busier wins: the partner of `whole`. The other domain stays empty for the 2 x 8 gang,
+// which starts at once inside it, whatever the seed (a random pick among the three nodes would
+// put `one` in the other domain two times in three and split the gang across domains).
+TEST(Engine, SinglePodsFillTheBusierLinkDomainAndLeaveOneWholeForAGang) {
+  const Cluster c = MakeCluster(4, 2, 4);
+  const auto jobs = Jobs(
+      "whole,0,1000,1,8,5,false\n"
+      "one,1,1000,1,1,5,false\n"
+      "gang,2,100,2,8,5,false\n");
+  for (Policy p : {Policy::kHyperaccel, Policy::kExtender}) {
+    for (uint64_t seed = 1; seed <= 12; ++seed) {
+      SimOptions o;
+      o.policy = p;
+      o.seed = seed;
+      const auto r = Simulate(c, jobs, o);
+      EXPECT_EQ(r.start_s, (std::vector<double>{0, 1, 2})) << PolicyName(p) << " seed " << seed;
+      EXPECT_EQ(r.gangs_one_domain, 1) << PolicyName(p) << " seed " << seed;
     }
   }
 }
@@ -691,13 +743,21 @@ TEST(SimCli, WritesResultsAndPlots) {
   const auto r =
       testing::RunBinary("hyperaccel-sim", {"--synthetic=3", "--jobs=800", "--nodes=32", "--nodes-per-rack=8",
                                             "--load=1.0", "--format=json", "--results=" + dir.string(),
-                                            "--write-trace=" + (dir / "t.csv").string(), "--log-level=warn"});
+                                            "--write-trace=" + (dir / "t.csv").string(),
+                                            "--job-log=" + (dir / "jobs.csv").string(), "--log-level=warn"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto doc = nlohmann::json::parse(r.out);
   EXPECT_EQ(doc["policies"].size(), AllPolicies().size());
   EXPECT_EQ(doc["run"]["jobs"], 800);
   for (const char* f : {"results.md", "results.json", "series-hyperaccel.csv", "series-random.csv", "t.csv"})
     EXPECT_TRUE(std::filesystem::exists(dir / f)) << f;
+  {  // the job log: a header, then every job under each of the six policies
+    std::ifstream log(dir / "jobs.csv");
+    std::string line;
+    int lines = 0;
+    while (std::getline(log, line)) ++lines;
+    EXPECT_EQ(lines, 1 + 800 * static_cast<int>(AllPolicies().size()));
+  }
   if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {  // NOLINT(concurrency-mt-unsafe)
     for (const char* f : {"utilization.png", "fragmentation.png", "pending.png", "locality.png",
                           "locality-time.png", "wait-1.png", "wait-5-8.png"})

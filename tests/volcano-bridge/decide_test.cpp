@@ -171,6 +171,87 @@ TEST(Prioritize, EqualFitGoesToTheFullestNode) {
   EXPECT_DOUBLE_EQ(BaseScore(Need(1), sick), sick_points - 1 + 3.0 / 6);
 }
 
+TEST(Prioritize, SinglePodFillsTheBusierLinkDomainWithinAPoint) {
+  // The two nodes of EqualFitGoesToTheFullestNode (both 74 for one card). "empty" sits in a link
+  // domain of 16 cards with 12 busy (its partner is busy), "seven" in one with 1 busy (itself):
+  // within the point, half the domain's busy share plus half the node's own fill decides:
+  //   empty: 73 + 0.5 x 12/16 + 0.5 x 1/8 = 73.4375     seven: 73 + 0.5 x 1/16 + 0.5 x 2/8 = 73.15625
+  std::vector<NodeCards> nodes = {Ring("empty", 8, 0), Ring("seven", 8, 0b1)};
+  nodes[0].link_domain = "ld-busy";
+  nodes[0].domain_busy = 12;
+  nodes[0].domain_cards = 16;
+  nodes[1].link_domain = "ld-idle";
+  nodes[1].domain_busy = 1;
+  nodes[1].domain_cards = 16;
+  auto scores = DecidePrioritize(Need(1), nodes, GangView{}, 1.0);
+  ASSERT_EQ(scores.size(), 2u);
+  EXPECT_DOUBLE_EQ(scores[0].score, 73.4375);
+  EXPECT_DOUBLE_EQ(scores[1].score, 73.15625);
+  EXPECT_DOUBLE_EQ(DecidePrioritize(Need(1), nodes, GangView{}, 2.0)[0].score, 146.875);
+  // Whole points still come first: a 6-card arc (75 for one card) in an idle domain beats both.
+  nodes.push_back(Ring("six", 8, 0b11));
+  nodes[2].link_domain = "ld-six";
+  nodes[2].domain_busy = 2;
+  nodes[2].domain_cards = 16;
+  scores = DecidePrioritize(Need(1), nodes, GangView{}, 1.0);
+  ASSERT_EQ(scores.size(), 3u);
+  EXPECT_DOUBLE_EQ(scores[2].score, 74 + 0.5 * 2 / 16 + 0.5 * 3 / 8);
+  // Unknown domain load (0 / 0): the node-fill rule alone, as before.
+  nodes[0].domain_cards = 0;
+  EXPECT_DOUBLE_EQ(DecidePrioritize(Need(1), nodes, GangView{}, 1.0)[0].score, 73.125);
+  // Not for gangs: the first pod of a gang of two is scored by domain room (every domain here has
+  // room for both pods: 0.75 x 100), later pods by locality, whatever the domain load says.
+  nodes[0].domain_cards = 16;
+  GangView first;
+  first.remaining = 2;
+  const auto gang_scores = DecidePrioritize(Need(1), nodes, first, 1.0);
+  ASSERT_EQ(gang_scores.size(), 3u);
+  EXPECT_DOUBLE_EQ(gang_scores[0].score, 0.25 * 73.125 + 75);
+  GangView placed;
+  placed.domains = {"ld-idle"};
+  EXPECT_DOUBLE_EQ(DecidePrioritize(Need(1), nodes, placed, 1.0)[1].score, 0.25 * 73.25 + 75);
+}
+
+Node CountNode(const std::string& name, const std::string& domain, int allocatable, int idle) {
+  Node n;
+  n.name = name;
+  n.link_domain = domain;
+  n.allocatable_cards = allocatable;
+  n.idle_cards = idle;
+  return n;
+}
+
+TEST(State, DomainLoadSumsEveryNodeOfTheDomain) {
+  // Snapshot: a1 (6 of 8 busy) and a2 (idle) in ld-a, b1 (3 busy) in ld-b, c1 unlabelled.
+  SessionState state;
+  state.OpenSession(Snapshot{{CountNode("a1", "ld-a", 8, 2), CountNode("a2", "ld-a", 8, 8),
+                              CountNode("b1", "ld-b", 8, 5), CountNode("c1", "", 8, 8)},
+                             {}});
+  // A one-card task was allocated on a1 in this session: a1 now has 7 busy.
+  Task placed;
+  placed.uid = "t-1";
+  placed.node_name = "a1";
+  placed.cards = 1;
+  state.Allocate(placed, state.NeedOf(placed));
+  // The request lists a2 (Volcano now says 2 busy), b1 and c1; a1 is not in it.
+  std::vector<NodeCards> cards;
+  for (const Node& n :
+       {CountNode("a2", "ld-a", 8, 6), CountNode("b1", "ld-b", 8, 5), CountNode("c1", "", 8, 8)})
+    cards.push_back(state.CardsFromBody(n));
+  state.AddDomainLoad(&cards);
+  EXPECT_EQ(cards[0].domain_busy, 2 + 7);  // a2 as given, a1 from the session
+  EXPECT_EQ(cards[0].domain_cards, 16);
+  EXPECT_EQ(cards[1].domain_busy, 3);
+  EXPECT_EQ(cards[1].domain_cards, 8);
+  EXPECT_EQ(cards[2].domain_busy, 0);  // no link domain: unknown
+  EXPECT_EQ(cards[2].domain_cards, 0);
+  // A node listed twice counts once.
+  cards.push_back(cards[1]);
+  state.AddDomainLoad(&cards);
+  EXPECT_EQ(cards[1].domain_busy, 3);
+  EXPECT_EQ(cards[3].domain_cards, 8);
+}
+
 TEST(Victims, FewestThenLowestPriority) {
   NodeCards n = Counts("n", 8, 0);
   // Candidates: (cards, priority).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <limits>
 #include <map>
 #include <unordered_map>
@@ -275,6 +276,10 @@ std::vector<NodeScore> DecidePrioritize(const TaskNeed& need, const std::vector<
     } else if (spread) {
       const double room = std::min(1.0, static_cast<double>(domain_slots[DomainKey(n)]) / gang.remaining);
       value = 0.25 * base + 0.75 * 100 * room;
+    } else if (gang.remaining <= 1 && n.domain_cards > 0 && base > 0) {
+      const double point = std::floor(base);
+      const double domain_fill = std::clamp(static_cast<double>(n.domain_busy) / n.domain_cards, 0.0, 1.0);
+      value = point + 0.5 * domain_fill + 0.5 * (base - point);
     }
     out.push_back({n.name, value * weight});
   }

@@ -176,6 +176,8 @@ Reply Bridge::Prioritize(const JsonBuffer& body) {
   cards.reserve(args->nodes.size());
   for (const auto& n : args->nodes) cards.push_back(state_.CardsFromBody(n));
   const GangView gang = need.cards > 0 ? state_.GangOf(args->task, args->nodes) : GangView{};
+  const bool single = gang.domains.empty() && gang.racks.empty() && gang.idcs.empty() && gang.remaining <= 1;
+  if (need.cards > 0 && single) state_.AddDomainLoad(&cards);
   return Ok(EncodePrioritizeResponse(DecidePrioritize(need, cards, gang, options_.weight)));
 }
 

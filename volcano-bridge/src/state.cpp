@@ -256,6 +256,40 @@ bool SessionState::CardsOfKnownNode(const std::string& name, NodeCards* out) con
   return true;
 }
 
+void SessionState::AddDomainLoad(std::vector<NodeCards>* cards) const {
+  struct Load {
+    int busy = 0;
+    int all = 0;
+  };
+  std::unordered_map<std::string, Load> load;
+  std::unordered_set<std::string> given;
+  for (const NodeCards& c : *cards) {
+    if (c.link_domain.empty() || !given.insert(c.name).second) continue;
+    Load& l = load[c.link_domain];
+    l.busy += std::max(0, c.capacity - c.free_count);
+    l.all += c.capacity;
+  }
+  if (load.empty()) return;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [name, snap] : snapshot_nodes_) {
+      if (given.count(name)) continue;
+      auto it = load.find(snap.link_domain);
+      if (it == load.end()) continue;
+      const std::optional<NodeInfo> info = FindNode(name);
+      const NodeCards c = Build(info ? *info : snap, /*fresh_counts=*/false);
+      it->second.busy += std::max(0, c.capacity - c.free_count);
+      it->second.all += c.capacity;
+    }
+  }
+  for (NodeCards& c : *cards) {
+    if (c.link_domain.empty()) continue;
+    const Load& l = load[c.link_domain];
+    c.domain_busy = l.busy;
+    c.domain_cards = l.all;
+  }
+}
+
 GangView SessionState::GangOf(const Task& task, const std::vector<Node>& body_nodes) const {
   GangView gang;
   if (task.job.empty()) return gang;

@@ -267,6 +267,7 @@ class Engine {
       if (found_.size() > 1) {  // Volcano calls prioritize only when more than one node passed
         candidates_.clear();
         for (int n : found_) candidates_.push_back(node_cards_[static_cast<size_t>(n)]);
+        if (job.tasks == 1) AddDomainLoad(found_, &candidates_);
         gang.remaining = job.tasks - t;
         const auto scores = bridge::DecidePrioritize(need, candidates_, gang, 1.0);
         score_by_node_.clear();
@@ -289,6 +290,22 @@ class Engine {
       gang.idcs.insert(sn.idc);
     }
     return true;
+  }
+
+  // What the bridge's SessionState::AddDomainLoad gives a single pod's candidates: busy and all
+  // cards of each candidate's link domain (every member node).
+  void AddDomainLoad(const std::vector<int>& nodes, std::vector<bridge::NodeCards>* cards) const {
+    const int per_node = cluster_.cards_per_node();
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const SimNode& sn = cluster_.nodes()[static_cast<size_t>(nodes[i])];
+      int busy = 0, all = 0;
+      for (int m : domain_nodes_[static_cast<size_t>(sn.domain_id)]) {
+        busy += per_node - free_count_[static_cast<size_t>(m)];
+        all += per_node;
+      }
+      (*cards)[i].domain_busy = busy;
+      (*cards)[i].domain_cards = all;
+    }
   }
 
   // FGD's score: how much the node's expected fragmentation (free cards a pod drawn from the

@@ -30,6 +30,7 @@ struct Flags {
   std::string format = "markdown";
   std::string results;
   std::string write_trace;
+  std::string job_log;
   bool require_linked = false;
   double horizon_s = 0;
   int samples = 200;
@@ -104,6 +105,9 @@ int main(int argc, char** argv) {
   app.add_option("--results", f.results,
                  "Also write results.md, results.json, series CSVs and PNG plots here");
   app.add_option("--write-trace", f.write_trace, "Write the workload as a trace CSV (to replay or edit)");
+  app.add_option("--job-log", f.job_log,
+                 "Write every job's arrival, start and run time under each policy as CSV (for "
+                 "bench/sim/wait-attribution.py)");
   app.add_flag("--require-linked", f.require_linked,
                "hyperaccel: multi-card pods require a linked set (hyperaccel.ai/require-linked)");
   app.add_option("--unlinked-slowdown", f.unlinked_slowdown,
@@ -253,6 +257,17 @@ int main(int argc, char** argv) {
 
   std::cout << (f.format == "json" ? sim::FormatJson(f.cluster, run, results)
                                    : sim::FormatMarkdown(f.cluster, run, results));
+  if (!f.job_log.empty()) {
+    const auto parent = std::filesystem::path(f.job_log).parent_path();
+    std::error_code ec;
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    std::ofstream out(f.job_log);
+    out << sim::FormatJobLog(jobs, results);
+    if (!out) {
+      std::cerr << "error: cannot write " << f.job_log << "\n";
+      return 1;
+    }
+  }
   if (!f.results.empty()) {
     bool plots = false;
     if (Status s = sim::WriteResults(f.results, f.cluster, run, results, &plots); !s.ok()) {

@@ -254,6 +254,25 @@ std::string FormatSeriesCsv(const PolicyResult& result) {
   return out;
 }
 
+std::string FormatJobLog(const std::vector<JobSpec>& jobs, const std::vector<PolicyResult>& results) {
+  std::string out = "policy,job_id,tasks,cards_per_task,priority,arrival_s,start_s,run_s\n";
+  char buf[160];
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const JobSpec& j = jobs[i];
+    for (const PolicyResult& r : results) {
+      const double start = i < r.start_s.size() ? r.start_s[i] : -1.0;
+      const double run = i < r.run_s.size() ? r.run_s[i] : -1.0;
+      std::snprintf(buf, sizeof buf, ",%d,%d,%lld,%.3f,%.3f,%.3f\n", j.tasks, j.cards_per_task,
+                    static_cast<long long>(j.priority), j.arrival_s, start, run);
+      out += PolicyName(r.policy);
+      out += ',';
+      out += j.id;
+      out += buf;
+    }
+  }
+  return out;
+}
+
 Status WriteResults(const std::string& dir, const ClusterConfig& cluster, const RunInfo& run,
                     const std::vector<PolicyResult>& results, bool* plots) {
   namespace fs = std::filesystem;

@@ -43,6 +43,10 @@ struct NodeCards {
   Mask free = 0;                             // with a topology: cards a new task may get
   int free_count = 0;                        // free cards (popcount(free) with a topology)
   int capacity = 0;  // healthy cards: what the node could give with nothing else running
+  // Cards of the node's link domain (every node with its link_domain label, this one included):
+  // busy and all. 0 / 0 when not known; set for single pods only (SessionState::AddDomainLoad).
+  int domain_busy = 0;
+  int domain_cards = 0;
 };
 
 // What a task asks for.
@@ -84,6 +88,10 @@ struct GangView {
 double BaseScore(const TaskNeed& need, const NodeCards& node);
 
 // Scores (0..100 × weight) for every node the task fits; nodes it does not fit are left out.
+// A single pod (no placed gang member, `gang.remaining` <= 1) on nodes whose domain load is known
+// keeps BaseScore's whole point and, inside it, ranks by half the share of busy cards in the
+// node's link domain plus half BaseScore's fraction (the node left fullest), so that single pods
+// fill link domains already in use and leave whole domains to gangs.
 std::vector<NodeScore> DecidePrioritize(const TaskNeed& need, const std::vector<NodeCards>& nodes,
                                         const GangView& gang, double weight);
 

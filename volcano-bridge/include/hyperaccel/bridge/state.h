@@ -88,6 +88,12 @@ class SessionState {
   // allocations and the tasks listed on `body_nodes`.
   GangView GangOf(const Task& task, const std::vector<Node>& body_nodes) const;
 
+  // Sets domain_busy / domain_cards of every labelled node in `cards` (a prioritize request's
+  // nodes, as CardsFromBody built them): summed over every node of its link domain, the request's
+  // own nodes as given and the others from the session (snapshot or later view, minus tentative
+  // allocations).
+  void AddDomainLoad(std::vector<NodeCards>* cards) const;
+
   // allocateFunc / deallocateFunc. Allocate predicts the task's cards on its node.
   void Allocate(const Task& task, const TaskNeed& need);
   void Deallocate(const Task& task);

@@ -30,6 +30,11 @@ std::string FormatJson(const ClusterConfig& cluster, const RunInfo& run,
 // time_s,utilization,fragmentation,pending,largest_free_linked,gang_fit_domain_rate,wait_1_s,
 // wait_2_s,wait_3_4_s,wait_5_8_s,wait_over_8_s (NaN where nothing started in the interval)
 std::string FormatSeriesCsv(const PolicyResult& result);
+// Every job under every policy, one line each, in job order then policy order:
+// policy,job_id,tasks,cards_per_task,priority,arrival_s,start_s,run_s (start_s and run_s -1 for a
+// job that never started; run_s includes the cost model). `results` must come from `jobs`.
+// bench/sim/wait-attribution.py reads it.
+std::string FormatJobLog(const std::vector<JobSpec>& jobs, const std::vector<PolicyResult>& results);
 
 // Writes results.md, results.json and series-<policy>.csv into `dir` (created when missing) and,
 // when gnuplot is on PATH, utilization.png, fragmentation.png, pending.png, locality.png,
