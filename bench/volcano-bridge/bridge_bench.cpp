@@ -11,7 +11,8 @@
 // Without --url the HTTP rows use a server started in this process. With --url and --server-pid the
 // HTTP predicate rows are followed by what the server process spent per request (CPU time, context
 // switches of all its threads, time runnable but waiting for a CPU, and system calls counted by
-// strace in a separate pass; see bench/proc_counters.h). --memory posts BODY_FILE,
+// strace in a separate pass; see bench/proc_counters.h). --http-only runs only the HTTP predicate
+// rows (no in-process rows, no slow connections). --memory posts BODY_FILE,
 // padded with spaces to the largest allowed body, on 16 connections at once to the server process
 // PID and reports its peak resident memory and the answers.
 #include <httplib.h>
@@ -225,7 +226,7 @@ std::vector<double> HttpLoad(const std::string& host, int port, const std::strin
 void SlowlorisCase(const std::string& host, int port, bool quick, const std::string& fixture,
                    int server_pid = 0);
 
-void Http(const std::string& url, bool quick, const std::string& fixture, int server_pid) {
+void Http(const std::string& url, bool quick, const std::string& fixture, int server_pid, bool slowloris) {
   std::unique_ptr<metrics::Registry> registry;
   std::unique_ptr<Bridge> bridge;
   std::unique_ptr<HttpServer> server;
@@ -275,7 +276,7 @@ void Http(const std::string& url, bool quick, const std::string& fixture, int se
       g_rows.push_back({"  server syscalls per request (" + hb::TopSyscalls(sc, traced + 10) + ")", v, ""});
     }
   }
-  SlowlorisCase(host, port, quick, fixture);
+  if (slowloris) SlowlorisCase(host, port, quick, fixture);
 }
 
 // The slow client: a predicate's header plus one byte of its declared body.
@@ -489,6 +490,7 @@ int main(int argc, char** argv) {
   size_t max_body = ServerOptions{}.max_body_bytes;
   bool quick = false;
   bool slowloris_only = false;
+  bool http_only = false;
   int server_pid = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--url") && i + 1 < argc)
@@ -504,6 +506,8 @@ int main(int argc, char** argv) {
       quick = true;
     else if (!std::strcmp(argv[i], "--predicate-fixture") && i + 1 < argc)
       fixture = argv[++i];
+    else if (!std::strcmp(argv[i], "--http-only"))
+      http_only = true;
     else if (!std::strcmp(argv[i], "--slowloris-only"))
       slowloris_only = true;
     else if (!std::strcmp(argv[i], "--server-pid") && i + 1 < argc)
@@ -535,9 +539,11 @@ int main(int argc, char** argv) {
     }
     const auto colon = url.rfind(':');
     SlowlorisCase(url.substr(0, colon), std::stoi(url.substr(colon + 1)), quick, fixture, server_pid);
+  } else if (http_only) {
+    Http(url, quick, fixture, server_pid, false);
   } else {
     InProcess(quick, write_dir);
-    Http(url, quick, fixture, server_pid);
+    Http(url, quick, fixture, server_pid, true);
   }
   size_t w = 0;
   for (const auto& r : g_rows) w = std::max(w, r.what.size());
