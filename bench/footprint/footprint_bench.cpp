@@ -3,12 +3,17 @@
 // kubelet sees it (client in this process, plugin in its own).
 //
 //   hyperaccel-footprint-bench [--bin-dir DIR] [--iterations N] [--runs R] [--settle SECONDS]
-//                              [--setups emulated,sysfs] [--breakdown] [--plain-http]
+//                              [--setups emulated,sysfs] [--breakdown] [--plain-http] [--no-syscalls]
 //
 // The agent and the DRA driver talk HTTPS to the API-server emulator (certificates made at start,
 // CA in the kubeconfig), as in a cluster; --plain-http measures them over http:// instead.
 // --breakdown prints every mapping of each daemon (RSS summed per file, plus anonymous memory)
 // instead of the six largest.
+// Next to the device plugin's latency it prints what the plugin process spends per call, which
+// the load of a shared machine hardly changes: CPU time and context switches of all its threads
+// (/proc/PID/task/*: schedstat, status), the time its threads were runnable but waiting for a
+// CPU, and (unless --no-syscalls) system calls per call, counted with `strace -f -c` in a
+// separate pass of 200 calls.
 //
 // Two node set-ups, each with 8 cards:
 //   emulated  XRT software emulation (--emulate=8): XRT is loaded, as on a real node;
@@ -33,6 +38,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -41,6 +47,7 @@
 #include <thread>
 #include <vector>
 
+#include "../proc_counters.h"
 #include "fake_sysfs.h"
 #include "hyperaccel/kubelet_sim/kubelet_sim.h"
 #include "hyperaccel/placement/names.h"
@@ -51,6 +58,7 @@
 namespace {
 
 namespace fs = std::filesystem;
+namespace hb = hyperaccel::bench;
 namespace ks = hyperaccel::kubelet_sim;
 namespace syn = hyperaccel::bridge::synthetic;
 using Clock = std::chrono::steady_clock;
@@ -210,6 +218,7 @@ struct Options {
   bool emulated = true, sysfs = true;
   bool breakdown = false;  // every mapping, not the six largest
   bool tls = true;         // the API-server emulator serves HTTPS
+  bool syscalls = true;    // count the plugin's system calls per call with strace (when installed)
 };
 
 struct Row {
@@ -221,6 +230,9 @@ struct Row {
 struct LatencyRow {
   std::string setup, rpc;
   std::vector<Latency> runs;
+  std::vector<hb::PerRequest> per_request;  // the plugin's counters, one per run
+  hb::Syscalls syscalls;                    // counted in a separate pass (--syscalls)
+  int syscall_requests = 0;
 };
 
 class Setup {
@@ -245,7 +257,7 @@ class Setup {
     return {"--sysfs-root=" + sysfs_->root(), "--node-name=" + std::string(kNode)};
   }
   Child* Start(const std::string& binary, std::vector<std::string> args);
-  bool DrivePlugin(std::vector<LatencyRow>& latency, std::string& error);
+  bool DrivePlugin(pid_t pid, std::vector<LatencyRow>& latency, std::string& error);
   bool DriveAgent(std::string& error);
   bool DriveBridge(int port, std::string& error);
   bool DriveDra(std::string& error);
@@ -285,7 +297,7 @@ void Setup::Record(std::vector<Row>& rows, const Child* c, const std::string& da
   rows.push_back(std::move(r));
 }
 
-bool Setup::DrivePlugin(std::vector<LatencyRow>& latency, std::string& error) {
+bool Setup::DrivePlugin(pid_t pid, std::vector<LatencyRow>& latency, std::string& error) {
   const std::string res = hyperaccel::names::kDefaultResource;
   if (!kubelet_->WaitForDevices(
           res, [](const std::vector<ks::Device>& d) { return d.size() == static_cast<size_t>(kCards); },
@@ -298,28 +310,57 @@ bool Setup::DrivePlugin(std::vector<LatencyRow>& latency, std::string& error) {
   for (size_t i = 0; i < devices.size(); ++i) {
     if (i % 5 != 1) available.push_back(devices[i].id);  // every fifth card busy, as in plugin_bench
   }
-  LatencyRow pref{name_, "GetPreferredAllocation, 8 cards, k=4", {}};
-  LatencyRow alloc{name_, "Allocate, 4 IDs", {}};
-  for (int run = 0; run < o_.runs; ++run) {
-    std::vector<double> p, a;
+  LatencyRow pref;
+  pref.setup = name_;
+  pref.rpc = "GetPreferredAllocation, 8 cards, k=4";
+  LatencyRow alloc;
+  alloc.setup = name_;
+  alloc.rpc = "Allocate, 4 IDs";
+  auto preferred = [&]() -> bool {
+    auto r = kubelet_->GetPreferredAllocation(res, available, {}, 4);
+    if (!r.ok() || r->size() != 4) {
+      error = "GetPreferredAllocation failed: " + (r.ok() ? "short answer" : r.status().message());
+      return false;
+    }
+    return true;
+  };
+  std::vector<std::string> ids;
+  if (auto r = kubelet_->GetPreferredAllocation(res, available, {}, 4); r.ok()) ids = *r;
+  auto allocate = [&]() -> bool {
+    auto al = kubelet_->Allocate(res, ids);
+    if (!al.ok()) {
+      error = "Allocate failed: " + al.status().message();
+      return false;
+    }
+    return true;
+  };
+  // Each RPC in its own batch, so that the plugin's counters (CPU, context switches) are per call.
+  auto batch = [&](LatencyRow& row, const std::function<bool()>& call) -> bool {
+    std::vector<double> us;
+    us.reserve(static_cast<size_t>(o_.iterations));
+    const hb::ProcCounters before = hb::ReadProcCounters(pid);
     for (int i = 0; i < o_.iterations; ++i) {
       auto t0 = Clock::now();
-      auto r = kubelet_->GetPreferredAllocation(res, available, {}, 4);
-      p.push_back(Us(Clock::now() - t0));
-      if (!r.ok() || r->size() != 4) {
-        error = "GetPreferredAllocation failed: " + (r.ok() ? "short answer" : r.status().message());
-        return false;
-      }
-      t0 = Clock::now();
-      auto al = kubelet_->Allocate(res, *r);
-      a.push_back(Us(Clock::now() - t0));
-      if (!al.ok()) {
-        error = "Allocate failed: " + al.status().message();
-        return false;
-      }
+      if (!call()) return false;
+      us.push_back(Us(Clock::now() - t0));
     }
-    pref.runs.push_back(Summarize(p));
-    alloc.runs.push_back(Summarize(a));
+    row.runs.push_back(Summarize(us));
+    row.per_request.push_back(hb::Delta(before, hb::ReadProcCounters(pid), o_.iterations));
+    return true;
+  };
+  for (int run = 0; run < o_.runs; ++run) {
+    if (!batch(pref, preferred) || !batch(alloc, allocate)) return false;
+  }
+  // System calls per call, in a short pass of its own (strace slows the plugin many times over).
+  if (o_.syscalls) {
+    const int n = 200;
+    pref.syscalls = hb::CountSyscalls(pid, [&] {
+      for (int i = 0; i < n; ++i) preferred();
+    });
+    alloc.syscalls = hb::CountSyscalls(pid, [&] {
+      for (int i = 0; i < n; ++i) allocate();
+    });
+    pref.syscall_requests = alloc.syscall_requests = n;
   }
   latency.push_back(pref);
   latency.push_back(alloc);
@@ -442,7 +483,7 @@ void Setup::Run(std::vector<Row>& rows, std::vector<LatencyRow>& latency) {
                                          "--metrics-address=127.0.0.1:" + std::to_string(FreePort())});
   Child* plugin = Start("hyperaccel-device-plugin", plugin_args);
   std::string plugin_error;
-  const bool plugin_ok = plugin != nullptr && DrivePlugin(latency, plugin_error);
+  const bool plugin_ok = plugin != nullptr && DrivePlugin(plugin->pid, latency, plugin_error);
 
   std::vector<std::string> agent_args = {"run"};
   for (auto& f : HardwareFlags()) agent_args.push_back(f);
@@ -525,10 +566,12 @@ int main(int argc, char** argv) {
       o.breakdown = true;
     } else if (a == "--plain-http") {
       o.tls = false;
+    } else if (a == "--no-syscalls") {
+      o.syscalls = false;
     } else {
       std::fprintf(stderr,
                    "usage: %s [--bin-dir DIR] [--iterations N] [--runs R] [--settle SECONDS] [--setups "
-                   "emulated,sysfs] [--breakdown] [--plain-http]\n",
+                   "emulated,sysfs] [--breakdown] [--plain-http] [--no-syscalls]\n",
                    argv[0]);
       return 2;
     }
@@ -618,6 +661,46 @@ int main(int argc, char** argv) {
     std::snprintf(mx, sizeof mx, "%.0f (%.0f)", maxlo, maxhi);
     std::printf("| %-15s | %-40s | %-13s | %-13s | %-15s | %-4s |\n", l.setup.c_str(), l.rpc.c_str(), p50,
                 p99, mx, p99lo < 100 ? "ok" : "MISS");
+  }
+  std::printf(
+      "\nWhat the plugin process spends per call (its counters over each run of %d calls; min (max) over "
+      "runs). wake-ups = voluntary context switches (a thread blocked, then was woken), preempted = "
+      "involuntary ones; wait = runnable but not on a CPU; syscalls from a separate strace pass of %d "
+      "calls\n\n",
+      o.iterations, 200);
+  std::printf("| %-15s | %-40s | %-15s | %-13s | %-13s | %-13s | %-8s | %s |\n", "set-up", "rpc", "CPU us",
+              "wake-ups", "preempted", "wait us", "syscalls", "busiest threads (switches per call)");
+  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(17, '-').c_str(), std::string(42, '-').c_str(),
+              std::string(17, '-').c_str(), std::string(15, '-').c_str(), std::string(15, '-').c_str(),
+              std::string(15, '-').c_str(), std::string(10, '-').c_str(), std::string(37, '-').c_str());
+  for (const auto& l : latency) {
+    auto span = [&](double hb::PerRequest::*field, const char* fmt) {
+      double lo = 1e18, hi = 0;
+      for (const auto& r : l.per_request) {
+        if (!r.ok) continue;
+        lo = std::min(lo, r.*field);
+        hi = std::max(hi, r.*field);
+      }
+      if (hi == 0 && lo > hi) return std::string("-");
+      char b[48];
+      std::snprintf(b, sizeof b, fmt, lo, hi);
+      return std::string(b);
+    };
+    std::string syscalls = "-";
+    if (l.syscalls.total >= 0 && l.syscall_requests > 0) {
+      syscalls = Fmt("%.1f", static_cast<double>(l.syscalls.total) / l.syscall_requests);
+    }
+    const std::string busiest = l.per_request.empty() ? "-" : hb::BusiestThreads(l.per_request.back());
+    std::printf("| %-15s | %-40s | %-15s | %-13s | %-13s | %-13s | %-8s | %s |\n", l.setup.c_str(),
+                l.rpc.c_str(), span(&hb::PerRequest::cpu_us, "%.0f (%.0f)").c_str(),
+                span(&hb::PerRequest::voluntary, "%.2f (%.2f)").c_str(),
+                span(&hb::PerRequest::involuntary, "%.2f (%.2f)").c_str(),
+                span(&hb::PerRequest::wait_us, "%.0f (%.0f)").c_str(), syscalls.c_str(), busiest.c_str());
+  }
+  for (const auto& l : latency) {
+    if (l.syscalls.total < 0) continue;
+    std::printf("  %s, %s: syscalls per call: %s\n", l.setup.c_str(), l.rpc.c_str(),
+                hb::TopSyscalls(l.syscalls, l.syscall_requests, 6).c_str());
   }
   return all_ok ? 0 : 1;
 }

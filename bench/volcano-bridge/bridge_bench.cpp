@@ -3,10 +3,16 @@
 // >= 1 GB/s; predicate p99 < 5 ms while 200 slow (slowloris) connections are held (measured with
 // Volcano's predicate request, tests/volcano-bridge/corpus/predicate/predicate.request.json, or
 // --predicate-fixture). Usage:
-//   hyperaccel-bridge-bench [--url HOST:PORT] [--write-bodies DIR] [--predicate-fixture FILE] [--quick]
+//   hyperaccel-bridge-bench [--url HOST:PORT [--server-pid PID]] [--write-bodies DIR] [--predicate-fixture
+//   FILE]
+//   [--quick]
 //   hyperaccel-bridge-bench --url HOST:PORT --slowloris-only [--server-pid PID] [--predicate-fixture FILE]
 //   [--quick] hyperaccel-bridge-bench --url HOST:PORT --memory PID BODY_FILE [--max-body-bytes N]
-// Without --url the HTTP rows use a server started in this process. --memory posts BODY_FILE,
+// Without --url the HTTP rows use a server started in this process. With --url and --server-pid the
+// HTTP predicate rows are followed by what the server process spent per request (CPU time, context
+// switches of all its threads, time runnable but waiting for a CPU, and system calls counted by
+// strace in a separate pass; see bench/proc_counters.h). --http-only runs only the HTTP predicate
+// rows (no in-process rows, no slow connections). --memory posts BODY_FILE,
 // padded with spaces to the largest allowed body, on 16 connections at once to the server process
 // PID and reports its peak resident memory and the answers.
 #include <httplib.h>
@@ -25,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "../proc_counters.h"
 #include "hyperaccel/bridge/server.h"
 #include "hyperaccel/bridge/service.h"
 #include "hyperaccel/bridge/wire.h"
@@ -34,6 +41,7 @@
 
 namespace {
 
+namespace hb = hyperaccel::bench;
 using namespace hyperaccel;
 using namespace hyperaccel::bridge;
 using Clock = std::chrono::steady_clock;
@@ -218,7 +226,7 @@ std::vector<double> HttpLoad(const std::string& host, int port, const std::strin
 void SlowlorisCase(const std::string& host, int port, bool quick, const std::string& fixture,
                    int server_pid = 0);
 
-void Http(const std::string& url, bool quick, const std::string& fixture) {
+void Http(const std::string& url, bool quick, const std::string& fixture, int server_pid, bool slowloris) {
   std::unique_ptr<metrics::Registry> registry;
   std::unique_ptr<Bridge> bridge;
   std::unique_ptr<HttpServer> server;
@@ -233,6 +241,7 @@ void Http(const std::string& url, bool quick, const std::string& fixture) {
     server = std::make_unique<HttpServer>(bridge.get(), registry.get(), o);
     if (!server->Start().ok()) return;
     port = server->port();
+    server_pid = 0;  // the server's threads share this process with the clients: no per-request counters
   } else {
     auto colon = url.rfind(':');
     host = url.substr(0, colon);
@@ -242,14 +251,32 @@ void Http(const std::string& url, bool quick, const std::string& fixture) {
   const int n = quick ? 300 : 3000;
   for (bool keep : {true, false}) {
     for (int clients : {1, 16}) {
-      auto t = HttpLoad(host, port, body, clients, clients == 1 ? n : n / 8, keep);
-      g_rows.push_back({std::string("HTTP predicate, ") + (keep ? "keep-alive" : "new connection") + ", " +
-                            std::to_string(clients) + " client" + (clients > 1 ? "s" : "") + " p50 / p99",
-                        Micros(Percentile(t, 0.5)) + " / " + Micros(Percentile(t, 0.99)),
+      const int per_client = clients == 1 ? n : n / 8;
+      const hb::ProcCounters before = server_pid > 0 ? hb::ReadProcCounters(server_pid) : hb::ProcCounters{};
+      auto t = HttpLoad(host, port, body, clients, per_client, keep);
+      const std::string what = std::string("HTTP predicate, ") + (keep ? "keep-alive" : "new connection") +
+                               ", " + std::to_string(clients) + " client" + (clients > 1 ? "s" : "");
+      g_rows.push_back({what + " p50 / p99", Micros(Percentile(t, 0.5)) + " / " + Micros(Percentile(t, 0.99)),
                         clients == 1 ? "p99 < 200 µs" : ""});
+      if (server_pid <= 0) continue;
+      const hb::PerRequest r = hb::Delta(before, hb::ReadProcCounters(server_pid), clients * per_client);
+      if (!r.ok) continue;
+      char v[160];
+      std::snprintf(v, sizeof v, "%.1f µs CPU, %.2f wake-ups, %.2f preempted, %.1f µs wait", r.cpu_us,
+                    r.voluntary, r.involuntary, r.wait_us);
+      g_rows.push_back({"  server per request (" + hb::BusiestThreads(r) + ")", v, ""});
+      if (clients != 1) continue;
+      // System calls per request, in a short pass of their own (strace slows the server down).
+      const int traced = 200;
+      const hb::Syscalls sc = hb::CountSyscalls(server_pid, [&] {
+        (void)HttpLoad(host, port, body, 1, traced + 10, keep);  // HttpLoad skips 10 warm-up requests
+      });
+      if (sc.total < 0) continue;
+      std::snprintf(v, sizeof v, "%.1f", static_cast<double>(sc.total) / (traced + 10));
+      g_rows.push_back({"  server syscalls per request (" + hb::TopSyscalls(sc, traced + 10) + ")", v, ""});
     }
   }
-  SlowlorisCase(host, port, quick, fixture);
+  if (slowloris) SlowlorisCase(host, port, quick, fixture);
 }
 
 // The slow client: a predicate's header plus one byte of its declared body.
@@ -463,6 +490,7 @@ int main(int argc, char** argv) {
   size_t max_body = ServerOptions{}.max_body_bytes;
   bool quick = false;
   bool slowloris_only = false;
+  bool http_only = false;
   int server_pid = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--url") && i + 1 < argc)
@@ -478,17 +506,21 @@ int main(int argc, char** argv) {
       quick = true;
     else if (!std::strcmp(argv[i], "--predicate-fixture") && i + 1 < argc)
       fixture = argv[++i];
+    else if (!std::strcmp(argv[i], "--http-only"))
+      http_only = true;
     else if (!std::strcmp(argv[i], "--slowloris-only"))
       slowloris_only = true;
     else if (!std::strcmp(argv[i], "--server-pid") && i + 1 < argc)
       server_pid = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr,
-                   "usage: %s [--url HOST:PORT] [--write-bodies DIR] [--predicate-fixture FILE] [--quick]\n"
-                   "       %s --url HOST:PORT --slowloris-only [--server-pid PID] [--predicate-fixture FILE] "
-                   "[--quick]\n"
-                   "       %s --url HOST:PORT --memory PID BODY_FILE [--max-body-bytes N]\n",
-                   argv[0], argv[0], argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s [--url HOST:PORT [--server-pid PID]] [--write-bodies DIR] [--predicate-fixture FILE] "
+          "[--quick]\n"
+          "       %s --url HOST:PORT --slowloris-only [--server-pid PID] [--predicate-fixture FILE] "
+          "[--quick]\n"
+          "       %s --url HOST:PORT --memory PID BODY_FILE [--max-body-bytes N]\n",
+          argv[0], argv[0], argv[0]);
       return 2;
     }
   }
@@ -507,9 +539,11 @@ int main(int argc, char** argv) {
     }
     const auto colon = url.rfind(':');
     SlowlorisCase(url.substr(0, colon), std::stoi(url.substr(colon + 1)), quick, fixture, server_pid);
+  } else if (http_only) {
+    Http(url, quick, fixture, server_pid, false);
   } else {
     InProcess(quick, write_dir);
-    Http(url, quick, fixture);
+    Http(url, quick, fixture, server_pid, true);
   }
   size_t w = 0;
   for (const auto& r : g_rows) w = std::max(w, r.what.size());

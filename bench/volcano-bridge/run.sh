@@ -39,7 +39,7 @@ if [ "$quick" = "--slowloris" ]; then
 fi
 
 echo "== bench table (HTTP rows against the server process)"
-"$bin/hyperaccel-bridge-bench" --url "127.0.0.1:$port" --write-bodies "$work" \
+"$bin/hyperaccel-bridge-bench" --url "127.0.0.1:$port" --server-pid "$server_pid" --write-bodies "$work" \
   --predicate-fixture "$fixture" $quick
 
 echo "== onSessionOpen (1000 nodes / 10000 pods) posted to the server"

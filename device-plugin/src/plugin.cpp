@@ -236,13 +236,17 @@ struct Plugin::Impl {
     grpc::ServerBuilder builder;
     const std::string bind_path = BindPath(e.socket_path);
     builder.AddListeningPort("unix:" + bind_path, grpc::InsecureServerCredentials());
-    builder.RegisterService(e.service.get());
+    e.service->AddTo(builder);
     const auto t0 = Clock::now();
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-    if (!server) return Unavailable("cannot listen on " + bind_path);
+    if (!server) {
+      e.service->Shutdown(nullptr, std::chrono::system_clock::now());
+      return Unavailable("cannot listen on " + bind_path);
+    }
+    e.service->Start(server.get());
     if (::rename(bind_path.c_str(), e.socket_path.c_str()) != 0) {
       const std::string why = ErrnoMessage(errno);
-      server->Shutdown(std::chrono::system_clock::now());
+      e.service->Shutdown(server.get(), std::chrono::system_clock::now());
       server->Wait();
       return Unavailable("cannot move " + bind_path + " to " + e.socket_path + ": " + why);
     }
@@ -262,7 +266,7 @@ struct Plugin::Impl {
     v1beta1::DevicePluginOptions reply;
     grpc::Status probe = stub->GetDevicePluginOptions(&ctx, v1beta1::Empty(), &reply);
     if (!probe.ok()) {
-      server->Shutdown(std::chrono::system_clock::now());
+      e.service->Shutdown(server.get(), std::chrono::system_clock::now());
       server->Wait();
       return Unavailable("our own socket " + e.socket_path + " does not answer: " + probe.error_message());
     }
@@ -292,8 +296,15 @@ struct Plugin::Impl {
     metrics.registered.Set({e.resource}, 0);
     if (service) service->CloseStreams();
     if (server) {
-      server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+      // The service's thread answers until the server has shut down, then stops.
+      const auto deadline = std::chrono::system_clock::now() + std::chrono::milliseconds(500);
+      if (service) {
+        service->Shutdown(server.get(), deadline);
+      } else {
+        server->Shutdown(deadline);
+      }
       server->Wait();
+      server.reset();  // before the service it serves
     }
     if (service) service->JoinHooks();
     e.open_streams.store(0);

@@ -1,6 +1,7 @@
 #include "service.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -63,78 +64,235 @@ v1beta1::ListAndWatchResponse ToListAndWatch(const ResourceView& view) {
   return out;
 }
 
-// One ListAndWatch stream. Owned by the service's set; gRPC holds a raw pointer until OnDone.
-class DevicePluginService::Stream final : public grpc::ServerWriteReactor<v1beta1::ListAndWatchResponse> {
+// One unary call, from the request gRPC matched to it to its answer; deletes itself once the
+// answer is sent (or when no call came: shutdown). Runs on the serving thread, except an answer
+// given later from another thread (PreStartContainer's hook).
+template <class Request, class Response>
+class UnaryCall : public DevicePluginService::Tag {
  public:
-  Stream(DevicePluginService* service, uint64_t generation) : service_(service), generation_(generation) {}
+  explicit UnaryCall(DevicePluginService* service) : service_(service), responder_(&ctx_) {}
+  virtual ~UnaryCall() = default;
+  UnaryCall(const UnaryCall&) = delete;
+  UnaryCall& operator=(const UnaryCall&) = delete;
+
+  void Proceed(bool ok) override {
+    if (answered_ || !ok) {
+      delete this;
+      return;
+    }
+    RequestAnother();
+    Answer();
+  }
+
+ protected:
+  virtual void RequestAnother() = 0;
+  // Answers with Finish(), at once or later.
+  virtual void Answer() = 0;
+
+  void Finish(const grpc::Status& status) {
+    answered_ = true;
+    if (status.ok()) {
+      responder_.Finish(response_, status, this);
+    } else {
+      responder_.FinishWithError(status, this);
+    }
+  }
+
+  DevicePluginService* service_;
+  grpc::ServerContext ctx_;
+  Request request_;
+  Response response_;
+  grpc::ServerAsyncResponseWriter<Response> responder_;
+  bool answered_ = false;
+};
+
+using AsyncService = v1beta1::DevicePlugin::AsyncService;
+
+class OptionsCall final : public UnaryCall<v1beta1::Empty, v1beta1::DevicePluginOptions> {
+ public:
+  using UnaryCall::UnaryCall;
+  void Request(AsyncService* async, grpc::ServerCompletionQueue* cq) {
+    async->RequestGetDevicePluginOptions(&ctx_, &request_, &responder_, cq, cq, this);
+  }
+
+ private:
+  void RequestAnother() override { service_->RequestNext<OptionsCall>(); }
+  void Answer() override {
+    response_ = service_->Options();
+    Finish(grpc::Status::OK);
+  }
+};
+
+class PreferredCall final
+    : public UnaryCall<v1beta1::PreferredAllocationRequest, v1beta1::PreferredAllocationResponse> {
+ public:
+  using UnaryCall::UnaryCall;
+  void Request(AsyncService* async, grpc::ServerCompletionQueue* cq) {
+    async->RequestGetPreferredAllocation(&ctx_, &request_, &responder_, cq, cq, this);
+  }
+
+ private:
+  void RequestAnother() override { service_->RequestNext<PreferredCall>(); }
+  void Answer() override { Finish(service_->GetPreferredAllocation(request_, &response_)); }
+};
+
+class AllocateCall final : public UnaryCall<v1beta1::AllocateRequest, v1beta1::AllocateResponse> {
+ public:
+  using UnaryCall::UnaryCall;
+  void Request(AsyncService* async, grpc::ServerCompletionQueue* cq) {
+    async->RequestAllocate(&ctx_, &request_, &responder_, cq, cq, this);
+  }
+
+ private:
+  void RequestAnother() override { service_->RequestNext<AllocateCall>(); }
+  void Answer() override { Finish(service_->Allocate(request_, &response_)); }
+};
+
+class PreStartCall final
+    : public UnaryCall<v1beta1::PreStartContainerRequest, v1beta1::PreStartContainerResponse> {
+ public:
+  using UnaryCall::UnaryCall;
+  void Request(AsyncService* async, grpc::ServerCompletionQueue* cq) {
+    async->RequestPreStartContainer(&ctx_, &request_, &responder_, cq, cq, this);
+  }
+
+ private:
+  void RequestAnother() override { service_->RequestNext<PreStartCall>(); }
+  void Answer() override {
+    grpc::Status status;
+    if (!service_->PreStartContainer(request_, &status, [this](const grpc::Status& s) { Finish(s); })) {
+      Finish(status);
+    }
+  }
+};
+
+// One ListAndWatch stream. Requested before the kubelet opens it (the service holds it as
+// next_stream_), then owned by the service's map until gRPC is done with it: its end was seen
+// (done_) and no write or finish is in flight.
+class DevicePluginService::Stream final : public std::enable_shared_from_this<Stream> {
+ public:
+  explicit Stream(DevicePluginService* service) : service_(service), writer_(&ctx_) {}
+
+  void Request(AsyncService* async, grpc::ServerCompletionQueue* cq) {
+    ctx_.AsyncNotifyWhenDone(&done_);
+    async->RequestListAndWatch(&ctx_, &request_, &writer_, cq, cq, &opened_);
+  }
 
   // Sends the current list when it differs from the last one sent and no write is in flight.
   void Wake() {
     std::shared_ptr<const v1beta1::ListAndWatchResponse> message;
     {
       std::lock_guard lock(mu_);
-      if (finished_ || writing_) return;
+      if (finished_ || in_flight_) return;
       Snapshot snap = service_->Current();
       if (sent_ && snap.view->version == sent_version_) return;
       sent_ = true;
       sent_version_ = snap.view->version;
       inflight_ = snap.message;
-      writing_ = true;
+      in_flight_ = true;
       message = inflight_;
     }
     service_->metrics_->updates.Inc({service_->resource_});
-    StartWrite(message.get());
+    writer_.Write(*message, &op_);
   }
 
   void RequestFinish(const grpc::Status& status) {
     {
       std::lock_guard lock(mu_);
       if (finished_) return;
-      if (writing_) {
+      if (in_flight_) {
         finish_pending_ = true;
         pending_ = status;
         return;
       }
       finished_ = true;
+      in_flight_ = true;
+      finishing_ = true;
     }
-    Finish(status);  // may run OnDone inline: nothing after this line touches members
+    writer_.Finish(status, &op_);
   }
 
-  void OnWriteDone(bool ok) override {
+  uint64_t generation() const { return generation_; }
+  void set_generation(uint64_t g) { generation_ = g; }
+
+ private:
+  // A member tag that calls back into the stream.
+  class Event final : public Tag {
+   public:
+    Event(Stream* stream, void (Stream::*on)(bool)) : stream_(stream), on_(on) {}
+    void Proceed(bool ok) override { (stream_->*on_)(ok); }
+
+   private:
+    Stream* stream_;
+    void (Stream::*on_)(bool);
+  };
+
+  void OnOpened(bool ok) {
+    if (!ok) {  // no call came (shutdown): no other tag of this stream is pending
+      service_->StreamDone(this);
+      return;
+    }
+    service_->StreamStarted(shared_from_this());
+  }
+
+  void OnOpDone(bool ok) {
     grpc::Status finish;
     bool do_finish = false;
     {
       std::lock_guard lock(mu_);
-      writing_ = false;
-      if (!finished_ && (!ok || finish_pending_)) {
+      in_flight_ = false;
+      if (finishing_) {
+        finishing_ = false;
+      } else if (!finished_ && (!ok || finish_pending_)) {
         finished_ = true;
+        in_flight_ = true;
+        finishing_ = true;
         do_finish = true;
         finish = ok ? pending_ : grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broken");
       }
     }
     if (do_finish) {
-      Finish(finish);
+      writer_.Finish(finish, &op_);
       return;
     }
     Wake();
+    MaybeDone();  // may destroy *this
   }
 
-  void OnCancel() override { RequestFinish(grpc::Status::CANCELLED); }
-  uint64_t generation() const { return generation_; }
-
-  void OnDone() override {
-    DevicePluginService* service = service_;
-    uint64_t generation = generation_;
-    service->StreamDone(this, generation);  // may destroy *this
+  void OnDone(bool /*ok*/) {
+    {
+      std::lock_guard lock(mu_);
+      done_seen_ = true;
+      finished_ = true;  // finished or cancelled: nothing more is written
+    }
+    MaybeDone();  // may destroy *this
   }
 
- private:
+  void MaybeDone() {
+    {
+      std::lock_guard lock(mu_);
+      if (!done_seen_ || in_flight_ || released_) return;
+      released_ = true;
+    }
+    service_->StreamDone(this);
+  }
+
   DevicePluginService* service_;
-  const uint64_t generation_;
+  grpc::ServerContext ctx_;
+  v1beta1::Empty request_;
+  grpc::ServerAsyncWriter<v1beta1::ListAndWatchResponse> writer_;
+  Event opened_{this, &Stream::OnOpened};
+  Event op_{this, &Stream::OnOpDone};  // the write or finish in flight
+  Event done_{this, &Stream::OnDone};
+  uint64_t generation_ = 0;
+
   std::mutex mu_;
-  bool writing_ = false;
-  bool finished_ = false;
+  bool in_flight_ = false;  // a write or the finish
+  bool finishing_ = false;  // the op in flight is the finish
+  bool finished_ = false;   // no more writes
   bool finish_pending_ = false;
+  bool done_seen_ = false;
+  bool released_ = false;
   grpc::Status pending_;
   bool sent_ = false;
   uint64_t sent_version_ = 0;
@@ -153,7 +311,62 @@ DevicePluginService::DevicePluginService(std::string resource, const PluginOptio
   snapshot_.message = std::make_shared<v1beta1::ListAndWatchResponse>();
 }
 
-DevicePluginService::~DevicePluginService() { JoinHooks(); }
+DevicePluginService::~DevicePluginService() {
+  Shutdown(nullptr, std::chrono::system_clock::now());
+  JoinHooks();
+}
+
+void DevicePluginService::AddTo(grpc::ServerBuilder& builder) {
+  builder.RegisterService(&async_);
+  cq_ = builder.AddCompletionQueue();
+}
+
+void DevicePluginService::Start(grpc::Server* /*server*/) {
+  RequestNext<OptionsCall>();
+  RequestNext<PreferredCall>();
+  RequestNext<AllocateCall>();
+  RequestNext<PreStartCall>();
+  RequestNextStream();
+  thread_ = std::thread([this] { Serve(); });
+}
+
+void DevicePluginService::Serve() {
+  // Named for the per-thread counters of the benchmarks and for operators' `top -H`.
+  pthread_setname_np(pthread_self(), "plugin-grpc");
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq_->Next(&tag, &ok)) static_cast<Tag*>(tag)->Proceed(ok);
+}
+
+void DevicePluginService::Shutdown(grpc::Server* server, std::chrono::system_clock::time_point deadline) {
+  {
+    std::lock_guard lock(request_mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  // The serving thread keeps answering and releasing calls until the server has shut down.
+  if (server != nullptr) server->Shutdown(deadline);
+  if (!cq_) return;
+  cq_->Shutdown();
+  if (thread_.joinable()) {
+    thread_.join();
+  } else {  // never started: drain here
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_->Next(&tag, &ok)) static_cast<Tag*>(tag)->Proceed(ok);
+  }
+}
+
+void DevicePluginService::RequestNextStream() {
+  std::lock_guard request_lock(request_mu_);
+  if (stopping_) return;
+  auto stream = std::make_shared<Stream>(this);
+  {
+    std::lock_guard lock(streams_mu_);
+    next_stream_ = stream;
+  }
+  stream->Request(&async_, cq_.get());
+}
 
 v1beta1::DevicePluginOptions DevicePluginService::Options() const {
   v1beta1::DevicePluginOptions o;
@@ -195,71 +408,60 @@ void DevicePluginService::CloseStreams() {
     s->RequestFinish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "device plugin restarting"));
 }
 
-void DevicePluginService::Reopen() {
-  std::lock_guard lock(streams_mu_);
-  closed_ = false;
-}
-
 int DevicePluginService::open_streams() const {
   std::lock_guard lock(streams_mu_);
   return static_cast<int>(streams_.size());
 }
 
-void DevicePluginService::StreamDone(Stream* stream, uint64_t generation) {
-  std::shared_ptr<Stream> keep;  // released last, after the lock
-  int open = 0;
-  {
-    std::lock_guard lock(streams_mu_);
-    auto it = streams_.find(stream);
-    if (it != streams_.end()) {
-      keep = std::move(it->second);
-      streams_.erase(it);
-    }
-    open = static_cast<int>(streams_.size());
-  }
-  metrics_->streams.Set({resource_}, open);
-  HA_LOG(kInfo, "ListAndWatch stream ended").kv("resource", resource_).kv("open_streams", open);
-  if (on_streams_) on_streams_(generation, open, true);
-}
-
-grpc::ServerUnaryReactor* DevicePluginService::GetDevicePluginOptions(grpc::CallbackServerContext* ctx,
-                                                                      const v1beta1::Empty* /*req*/,
-                                                                      v1beta1::DevicePluginOptions* resp) {
-  *resp = Options();
-  auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
-}
-
-grpc::ServerWriteReactor<v1beta1::ListAndWatchResponse>* DevicePluginService::ListAndWatch(
-    grpc::CallbackServerContext* /*ctx*/, const v1beta1::Empty* /*req*/) {
-  auto stream = std::make_shared<Stream>(this, generation_.load());
+void DevicePluginService::StreamStarted(const std::shared_ptr<Stream>& stream) {
+  stream->set_generation(generation_.load());
   bool refuse = false;
   int open = 0;
   {
     std::lock_guard lock(streams_mu_);
+    if (next_stream_ == stream) next_stream_.reset();
     refuse = closed_;
     streams_[stream.get()] = stream;
     open = static_cast<int>(streams_.size());
   }
+  RequestNextStream();
   if (refuse) {
     stream->RequestFinish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "device plugin restarting"));
-    return stream.get();
+    return;
   }
   metrics_->streams.Set({resource_}, open);
   HA_LOG(kInfo, "ListAndWatch stream opened").kv("resource", resource_).kv("open_streams", open);
   stream->Wake();
   if (on_streams_) on_streams_(stream->generation(), open, false);
-  return stream.get();
 }
 
-grpc::ServerUnaryReactor* DevicePluginService::GetPreferredAllocation(
-    grpc::CallbackServerContext* ctx, const v1beta1::PreferredAllocationRequest* req,
-    v1beta1::PreferredAllocationResponse* resp) {
+void DevicePluginService::StreamDone(Stream* stream) {
+  std::shared_ptr<Stream> keep;  // released last, after the lock
+  bool opened = false;
+  int open = 0;
+  {
+    std::lock_guard lock(streams_mu_);
+    if (next_stream_.get() == stream) {
+      keep = std::move(next_stream_);
+    } else if (auto it = streams_.find(stream); it != streams_.end()) {
+      keep = std::move(it->second);
+      streams_.erase(it);
+      opened = true;
+    }
+    open = static_cast<int>(streams_.size());
+  }
+  if (!opened) return;
+  metrics_->streams.Set({resource_}, open);
+  HA_LOG(kInfo, "ListAndWatch stream ended").kv("resource", resource_).kv("open_streams", open);
+  if (on_streams_) on_streams_(keep->generation(), open, true);
+}
+
+grpc::Status DevicePluginService::GetPreferredAllocation(const v1beta1::PreferredAllocationRequest& req,
+                                                         v1beta1::PreferredAllocationResponse* resp) {
   auto start = std::chrono::steady_clock::now();
   auto view = View();
   grpc::Status status = grpc::Status::OK;
-  for (const auto& creq : req->container_requests()) {
+  for (const auto& creq : req.container_requests()) {
     std::vector<std::string> available(creq.available_deviceids().begin(), creq.available_deviceids().end());
     std::vector<std::string> must(creq.must_include_deviceids().begin(), creq.must_include_deviceids().end());
     std::string fallback;
@@ -281,21 +483,18 @@ grpc::ServerUnaryReactor* DevicePluginService::GetPreferredAllocation(
     for (std::string& id : chosen.value()) out->add_deviceids(std::move(id));
   }
   metrics_->preferred_seconds.Observe({resource_}, SecondsSince(start));
-  auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(status);
-  return reactor;
+  return status;
 }
 
-grpc::ServerUnaryReactor* DevicePluginService::Allocate(grpc::CallbackServerContext* ctx,
-                                                        const v1beta1::AllocateRequest* req,
-                                                        v1beta1::AllocateResponse* resp) {
+grpc::Status DevicePluginService::Allocate(const v1beta1::AllocateRequest& req,
+                                           v1beta1::AllocateResponse* resp) {
   auto start = std::chrono::steady_clock::now();
   auto view = View();
   grpc::Status status = grpc::Status::OK;
-  if (req->container_requests().empty()) {
+  if (req.container_requests().empty()) {
     status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Allocate: no container requests");
   }
-  for (const auto& creq : req->container_requests()) {
+  for (const auto& creq : req.container_requests()) {
     std::vector<std::string> ids(creq.devices_ids().begin(), creq.devices_ids().end());
     auto alloc = BuildAllocation(*view, ids, options_.allocate);
     if (!alloc.ok()) {
@@ -327,39 +526,35 @@ grpc::ServerUnaryReactor* DevicePluginService::Allocate(grpc::CallbackServerCont
     HA_LOG(kInfo, "allocated").kv("resource", resource_).kv("devices", alloc->envs[kEnvVisibleDevices]);
   }
   metrics_->allocate_seconds.Observe({resource_}, SecondsSince(start));
-  auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(status);
-  return reactor;
+  return status;
 }
 
-grpc::ServerUnaryReactor* DevicePluginService::PreStartContainer(
-    grpc::CallbackServerContext* ctx, const v1beta1::PreStartContainerRequest* req,
-    v1beta1::PreStartContainerResponse* /*resp*/) {
-  auto* reactor = ctx->DefaultReactor();
+bool DevicePluginService::PreStartContainer(const v1beta1::PreStartContainerRequest& req,
+                                            grpc::Status* status, std::function<void(grpc::Status)> done) {
   if (options_.prestart_command.empty()) {
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
+    *status = grpc::Status::OK;
+    return false;
   }
-  std::vector<std::string> ids(req->devices_ids().begin(), req->devices_ids().end());
+  std::vector<std::string> ids(req.devices_ids().begin(), req.devices_ids().end());
   auto view = View();
   for (const std::string& id : ids) {
     if (view->Find(id) == nullptr) {
       metrics_->prestart.Inc({resource_, "error"});
-      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                   "PreStartContainer: unknown device ID '" + id + "'"));
-      return reactor;
+      *status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                             "PreStartContainer: unknown device ID '" + id + "'");
+      return false;
     }
   }
-  // The hook may take seconds: run it off the gRPC threads and finish from there.
+  // The hook may take seconds: run it off the serving thread and answer from there.
   std::lock_guard lock(hooks_mu_);
-  hooks_.emplace_back([this, reactor, ids = std::move(ids)] {
+  hooks_.emplace_back([this, done = std::move(done), ids = std::move(ids)] {
     Status st = RunHook(options_.prestart_command, ids, options_.prestart_timeout);
     metrics_->prestart.Inc({resource_, st.ok() ? "ok" : "error"});
     if (!st.ok())
       HA_LOG(kWarn, "PreStartContainer hook failed").kv("resource", resource_).kv("error", st.message());
-    reactor->Finish(ToGrpc(st));
+    done(ToGrpc(st));
   });
-  return reactor;
+  return true;
 }
 
 void DevicePluginService::JoinHooks() {

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "hyperaccel/kubelet_sim/kubelet_sim.h"
+#include "deviceplugin_v1beta1.grpc.pb.h"
 #include "podresources_v1.grpc.pb.h"
 #include "test_inventory.h"
 
@@ -364,6 +365,111 @@ TEST_F(PluginTest, StopEndsTheStreamAndRemovesTheSocket) {
   EXPECT_FALSE(fs::exists(SocketPath()));
   EXPECT_TRUE(sim_->WaitForStream(kRes, false, 1s));
   EXPECT_EQ(Healthy(sim_->Devices(kRes)), 0u) << "the kubelet marks devices of a gone plugin unhealthy";
+}
+
+// Streams other than the kubelet's (a second kubelet connection, a debugging client): each gets
+// the list and every change, one the client cancels is released, and Stop() ends the others with
+// UNAVAILABLE. The service writes them from the publishing thread and releases them on its own.
+TEST_F(PluginTest, ExtraListAndWatchStreamsGetEveryChangeAndEndAtStop) {
+  StartBoth(8);
+  auto channel = grpc::CreateChannel("unix:" + SocketPath(), grpc::InsecureChannelCredentials());
+  auto stub = v1beta1::DevicePlugin::NewStub(channel);
+  struct Watch {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<v1beta1::ListAndWatchResponse>> reader;
+  };
+  std::vector<std::unique_ptr<Watch>> watches;
+  for (int i = 0; i < 3; ++i) {
+    auto w = std::make_unique<Watch>();
+    w->reader = stub->ListAndWatch(&w->ctx, v1beta1::Empty());
+    v1beta1::ListAndWatchResponse first;
+    ASSERT_TRUE(w->reader->Read(&first)) << "stream " << i;
+    EXPECT_EQ(first.devices_size(), 8);
+    watches.push_back(std::move(w));
+  }
+  const std::string gauge =
+      "hyperaccel_device_plugin_list_and_watch_streams{resource=\"hyperaccel.ai/fpga\"} ";
+  EXPECT_NE(registry_.Render().find(gauge + "4"), std::string::npos) << "the kubelet's and ours";
+
+  watches[2]->ctx.TryCancel();
+  v1beta1::ListAndWatchResponse ignored;
+  while (watches[2]->reader->Read(&ignored)) {
+  }
+  EXPECT_EQ(watches[2]->reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (registry_.Render().find(gauge + "3") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_NE(registry_.Render().find(gauge + "3"), std::string::npos) << "the cancelled stream is released";
+
+  auto inv = RingInventory(8, true, 7);
+  inv.cards[5].health = hw::Health::kUnhealthy;
+  source_.Publish(inv);
+  for (int i = 0; i < 2; ++i) {
+    v1beta1::ListAndWatchResponse update;
+    ASSERT_TRUE(watches[static_cast<size_t>(i)]->reader->Read(&update)) << "stream " << i;
+    int healthy = 0;
+    for (const auto& d : update.devices()) healthy += d.health() == "Healthy" ? 1 : 0;
+    EXPECT_EQ(healthy, 7) << "stream " << i;
+  }
+
+  plugin_->Stop();
+  for (int i = 0; i < 2; ++i) {
+    while (watches[static_cast<size_t>(i)]->reader->Read(&ignored)) {
+    }
+    const grpc::Status end = watches[static_cast<size_t>(i)]->reader->Finish();
+    EXPECT_EQ(end.error_code(), grpc::StatusCode::UNAVAILABLE) << end.error_message();
+  }
+}
+
+// Stop() while clients keep calling: calls in flight are answered or fail cleanly, none hangs,
+// and Stop() returns (the serving thread drains its queue before it exits).
+TEST_F(PluginTest, StopWhileCallsAreInFlight) {
+  StartBoth(8);
+  auto channel = grpc::CreateChannel("unix:" + SocketPath(), grpc::InsecureChannelCredentials());
+  auto stub = v1beta1::DevicePlugin::NewStub(channel);
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered{0};
+  std::atomic<int> unexpected{0};
+  std::vector<std::thread> callers;
+  callers.reserve(4);
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&, t] {
+      while (!stop.load()) {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + 5s);
+        grpc::Status st;
+        if (t % 2 == 0) {
+          v1beta1::AllocateRequest req;
+          req.add_container_requests()->add_devices_ids(CardId(t));
+          v1beta1::AllocateResponse resp;
+          st = stub->Allocate(&ctx, req, &resp);
+        } else {
+          v1beta1::PreferredAllocationRequest req;
+          auto* c = req.add_container_requests();
+          for (int i = 0; i < 8; ++i) c->add_available_deviceids(CardId(i));
+          c->set_allocation_size(4);
+          v1beta1::PreferredAllocationResponse resp;
+          st = stub->GetPreferredAllocation(&ctx, req, &resp);
+        }
+        if (st.ok()) {
+          ++answered;
+        } else if (st.error_code() != grpc::StatusCode::UNAVAILABLE &&
+                   st.error_code() != grpc::StatusCode::CANCELLED) {
+          ++unexpected;
+        }
+      }
+    });
+  }
+  while (answered.load() < 200) std::this_thread::sleep_for(1ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  plugin_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  stop = true;
+  for (auto& c : callers) c.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_FALSE(fs::exists(SocketPath()));
 }
 
 // Two instances on one kubelet directory (a rolling update, a mis-set DaemonSet): the second

@@ -2,6 +2,8 @@
 // concurrency with keep-alive and with a new connection per request, TLS.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -12,6 +14,7 @@
 
 #include "hyperaccel/bridge/server.h"
 #include "hyperaccel/bridge/service.h"
+#include "loopback.h"
 #include "synthetic.h"
 #include "test_pki.h"
 
@@ -203,6 +206,65 @@ TEST_F(Http, ConcurrentRequests) {
   EXPECT_EQ(failures.load(), 0) << first_failure;
 }
 
+// Bodies larger than the first read are read from the socket straight into their buffer, never
+// past their announced length: two pipelined requests in one write are answered in order, each
+// from its own body; a body that arrives in pieces, and one after "Expect: 100-continue", whole.
+TEST_F(Http, LargeBodiesPipelinedTrickledAndAfterContinue) {
+  Start();
+  auto request = [](const std::string& body, bool close) {
+    return "POST /predicate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+           "application/json\r\nContent-Length: " +
+           std::to_string(body.size()) + (close ? "\r\nConnection: close" : "") + "\r\n\r\n" + body;
+  };
+  const std::string fits = PredicateBody(0) + std::string(150000, ' ');  // 8 free cards
+  const std::string full = PredicateBody(6) + std::string(90000, '\n');  // 2 free cards, 4 wanted
+  {
+    const int fd = ::hyperaccel::testing::ConnectLoopback(server_->port());
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(::hyperaccel::testing::SendAll(fd, request(fits, false) + request(full, true)));
+    const std::string answers = ::hyperaccel::testing::ReadUntilClosed(fd, std::chrono::seconds(10));
+    ::close(fd);
+    const size_t first = answers.find("HTTP/1.1 200");
+    const size_t second = answers.find("HTTP/1.1 200", first + 1);
+    ASSERT_NE(second, std::string::npos) << answers;
+    EXPECT_NE(answers.substr(first, second - first).find(R"({"status":"","code":0})"), std::string::npos)
+        << answers;
+    EXPECT_EQ(answers.substr(second).find(R"("code":0)"), std::string::npos)
+        << "the second node has no room: " << answers;
+  }
+  {
+    const int fd = ::hyperaccel::testing::ConnectLoopback(server_->port());
+    ASSERT_GE(fd, 0);
+    const std::string whole = request(fits, true);
+    for (size_t at = 0; at < whole.size(); at += 40000) {
+      ASSERT_TRUE(::hyperaccel::testing::SendAll(fd, std::string_view(whole).substr(at, 40000)));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    const std::string answer = ::hyperaccel::testing::ReadUntilClosed(fd, std::chrono::seconds(10));
+    ::close(fd);
+    EXPECT_EQ(answer.compare(0, 12, "HTTP/1.1 200"), 0) << answer;
+    EXPECT_NE(answer.find(R"({"status":"","code":0})"), std::string::npos) << answer;
+  }
+  {
+    const int fd = ::hyperaccel::testing::ConnectLoopback(server_->port());
+    ASSERT_GE(fd, 0);
+    const std::string head =
+        "POST /predicate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Expect: 100-continue\r\nConnection: close\r\nContent-Length: " +
+        std::to_string(fits.size()) + "\r\n\r\n";
+    ASSERT_TRUE(::hyperaccel::testing::SendAll(fd, head));
+    char buf[64] = {};
+    const ssize_t n = ::recv(fd, buf, sizeof buf - 1, 0);
+    ASSERT_GT(n, 0);
+    EXPECT_EQ(std::string(buf, static_cast<size_t>(n)).compare(0, 12, "HTTP/1.1 100"), 0) << buf;
+    ASSERT_TRUE(::hyperaccel::testing::SendAll(fd, fits));
+    const std::string answer = ::hyperaccel::testing::ReadUntilClosed(fd, std::chrono::seconds(10));
+    ::close(fd);
+    EXPECT_NE(answer.find("HTTP/1.1 200"), std::string::npos) << answer;
+    EXPECT_NE(answer.find(R"({"status":"","code":0})"), std::string::npos) << answer;
+  }
+}
+
 TEST_F(Http, Tls) {
   const ::hyperaccel::testing::TestPki pki;  // a CA and a server certificate for 127.0.0.1
   ServerOptions o;
@@ -215,6 +277,11 @@ TEST_F(Http, Tls) {
   auto res = c.Post("/predicate", PredicateBody(0), "application/json");
   ASSERT_TRUE(res) << httplib::to_string(res.error());
   EXPECT_EQ(res->status, 200);
+  // A body larger than the first read: the rest is read through TLS straight into its buffer.
+  auto large = c.Post("/predicate", PredicateBody(0) + std::string(300000, ' '), "application/json");
+  ASSERT_TRUE(large) << httplib::to_string(large.error());
+  EXPECT_EQ(large->status, 200);
+  EXPECT_EQ(Json::parse(large->body), Json::parse(R"({"status":"","code":0})"));
   server_->Stop();
 
   ServerOptions half;

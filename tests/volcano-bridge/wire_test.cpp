@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstring>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "fixtures.h"
 #include "synthetic.h"
@@ -300,6 +302,32 @@ TEST(Wire, Responses) {
   EXPECT_EQ(CardsFromMilli(1), 1);
   EXPECT_EQ(CardsFromMilli(-5), 0);
   EXPECT_EQ(CardsFromMilli(1e300), 1000000);
+}
+
+}  // namespace
+}  // namespace hyperaccel::bridge
+
+namespace hyperaccel::bridge {
+namespace {
+
+// Filling a buffer in place (the server reads a body from the socket straight into tail()): the
+// committed bytes become the contents, padded for simdjson, and parse like an appended body.
+TEST(JsonBufferInPlace, CommitTakesWhatWasWrittenAtTheTail) {
+  const std::string text = R"({"Task":{},"Node":{}})";
+  JsonBuffer b;
+  EXPECT_EQ(b.room(), 0u);
+  EXPECT_EQ(b.tail(), nullptr);
+  b.Reserve(text.size());
+  ASSERT_GE(b.room(), text.size());
+  std::memcpy(b.tail(), text.data(), 5);
+  b.Commit(5);
+  std::memcpy(b.tail(), text.data() + 5, text.size() - 5);
+  b.Commit(text.size() - 5);
+  EXPECT_EQ(b.view(), text);
+  EXPECT_EQ(b.data()[b.size()], '\0') << "padding after the contents";
+  EXPECT_THROW(b.Commit(b.room() + 1), std::length_error);
+  b.Commit(0);
+  EXPECT_EQ(b.view(), text);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "hyperaccel/bridge/server.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
@@ -197,7 +199,12 @@ struct JsonBody {
       }
       size_t n = 0;
       for (const auto b : beast::buffers_range_ref(buffers)) {
-        body_.buffer.Append(std::string_view(static_cast<const char*>(b.data()), b.size()));
+        // Bytes read into the buffer's own tail (ReadBody) are taken where they are.
+        if (b.data() == body_.buffer.tail() && b.size() <= body_.buffer.room()) {
+          body_.buffer.Commit(b.size());
+        } else {
+          body_.buffer.Append(std::string_view(static_cast<const char*>(b.data()), b.size()));
+        }
         n += b.size();
       }
       ec = {};
@@ -520,8 +527,40 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
         return;
       }
     }
-    if (!parser_->is_done()) return ReadSome();
+    if (!parser_->is_done()) return header_checked_ ? ReadBody() : ReadSome();
     OnRequest();
+  }
+
+  // The rest of a body whose length was announced: read from the socket straight into its
+  // (pooled, reserved) JSON buffer, as much as has arrived in one read, rather than through the
+  // connection's small read buffer a few KiB at a time and copied from there. The parser still
+  // sees every byte (taken in place, JsonBody's put), so its limits and state stay in charge.
+  // Chunked bodies are read through the parser.
+  void ReadBody() {
+    JsonBuffer& body = parser_->get().body().buffer;
+    const auto announced = parser_->content_length();
+    if (!announced || parser_->chunked() || *announced <= body.size()) return ReadSome();
+    if (buffer_.size() > 0) {  // the body's first bytes, read with the header
+      beast::error_code ec;
+      const size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec) return OnReadError(ec);
+      if (parser_->is_done()) return OnRequest();
+      if (buffer_.size() > 0) return ReadSome();  // not all taken: let the parser lead
+    }
+    const size_t want = std::min(body.room(), static_cast<size_t>(*announced) - body.size());
+    if (want == 0) return ReadSome();
+    char* into = body.tail();
+    stream_.async_read_some(asio::buffer(into, want), [self = this->shared_from_this(), into](
+                                                          beast::error_code ec, size_t bytes) {
+      if (self->state_ == State::kClosed) return;
+      if (ec) return self->Close();  // closed or reset mid-body, or the body deadline passed
+      beast::error_code pec;
+      self->parser_->put(asio::const_buffer(into, bytes), pec);
+      if (pec) return self->OnReadError(pec);
+      if (self->parser_->is_done()) return self->OnRequest();
+      self->ReadBody();
+    });
   }
 
   void OnReadError(beast::error_code ec) {
@@ -807,20 +846,34 @@ class HttpServer::Impl {
 
   void Accept() {
     if (connections_.stopping() || !acceptor_.is_open()) return;
-    Loop& loop = LeastBusy();
-    acceptor_.async_accept(loop.io, [this, &loop](beast::error_code ec, tcp::socket socket) {
+    acceptor_.async_accept([this](beast::error_code ec, tcp::socket accepted) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
       if (ec) {
         net::RetryAcceptLater(retry_, ec, "accept failed", [this] { Accept(); });
         return;
       }
       beast::error_code ignored;
-      socket.set_option(tcp::no_delay(true), ignored);
-      const tcp::endpoint remote = socket.remote_endpoint(ignored);
+      const tcp::endpoint remote = accepted.remote_endpoint(ignored);
       if (ignored) {  // already gone
         Accept();
         return;
       }
+      // The loop is chosen now that the connection is here, not when the accept was started:
+      // the previous connection (a client that opens one per request) has usually closed by
+      // now, and the connection then stays on this loop with no hand-over to another thread.
+      Loop& loop = LeastBusy();
+      tcp::socket socket = std::move(accepted);
+      if (&loop != loops_.front().get()) {
+        const tcp::socket::native_handle_type fd = socket.release(ignored);
+        socket = tcp::socket(loop.io);
+        if (!ignored) socket.assign(remote.protocol(), fd, ignored);
+        if (ignored) {
+          ::close(fd);
+          Accept();
+          return;
+        }
+      }
+      socket.set_option(tcp::no_delay(true), ignored);
       if (tls_) {
         Serve(
             std::make_shared<HttpConnection<ssl::stream<tcp::socket>>>(

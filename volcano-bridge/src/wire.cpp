@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <stdexcept>
 #include <utility>
 
 #include "hyperaccel/placement/names.h"
@@ -461,6 +462,17 @@ void JsonBuffer::Reserve(size_t bytes) { Grow(bytes); }
 void JsonBuffer::Assign(std::string_view text) {
   size_ = 0;
   Append(text);
+}
+
+size_t JsonBuffer::room() const {
+  return capacity_ > size_ + simdjson::SIMDJSON_PADDING ? capacity_ - size_ - simdjson::SIMDJSON_PADDING : 0;
+}
+
+void JsonBuffer::Commit(size_t bytes) {
+  if (bytes == 0) return;
+  if (bytes > room()) throw std::length_error("JsonBuffer::Commit past room()");
+  size_ += bytes;
+  std::memset(data_ + size_, 0, simdjson::SIMDJSON_PADDING);
 }
 
 void JsonBuffer::Append(std::string_view piece) {

@@ -41,6 +41,12 @@ class JsonBuffer {
   void Append(std::string_view piece);
   // Frees the memory (size and capacity become 0).
   void Release();
+  // Filling in place (an HTTP body read from the socket straight into the buffer): write up to
+  // room() bytes from tail() (the allocated bytes after the contents, less simdjson's padding),
+  // then Commit() what was written; it becomes part of the contents, without a copy.
+  char* tail() { return data_ != nullptr ? data_ + size_ : nullptr; }
+  size_t room() const;
+  void Commit(size_t bytes);  // bytes <= room(), else std::length_error
 
   std::string_view view() const { return {data(), size_}; }
   const char* data() const { return data_ != nullptr ? data_ : ""; }
