@@ -33,7 +33,7 @@ configure-demo: deps-demo
 	@cmake --preset demo >/dev/null
 
 demo: configure-demo
-	@echo "== build the demo: 3 daemons, the kubelet simulator, the API-server emulator and the demo driver (84 build steps: about 4 minutes on 2 idle cores from scratch, seconds when up to date)"
+	@echo "== build the demo: 3 daemons, the kubelet simulator, the API-server emulator and the demo driver (88 build steps: about 3.5 minutes on 2 idle cores from scratch, seconds when up to date)"
 	cmake --build --preset demo -j $(JOBS) --target hyperaccel-demo
 	@echo "== run the demo (a few seconds)"
 	scripts/demo build-demo/bin
