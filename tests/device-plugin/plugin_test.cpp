@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "hyperaccel/kubelet_sim/kubelet_sim.h"
 #include "deviceplugin_v1beta1.grpc.pb.h"
+#include "hyperaccel/kubelet_sim/kubelet_sim.h"
 #include "podresources_v1.grpc.pb.h"
 #include "test_inventory.h"
 
