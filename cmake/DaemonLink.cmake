@@ -167,4 +167,6 @@ function(hyperaccel_daemon_link_options target)
     set_target_properties(${target} PROPERTIES HYPERACCEL_STATIC_CXX ON)
     target_link_options(${target} PRIVATE -static-libstdc++ -static-libgcc)
   endif()
+  # Hot code together (cmake/LinkOrder.cmake).
+  hyperaccel_link_order(${target})
 endfunction()
