@@ -27,6 +27,10 @@ option(HYPERACCEL_STATIC_DAEMONS
 set(HYPERACCEL_DAEMON_STATIC_OK OFF)
 if(HYPERACCEL_STATIC_DAEMONS AND NOT HYPERACCEL_SANITIZE AND NOT HYPERACCEL_FUZZ)
   set(HYPERACCEL_DAEMON_STATIC_OK ON)
+  # One section per function and per object, as Debian builds the archives: --gc-sections then
+  # drops our own unreferenced code too, and the hot-code order (cmake/LinkOrder.cmake) can move
+  # single functions instead of whole object files.
+  add_compile_options(-ffunction-sections -fdata-sections)
 endif()
 
 # The archives, in dependency order (a RESCAN group below resolves the rest). Abseil is taken as a
