@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -322,6 +323,95 @@ TEST(GrpcUnaryExchangeTest, StartsWithThePrefaceAndTheRequest) {
   (*ex)->InputClosed();
   EXPECT_TRUE((*ex)->Done());
   EXPECT_FALSE((*ex)->Response().ok());
+}
+
+// What a real gRPC server (the kubelet simulator) sends back for one List call, recorded by driving
+// an exchange over the socket by hand.
+std::string RecordServerBytes(const std::string& socket_path) {
+  auto ex = GrpcUnaryExchange::Create("/v1.PodResourcesLister/List", "", GrpcCallOptions{});
+  if (!ex.ok()) return "";
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  socket_path.copy(addr.sun_path, socket_path.size());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return "";
+  }
+  std::string recorded;
+  const auto deadline = Clock::now() + 10s;
+  while (!(*ex)->Done() && Clock::now() < deadline) {
+    std::string out;
+    (*ex)->Output(out);
+    if (!out.empty() && ::send(fd, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size()))
+      break;
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    recorded.append(buf, static_cast<std::size_t>(n));
+    (*ex)->Input(reinterpret_cast<const std::uint8_t*>(buf), static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return (*ex)->Done() && (*ex)->Response().ok() ? recorded : "";
+}
+
+// Hostile input: the recorded answer of a real server, truncated and with bytes flipped, inserted
+// or dropped, fed to fresh exchanges in pieces. Every one must end in an answer or an error with a
+// message, without a crash (the ASan build checks memory safety as well).
+TEST_F(PodResourcesClientTest, MutatedServerBytesEndInAnAnswerOrAnErrorNeverACrash) {
+  for (int i = 0; i < 50; ++i) {
+    sim_->RecordAllocation("pod-" + std::to_string(i), "default", "c", kResource,
+                           {"dev-" + std::to_string(i)});
+  }
+  const std::string good = RecordServerBytes(socket_);
+  ASSERT_GT(good.size(), 100U);
+  std::uint64_t state = 0x9e3779b97f4a7c15ULL;
+  auto next = [&state] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  int answers = 0;
+  int errors = 0;
+  for (int round = 0; round < 3000; ++round) {
+    std::string bytes = good;
+    const int edits = 1 + static_cast<int>(next() % 4);
+    for (int e = 0; e < edits; ++e) {
+      const std::size_t at = next() % bytes.size();
+      switch (next() % 4) {
+        case 0: bytes[at] = static_cast<char>(next() & 0xff); break;
+        case 1: bytes.insert(at, 1, static_cast<char>(next() & 0xff)); break;
+        case 2: bytes.erase(at, 1 + next() % 16); break;
+        default: bytes.resize(at); break;
+      }
+      if (bytes.empty()) bytes = good.substr(0, 9);
+    }
+    auto ex = GrpcUnaryExchange::Create("/v1.PodResourcesLister/List", "", GrpcCallOptions{});
+    ASSERT_TRUE(ex.ok());
+    std::string out;
+    (*ex)->Output(out);
+    std::size_t pos = 0;
+    while (pos < bytes.size() && !(*ex)->Done()) {
+      const std::size_t n = std::min<std::size_t>(bytes.size() - pos, 1 + next() % 700);
+      (*ex)->Input(reinterpret_cast<const std::uint8_t*>(bytes.data()) + pos, n);
+      pos += n;
+      out.clear();
+      (*ex)->Output(out);
+    }
+    (*ex)->InputClosed();
+    ASSERT_TRUE((*ex)->Done());
+    auto r = (*ex)->Response();
+    if (r.ok()) {
+      ++answers;
+    } else {
+      ++errors;
+      EXPECT_FALSE(r.status().message().empty());
+    }
+  }
+  // Most mutations break the answer; some (a flipped padding or window byte) do not.
+  EXPECT_GT(errors, 1000);
+  EXPECT_EQ(answers + errors, 3000);
 }
 
 TEST(GrpcUnaryExchangeTest, RejectsAMethodWithoutLeadingSlash) {
