@@ -1,5 +1,6 @@
 #include "hyperaccel/kubelet_sim/kubelet_sim.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -255,7 +256,13 @@ struct KubeletSim::Impl final : public v1beta1::Registration::Service {
   }
 };
 
-KubeletSim::KubeletSim(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+KubeletSim::KubeletSim(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  // gRPC stays initialised for the rest of the process. Otherwise destroying the last server runs
+  // grpc_shutdown(), which in gRPC 1.51 joins its executor thread and can wait out that thread's
+  // poll timeout (~10 s after a large response) in a test's teardown.
+  static std::once_flag init;
+  std::call_once(init, [] { grpc_init(); });
+}
 
 KubeletSim::~KubeletSim() { Stop(); }
 
