@@ -88,6 +88,41 @@ else()
   target_link_libraries(hyperaccel_grpc INTERFACE gRPC::grpc++_unsecure protobuf::libprotobuf)
 endif()
 
+# hyperaccel::protobuf_lite and hyperaccel::nghttp2 — what the topology agent's pod-resources
+# client needs instead of gRPC (it speaks gRPC's wire protocol over HTTP/2 itself): Protobuf's lite
+# runtime and nghttp2. For daemons that opted in, Debian's static archives (libprotobuf-lite.a from
+# libprotobuf-dev, libnghttp2.a from libnghttp2-dev); for every other target the full shared
+# libprotobuf (lite generated code runs on it, and a test that also links the full runtime through
+# gRPC must not get two copies of Protobuf's globals) and the shared libnghttp2.
+add_library(hyperaccel_protobuf_lite INTERFACE)
+add_library(hyperaccel::protobuf_lite ALIAS hyperaccel_protobuf_lite)
+add_library(hyperaccel_nghttp2 INTERFACE)
+add_library(hyperaccel::nghttp2 ALIAS hyperaccel_nghttp2)
+target_include_directories(hyperaccel_protobuf_lite SYSTEM INTERFACE
+  $<TARGET_PROPERTY:protobuf::libprotobuf,INTERFACE_INCLUDE_DIRECTORIES>)
+target_include_directories(hyperaccel_nghttp2 SYSTEM INTERFACE ${NGHTTP2_INCLUDE_DIRS})
+set(_hyperaccel_lite_static OFF)
+if(HYPERACCEL_STATIC_DAEMONS AND NOT HYPERACCEL_SANITIZE AND NOT HYPERACCEL_FUZZ)
+  find_library(HYPERACCEL_STATIC_protobuf_lite NAMES libprotobuf-lite.a)
+  find_library(HYPERACCEL_STATIC_nghttp2 NAMES libnghttp2.a)
+  if(HYPERACCEL_STATIC_protobuf_lite AND HYPERACCEL_STATIC_nghttp2)
+    set(_hyperaccel_lite_static ON)
+  else()
+    message(STATUS "footprint: libprotobuf-lite.a or libnghttp2.a not found; the agent links them dynamically")
+  endif()
+endif()
+if(_hyperaccel_lite_static)
+  set(_static_lite "$<BOOL:$<TARGET_PROPERTY:HYPERACCEL_STATIC_DEPS>>")
+  target_link_libraries(hyperaccel_protobuf_lite INTERFACE
+    "$<${_static_lite}:${HYPERACCEL_STATIC_protobuf_lite};Threads::Threads>"
+    "$<$<NOT:${_static_lite}>:protobuf::libprotobuf>")
+  target_link_libraries(hyperaccel_nghttp2 INTERFACE
+    "$<${_static_lite}:${HYPERACCEL_STATIC_nghttp2}>" "$<$<NOT:${_static_lite}>:PkgConfig::NGHTTP2>")
+else()
+  target_link_libraries(hyperaccel_protobuf_lite INTERFACE protobuf::libprotobuf)
+  target_link_libraries(hyperaccel_nghttp2 INTERFACE PkgConfig::NGHTTP2)
+endif()
+
 # hyperaccel::openssl — libssl and libcrypto: shared for every target, and for daemons that opted in
 # Debian's static archives (libssl.a, libcrypto.a from libssl-dev) unless HYPERACCEL_STATIC_OPENSSL
 # is OFF. Only the archive members the binary references are linked. docs/footprint.md has the
@@ -157,14 +192,29 @@ else()
   target_link_libraries(hyperaccel_libyaml INTERFACE PkgConfig::LIBYAML)
 endif()
 
+# Packed relative relocations (DT_RELR: binutils >= 2.38, glibc >= 2.36, both in Debian 12). A
+# position-independent daemon carries one 24-byte .rela.dyn entry per pointer in its data (vtables,
+# OpenSSL's and our tables); the loader reads them all at start-up, so they stay resident (~0.5 MiB
+# in the agent). RELR encodes the same relocations as a bitmap of a few KiB; the binary stays PIE.
+option(HYPERACCEL_RELR "Link daemon binaries with packed relative relocations (-z pack-relative-relocs)" ON)
+set(HYPERACCEL_LINKER_RELR OFF)
+if(HYPERACCEL_RELR AND NOT HYPERACCEL_SANITIZE AND NOT HYPERACCEL_FUZZ)
+  include(CheckLinkerFlag)
+  check_linker_flag(CXX "LINKER:-z,pack-relative-relocs" HYPERACCEL_LINKER_HAS_RELR)
+  set(HYPERACCEL_LINKER_RELR ${HYPERACCEL_LINKER_HAS_RELR})
+endif()
+
 function(hyperaccel_daemon_link_options target)
   cmake_parse_arguments(ARG "STATIC_CXX_RUNTIME" "" "" ${ARGN})
   # malloc arenas etc. (common/include/hyperaccel/common/daemon_memory.h), applied before main().
   target_link_libraries(${target} PRIVATE hyperaccel_daemon_init hyperaccel::common)
   if(NOT HYPERACCEL_SANITIZE AND NOT HYPERACCEL_FUZZ)
     target_link_options(${target} PRIVATE LINKER:--gc-sections LINKER:--as-needed LINKER:-O1)
+    if(HYPERACCEL_LINKER_RELR)
+      target_link_options(${target} PRIVATE LINKER:-z,pack-relative-relocs)
+    endif()
   endif()
-  if(HYPERACCEL_DAEMON_STATIC_OK OR _hyperaccel_openssl_static)
+  if(HYPERACCEL_DAEMON_STATIC_OK OR _hyperaccel_openssl_static OR _hyperaccel_lite_static)
     set_target_properties(${target} PROPERTIES HYPERACCEL_STATIC_DEPS ON)
   endif()
   if(ARG_STATIC_CXX_RUNTIME AND _hyperaccel_cxx_static)

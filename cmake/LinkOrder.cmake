@@ -12,10 +12,9 @@
 # half of a file's functions still exist in the binary). A function missing from the list only
 # lands outside the hot cluster: the order changes where code lies, never what it does.
 #
-# The order needs ld.lld; lld 15 or newer also packs the relative relocations of the position-
-# independent binary into DT_RELR (-z pack-relative-relocs, glibc 2.36), so the loader no longer
-# reads ~0.8 MB of relocation records at start. Debian 12 ships lld-16 (scripts/install-deps).
-# Without it the daemons link as before, with the GNU linker, and configure says so.
+# The order needs ld.lld, 15 or newer so that it also takes -z pack-relative-relocs (the packed
+# relocations of cmake/DaemonLink.cmake). Debian 12 ships lld-16 (scripts/install-deps). Without it
+# the daemons link as before, with the GNU linker, and configure says so.
 
 option(HYPERACCEL_LINK_ORDER "Link daemon binaries with their hot functions together (needs ld.lld >= 15)" ON)
 
@@ -59,8 +58,7 @@ function(hyperaccel_link_order target)
     return()
   endif()
   target_link_options(${target} PRIVATE "-B${_hyperaccel_lld_dir}" -fuse-ld=lld
-                      "LINKER:--symbol-ordering-file=${_file}" LINKER:--no-warn-symbol-ordering
-                      LINKER:-z,pack-relative-relocs)
+                      "LINKER:--symbol-ordering-file=${_file}" LINKER:--no-warn-symbol-ordering)
   set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS "${_file}")
   set_property(TARGET ${target} PROPERTY HYPERACCEL_LINK_ORDER_FILE "${_file}")
 endfunction()

@@ -4,11 +4,15 @@
 //
 //   hyperaccel-footprint-bench [--bin-dir DIR] [--iterations N] [--runs R] [--settle SECONDS]
 //                              [--setups emulated,sysfs] [--breakdown] [--plain-http] [--no-syscalls]
+//                              [--components[=DAEMON]]
 //
 // The agent and the DRA driver talk HTTPS to the API-server emulator (certificates made at start,
 // CA in the kubeconfig), as in a cluster; --plain-http measures them over http:// instead.
 // --breakdown prints every mapping of each daemon (RSS summed per file, plus anonymous memory)
-// instead of the six largest.
+// instead of the six largest. --components splits the pages of each daemon's binary (or only of
+// DAEMON, e.g. --components=hyperaccel-topology-agent) by the component they hold (gRPC, Abseil,
+// Protobuf, OpenSSL, Boost, our code, ...) with bench/footprint/resident-by-component, printed
+// before the tables.
 // Next to the device plugin's latency it prints what the plugin process spends per call, which
 // the load of a shared machine hardly changes: CPU time and context switches of all its threads
 // (/proc/PID/task/*: schedstat, status), the time its threads were runnable but waiting for a
@@ -216,9 +220,11 @@ struct Options {
   int runs = 3;
   int settle_s = 5;  // the bridge releases its pooled parsers after 3 s idle
   bool emulated = true, sysfs = true;
-  bool breakdown = false;  // every mapping, not the six largest
-  bool tls = true;         // the API-server emulator serves HTTPS
-  bool syscalls = true;    // count the plugin's system calls per call with strace (when installed)
+  bool breakdown = false;     // every mapping, not the six largest
+  bool components = false;    // resident pages of each binary by component
+  std::string components_of;  // only this daemon ("" = every daemon)
+  bool tls = true;            // the API-server emulator serves HTTPS
+  bool syscalls = true;       // count the plugin's system calls per call with strace (when installed)
 };
 
 struct Row {
@@ -291,6 +297,14 @@ void Setup::Record(std::vector<Row>& rows, const Child* c, const std::string& da
   Row r{name_, daemon, drive, {}, error};
   if (c != nullptr && Alive(*c)) {
     r.mem = ReadMemory(c->pid);
+    if (o_.components && (o_.components_of.empty() || o_.components_of == daemon)) {
+      std::printf("== %s, %s: resident pages by component\n", name_.c_str(), daemon.c_str());
+      std::fflush(stdout);
+      const std::string cmd = std::string(HYPERACCEL_RESIDENT_BY_COMPONENT) + " " + std::to_string(c->pid);
+      if (std::system(cmd.c_str()) != 0)
+        std::printf("(resident-by-component failed)\n");  // NOLINT(cert-env33-c)
+      std::printf("\n");
+    }
   } else if (r.error.empty()) {
     r.error = c == nullptr ? "binary not found" : "exited: " + Tail(c->log);
   }
@@ -562,6 +576,11 @@ int main(int argc, char** argv) {
       const std::string list = v5;
       o.emulated = list.find("emulated") != std::string::npos;
       o.sysfs = list.find("sysfs") != std::string::npos;
+    } else if (a == "--components") {
+      o.components = true;
+    } else if (a.rfind("--components=", 0) == 0) {
+      o.components = true;
+      o.components_of = a.substr(std::string("--components=").size());
     } else if (a == "--breakdown") {
       o.breakdown = true;
     } else if (a == "--plain-http") {
@@ -571,7 +590,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--bin-dir DIR] [--iterations N] [--runs R] [--settle SECONDS] [--setups "
-                   "emulated,sysfs] [--breakdown] [--plain-http] [--no-syscalls]\n",
+                   "emulated,sysfs] [--breakdown] [--plain-http] [--no-syscalls] [--components[=DAEMON]]\n",
                    argv[0]);
       return 2;
     }

@@ -1,12 +1,11 @@
 #include "hyperaccel/topology_agent/sources.h"
 
-#include <grpcpp/grpcpp.h>
-
 #include <algorithm>
 #include <map>
 
+#include "hyperaccel/topology_agent/grpc_unary.h"
 #include "hyperaccel/xrt/cabling.h"
-#include "podresources_v1.grpc.pb.h"
+#include "podresources_list_lite.pb.h"
 
 namespace hyperaccel::agent {
 namespace {
@@ -44,26 +43,25 @@ class NoDomains final : public LinkDomains {
   std::vector<std::string> NodesOf(const std::string&) const override { return {}; }
 };
 
+// The kubelet's pod-resources v1 List, spoken by GrpcUnaryCall (HTTP/2 + gRPC framing) with the
+// lite messages of topology-agent/proto: the agent links neither gRPC nor the full Protobuf.
 class PodResources final : public AllocatedDevices {
  public:
-  PodResources(std::string socket, std::string resource, std::chrono::milliseconds timeout)
-      : socket_(std::move(socket)), resource_(std::move(resource)), timeout_(timeout) {}
+  PodResources(std::string socket, std::string resource, const PodResourcesOptions& options)
+      : socket_(std::move(socket)), resource_(std::move(resource)) {
+    call_.timeout = options.timeout;
+    call_.max_response_bytes = options.max_response_bytes;
+  }
 
   Result<std::set<std::string>> List() override {
-    if (!stub_) {
-      // A fresh channel per (re)connect: the kubelet recreates the socket when it restarts.
-      channel_ = grpc::CreateChannel("unix://" + socket_, grpc::InsecureChannelCredentials());
-      stub_ = v1::PodResourcesLister::NewStub(channel_);
-    }
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + timeout_);
-    v1::ListPodResourcesRequest req;
-    v1::ListPodResourcesResponse resp;
-    grpc::Status s = stub_->List(&ctx, req, &resp);
-    if (!s.ok()) {
-      stub_.reset();
-      channel_.reset();
-      return Unavailable("pod-resources List on " + socket_ + ": " + s.error_message());
+    static constexpr std::string_view kMethod = "/v1.PodResourcesLister/List";
+    const podresources_lite::ListPodResourcesRequest req;
+    auto body = GrpcUnaryCall(socket_, kMethod, req.SerializeAsString(), call_);
+    if (!body.ok()) return Unavailable("pod-resources List on " + socket_ + ": " + body.status().message());
+    podresources_lite::ListPodResourcesResponse resp;
+    if (!resp.ParseFromString(*body)) {
+      return Unavailable("pod-resources List on " + socket_ + ": the response (" +
+                         std::to_string(body->size()) + " bytes) is not a ListPodResourcesResponse");
     }
     std::set<std::string> ids;
     for (const auto& pod : resp.pod_resources()) {
@@ -80,9 +78,7 @@ class PodResources final : public AllocatedDevices {
  private:
   std::string socket_;
   std::string resource_;
-  std::chrono::milliseconds timeout_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::PodResourcesLister::Stub> stub_;
+  GrpcCallOptions call_;
 };
 
 }  // namespace
@@ -101,7 +97,15 @@ Result<std::unique_ptr<LinkDomains>> LoadLinkDomains(const std::string& cabling_
 std::unique_ptr<AllocatedDevices> PodResourcesClient(const std::string& socket_path,
                                                      const std::string& resource,
                                                      std::chrono::milliseconds timeout) {
-  return std::make_unique<PodResources>(socket_path, resource, timeout);
+  PodResourcesOptions options;
+  options.timeout = timeout;
+  return PodResourcesClient(socket_path, resource, options);
+}
+
+std::unique_ptr<AllocatedDevices> PodResourcesClient(const std::string& socket_path,
+                                                     const std::string& resource,
+                                                     const PodResourcesOptions& options) {
+  return std::make_unique<PodResources>(socket_path, resource, options);
 }
 
 }  // namespace hyperaccel::agent

@@ -1,5 +1,6 @@
 #include "hyperaccel/kubelet_sim/kubelet_sim.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -57,8 +58,21 @@ struct KubeletSim::Impl final : public v1beta1::Registration::Service {
   class PodResources final : public v1::PodResourcesLister::Service {
    public:
     explicit PodResources(Impl* impl) : impl_(impl) {}
-    grpc::Status List(grpc::ServerContext*, const v1::ListPodResourcesRequest*,
+    grpc::Status List(grpc::ServerContext* ctx, const v1::ListPodResourcesRequest*,
                       v1::ListPodResourcesResponse* resp) override {
+      std::optional<PodResourcesFault> fault;
+      {
+        std::lock_guard lock(impl_->mu);
+        fault = impl_->pr_fault;
+      }
+      if (fault) {
+        const auto until = std::chrono::steady_clock::now() + fault->delay;
+        while (std::chrono::steady_clock::now() < until) {
+          if (ctx->IsCancelled()) return {grpc::StatusCode::CANCELLED, "client gave up"};
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        if (fault->grpc_code != 0) return {static_cast<grpc::StatusCode>(fault->grpc_code), fault->message};
+      }
       std::lock_guard lock(impl_->mu);
       std::map<std::pair<std::string, std::string>, v1::PodResources*> pods;
       for (const Allocation& a : impl_->allocations) {
@@ -110,6 +124,7 @@ struct KubeletSim::Impl final : public v1beta1::Registration::Service {
   std::vector<std::thread> stream_threads;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<grpc::Server> pr_server;
+  std::optional<PodResourcesFault> pr_fault;
   PodResources pod_resources;
   bool running = false;
 
@@ -241,7 +256,13 @@ struct KubeletSim::Impl final : public v1beta1::Registration::Service {
   }
 };
 
-KubeletSim::KubeletSim(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+KubeletSim::KubeletSim(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  // gRPC stays initialised for the rest of the process. Otherwise destroying the last server runs
+  // grpc_shutdown(), which in gRPC 1.51 joins its executor thread and can wait out that thread's
+  // poll timeout (~10 s after a large response) in a test's teardown.
+  static std::once_flag init;
+  std::call_once(init, [] { grpc_init(); });
+}
 
 KubeletSim::~KubeletSim() { Stop(); }
 
@@ -256,19 +277,47 @@ Status KubeletSim::Start() {
   builder.RegisterService(&d);
   d.server = builder.BuildAndStart();
   if (!d.server) return Unavailable("cannot listen on " + d.KubeletSocket());
-  if (!d.options.pod_resources_socket.empty() && !d.pr_server) {
-    std::filesystem::create_directories(std::filesystem::path(d.options.pod_resources_socket).parent_path(),
-                                        ec);
-    std::filesystem::remove(d.options.pod_resources_socket, ec);
-    grpc::ServerBuilder pr;
-    pr.AddListeningPort("unix:" + d.options.pod_resources_socket, grpc::InsecureServerCredentials());
-    pr.RegisterService(&d.pod_resources);
-    d.pr_server = pr.BuildAndStart();
-    if (!d.pr_server) return Unavailable("cannot listen on " + d.options.pod_resources_socket);
-  }
+  if (auto s = StartPodResources(); !s.ok()) return s;
   std::lock_guard lock(d.mu);
   d.running = true;
   return Status::Ok();
+}
+
+Status KubeletSim::StartPodResources() {
+  Impl& d = *impl_;
+  if (d.options.pod_resources_socket.empty() || d.pr_server) return Status::Ok();
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(d.options.pod_resources_socket).parent_path(),
+                                      ec);
+  std::filesystem::remove(d.options.pod_resources_socket, ec);
+  grpc::ServerBuilder pr;
+  pr.AddListeningPort("unix:" + d.options.pod_resources_socket, grpc::InsecureServerCredentials());
+  pr.RegisterService(&d.pod_resources);
+  d.pr_server = pr.BuildAndStart();
+  if (!d.pr_server) return Unavailable("cannot listen on " + d.options.pod_resources_socket);
+  return Status::Ok();
+}
+
+void KubeletSim::StopPodResources() {
+  Impl& d = *impl_;
+  if (!d.pr_server) return;
+  d.pr_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  d.pr_server->Wait();
+  d.pr_server.reset();
+  std::error_code ec;
+  std::filesystem::remove(d.options.pod_resources_socket, ec);
+}
+
+void KubeletSim::RecordAllocation(const std::string& pod, const std::string& pod_namespace,
+                                  const std::string& container, const std::string& resource,
+                                  const std::vector<std::string>& ids) {
+  std::lock_guard lock(impl_->mu);
+  impl_->allocations.push_back({pod, pod_namespace, container, resource, ids});
+}
+
+void KubeletSim::SetPodResourcesFault(std::optional<PodResourcesFault> fault) {
+  std::lock_guard lock(impl_->mu);
+  impl_->pr_fault = std::move(fault);
 }
 
 void KubeletSim::StopServing() {

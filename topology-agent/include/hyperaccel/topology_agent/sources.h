@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <set>
 #include <string>
@@ -40,10 +41,20 @@ class AllocatedDevices {
   virtual Result<std::set<std::string>> List() = 0;
 };
 
-// The kubelet pod-resources v1 `List` over the unix socket `socket_path` (gRPC), for the extended
-// resource `resource` ("hyperaccel.ai/fpga"). Each call has `timeout`.
+struct PodResourcesOptions {
+  std::chrono::milliseconds timeout{5000};                 // each List call, connect included
+  std::size_t max_response_bytes = std::size_t{16} << 20;  // a larger answer is an error
+};
+
+// The kubelet pod-resources v1 `List` over the unix socket `socket_path` (gRPC's wire protocol,
+// grpc_unary.h), for the extended resource `resource` ("hyperaccel.ai/fpga"). Each call connects
+// anew (a restarted kubelet is reached by the next call) and has `timeout`. Every error is
+// Unavailable, "pod-resources List on <socket>: <why>".
 std::unique_ptr<AllocatedDevices> PodResourcesClient(
     const std::string& socket_path, const std::string& resource,
     std::chrono::milliseconds timeout = std::chrono::seconds(5));
+std::unique_ptr<AllocatedDevices> PodResourcesClient(const std::string& socket_path,
+                                                     const std::string& resource,
+                                                     const PodResourcesOptions& options);
 
 }  // namespace hyperaccel::agent

@@ -67,6 +67,13 @@ struct Admission {
   v1beta1::ContainerAllocateResponse response;
 };
 
+// What the pod-resources server does instead of answering normally (tests of its clients).
+struct PodResourcesFault {
+  std::chrono::milliseconds delay{0};  // wait this long, or until the client gives up, first
+  int grpc_code = 0;                   // then fail with this gRPC status code (0: answer normally)
+  std::string message;
+};
+
 class KubeletSim {
  public:
   explicit KubeletSim(Options options);
@@ -114,6 +121,17 @@ class KubeletSim {
   Status PreStartContainer(const std::string& resource, const std::vector<std::string>& ids);
   // Device IDs of `resource` held by admitted containers.
   std::vector<std::string> AllocatedIds(const std::string& resource) const;
+  // Records an allocation as if a container had been admitted (no plugin involved): fills the
+  // pod-resources answer, e.g. with thousands of pods.
+  void RecordAllocation(const std::string& pod, const std::string& pod_namespace,
+                        const std::string& container, const std::string& resource,
+                        const std::vector<std::string>& ids);
+  // Makes every later pod-resources List misbehave as `fault` says (std::nullopt: answer normally).
+  void SetPodResourcesFault(std::optional<PodResourcesFault> fault);
+  // Stops the pod-resources server and removes its socket (the kubelet went away) / starts it again
+  // on the same path (Start() does too). The device-plugin side is not touched.
+  void StopPodResources();
+  Status StartPodResources();
   // Forgets the pod's allocations (the pod ended).
   void RemovePod(const std::string& pod, const std::string& pod_namespace = "default");
   // Cancels the resource's ListAndWatch stream from the kubelet side (as a kubelet that drops a
