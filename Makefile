@@ -3,7 +3,7 @@
 # `make demo` installs only the demo's packages and builds only what the demo runs (the three
 # daemons and the demo driver) in build-demo/, at -O1 without debug info: the quickest first build.
 # `make test` and `make build` build everything (every test and benchmark) in build/.
-.PHONY: all deps deps-demo configure configure-demo build test demo demo-dra asan asan-test fuzz bench bench-footprint release clean format tidy tidy-changed tidy-baseline
+.PHONY: all deps deps-demo configure configure-demo build test demo demo-dra asan asan-test fuzz bench bench-footprint link-order release clean format tidy tidy-changed tidy-baseline
 
 JOBS ?= 2
 
@@ -70,6 +70,10 @@ bench-footprint: deps
 	@cmake --preset release >/dev/null
 	cmake --build --preset release -j $(JOBS) --target hyperaccel-footprint-bench
 	build-release/bin/hyperaccel-footprint-bench --bin-dir=build-release/bin $(FOOTPRINT_ARGS)
+
+# Re-record the daemons' hot functions (cmake/link-order/, cmake/LinkOrder.cmake); commit the lists.
+link-order: release
+	scripts/gen-link-order build-release
 
 format:
 	git ls-files '*.cpp' '*.h' | xargs clang-format -i
