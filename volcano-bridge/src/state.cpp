@@ -202,6 +202,18 @@ TaskNeed SessionState::NeedOf(const Task& task) const {
   return need;
 }
 
+SessionState::Taken SessionState::TakenOn(const NodeInfo& info) const {
+  Taken t;
+  auto on_node = tentative_by_node_.find(info.name);
+  if (on_node == tentative_by_node_.end()) return t;
+  for (const NodeTentative& a : on_node->second) {
+    t.mask |= a.mask;
+    t.cards += a.cards;
+    if (a.seq > info.seen_at) t.newer_cards += a.cards;
+  }
+  return t;
+}
+
 NodeCards SessionState::Build(const NodeInfo& info, bool fresh_counts) const {
   NodeCards c;
   c.name = info.name;
@@ -209,16 +221,7 @@ NodeCards SessionState::Build(const NodeInfo& info, bool fresh_counts) const {
   c.rack = info.rack;
   c.idc = info.idc;
   c.topology = info.topology;
-  Mask taken = 0;
-  int taken_cards = 0;  // all tentative cards on the node
-  int newer_cards = 0;  // those allocated after this view of the node was taken
-  if (auto on_node = tentative_by_node_.find(info.name); on_node != tentative_by_node_.end()) {
-    for (const NodeTentative& t : on_node->second) {
-      taken |= t.mask;
-      taken_cards += t.cards;
-      if (t.seq > info.seen_at) newer_cards += t.cards;
-    }
-  }
+  const auto [taken, taken_cards, newer_cards] = TakenOn(info);
   std::optional<int> idle = info.idle;
   if (idle && !fresh_counts) idle = std::max(0, *idle - newer_cards);
   if (c.topology) {
@@ -238,16 +241,7 @@ NodeCards SessionState::Build(const NodeInfo& info, bool fresh_counts) const {
 SessionState::Load SessionState::LoadOf(const NodeInfo& info) const {
   // Build() without the card prediction: when Volcano's Idle is below the free cards, TakeCards
   // leaves exactly max(0, Idle) free, whichever cards it takes.
-  Mask taken = 0;
-  int taken_cards = 0;
-  int newer_cards = 0;
-  if (auto on_node = tentative_by_node_.find(info.name); on_node != tentative_by_node_.end()) {
-    for (const NodeTentative& t : on_node->second) {
-      taken |= t.mask;
-      taken_cards += t.cards;
-      if (t.seq > info.seen_at) newer_cards += t.cards;
-    }
-  }
+  const auto [taken, taken_cards, newer_cards] = TakenOn(info);
   std::optional<int> idle = info.idle;
   if (idle) idle = std::max(0, *idle - newer_cards);
   int capacity = 0;

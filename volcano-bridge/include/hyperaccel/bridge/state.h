@@ -143,7 +143,14 @@ class SessionState {
     int all = 0;
   };
 
+  struct Taken {          // a node's tentative allocations
+    Mask mask = 0;        // their cards (when predicted)
+    int cards = 0;        // how many cards they hold
+    int newer_cards = 0;  // of those, allocated after the view was taken
+  };
+
   NodeInfo InfoFromNode(const Node& node);
+  Taken TakenOn(const NodeInfo& info) const;  // caller holds mu_ (any mode)
   // Cards of `info`, minus tentative allocations (all of them, or those newer than the view).
   NodeCards Build(const NodeInfo& info, bool fresh_counts) const;
   // Build()'s capacity and busy cards, from counts alone (no card prediction). Caller holds mu_.
