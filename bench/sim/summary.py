@@ -36,6 +36,17 @@ def stat(values, scale=1.0, fmt="{:.1f}"):
     return (fmt + " ± " + fmt).format(statistics.mean(values), sd)
 
 
+def cards_of(run):
+    """All cards of a run's cluster."""
+    return run["cluster"]["nodes"] * run["cluster"]["cards_per_node"]
+
+
+def unallocatable_cards(r):
+    """FGD's expected unallocatable free cards (linked sets) at the fill's first failure, in cards:
+    the rate alone, rounded to 0.01 %, hides differences of a card or two on 8 000 cards."""
+    return r["fill"]["first_failure_unallocatable_linked_rate"] * r["cards"]
+
+
 def mean(values):
     return statistics.mean(values) if values else float("nan")
 
@@ -44,9 +55,11 @@ def main(argv):
     paths, variants = parse(argv)
     runs = [json.load(open(p)) for p in paths]
     policies = [p["policy"] for p in runs[0]["policies"]]
-    by = {name: [next(p for p in r["policies"] if p["policy"] == name) for r in runs] for name in policies}
+    by = {name: [dict(next(p for p in r["policies"] if p["policy"] == name), cards=cards_of(r)) for r in runs]
+          for name in policies}
     for name, vpaths in variants:
-        by[name] = [json.load(open(p))["policies"][0] for p in vpaths]
+        vruns = [json.load(open(p)) for p in vpaths]
+        by[name] = [dict(r["policies"][0], cards=cards_of(r)) for r in vruns]
         policies.append(name)
 
     print("| policy | linked pods | gangs in one link domain (of those that fit one) | gangs in one rack "
@@ -72,7 +85,7 @@ def main(argv):
     present = [c for c in CLASSES if any(r["user"]["wait_by_cards_per_task"][c]["jobs"] > 0
                                          for rs in by.values() for r in rs)]
     print("| policy | " + " | ".join(c + (" card" if c == "1" else " cards") for c in present)
-          + " | fill: unallocatable at the first failure (linked sets) |")
+          + " | fill: unallocatable cards at the first failure (linked sets) |")
     print("|---" * (len(present) + 2) + "|")
     for name in policies:
         rs = by[name]
@@ -81,8 +94,8 @@ def main(argv):
             m = mean([r["user"]["wait_by_cards_per_task"][c]["mean_s"] / 60 for r in rs])
             p = mean([r["user"]["wait_by_cards_per_task"][c]["p95_s"] / 60 for r in rs])
             cells.append("{:.2f} ({:.1f})".format(m, p))
-        fills = [r["fill"]["first_failure_unallocatable_linked_rate"] for r in rs if "fill" in r]
-        cells.append(stat(fills, 100, "{:.2f}") + " %" if fills else "-")
+        fills = [unallocatable_cards(r) for r in rs if "fill" in r]
+        cells.append(stat(fills, 1, "{:.2f}") if fills else "-")
         print("| " + name + " | " + " | ".join(cells) + " |")
     print()
     print("Mean ± standard deviation over {} seeds ({}).".format(
@@ -103,8 +116,8 @@ def main(argv):
         ("fragmentation (time average)", lambda r: r["fragmentation_mean"], "lower", None),
     ]
     if all("fill" in r for b in base for r in by[b]):
-        checks.append(("fill: unallocatable at the first failure (linked sets)",
-                       lambda r: r["fill"]["first_failure_unallocatable_linked_rate"], "lower", None))
+        checks.append(("fill: unallocatable cards at the first failure (linked sets)", unallocatable_cards,
+                       "cards", None))
     print()
     print("Targets (means over the seeds; best baseline among " + ", ".join(base) + "):")
     print()
@@ -129,6 +142,16 @@ def main(argv):
                 target, ok = "≤ {:.2f} min (+5 % + 1 s)".format(limit / 60), v <= limit
                 shown = "{:.2f} min".format(v / 60)
                 bshown = "{} {:.2f} min".format(best, bvals[best] / 60)
+            elif kind == "cards":
+                best = min(bvals, key=bvals.get)
+                target, ok = "< every baseline", v < bvals[best]
+                # Seed by seed against the best baseline: lower / equal / higher.
+                pairs = list(zip(values, [get(r) for r in by[best]]))
+                lower = sum(1 for a, b in pairs if a < b - 1e-9)
+                higher = sum(1 for a, b in pairs if a > b + 1e-9)
+                shown = "{:.3f} cards (seeds: {} lower, {} equal, {} higher)".format(
+                    v, lower, len(pairs) - lower - higher, higher)
+                bshown = "{} {:.3f} cards".format(best, bvals[best])
             else:
                 best = min(bvals, key=bvals.get)
                 target, ok = "< every baseline", v < bvals[best]

@@ -120,6 +120,47 @@ std::string PrioritizeBody(int nodes) {
   return synthetic::PrioritizeBody(task, c.nodes, c.node_tasks);
 }
 
+// A single one-card pod prioritized over 1000 nodes in an open session that already holds
+// `allocations` tentative allocations (allocate events of one-card tasks spread over the nodes):
+// each candidate gets its link domain's load from the session (SessionState::AddDomainLoad).
+void SessionPrioritize(bool quick) {
+  synthetic::Cluster c = synthetic::MakeCluster(1000, 2, 11);
+  const std::string snapshot = synthetic::SnapshotBody(c.nodes, c.jobs);
+  synthetic::TaskSpec task;
+  task.uid = "pending-single";
+  task.job = "ml-team/single";
+  task.name = "single-0";
+  task.cards = 1;
+  const std::string body = synthetic::PrioritizeBody(task, c.nodes, c.node_tasks);
+  JsonBuffer pb(body);
+  for (int allocations : {0, 1000, 4000}) {
+    Bridge bridge({}, nullptr);
+    JsonBuffer sb(snapshot);
+    if (bridge.Handle(Verb::kOnSessionOpen, sb).status != 200) std::fprintf(stderr, "onSessionOpen failed\n");
+    for (int i = 0; i < allocations; ++i) {
+      synthetic::TaskSpec t;
+      t.uid = "placed-" + std::to_string(i);
+      t.job = "ml-team/placed-" + std::to_string(i);
+      t.name = t.uid;
+      t.node = c.nodes[static_cast<size_t>(i) % c.nodes.size()].name;
+      t.cards = 1;
+      t.status = 2;
+      JsonBuffer eb(synthetic::TaskEventBody(t));
+      if (bridge.Handle(Verb::kAllocate, eb).status != 200) std::fprintf(stderr, "allocate failed\n");
+    }
+    auto prioritize = [&] {
+      Reply r = bridge.Handle(Verb::kPrioritize, pb);
+      if (r.status != 200) std::fprintf(stderr, "prioritize failed: %s\n", r.error.c_str());
+    };
+    prioritize();
+    auto tp = Time(quick ? 10 : 50, prioritize);
+    char what[160];
+    std::snprintf(what, sizeof what,
+                  "prioritize 1000 nodes, single pod, session with %d allocations p50 / p99", allocations);
+    g_rows.push_back({what, Millis(Percentile(tp, 0.5)) + " / " + Millis(Percentile(tp, 0.99)), ""});
+  }
+}
+
 void InProcess(bool quick, const std::string& write_dir) {
   Bridge bridge({}, nullptr);
   const std::string predicate = PredicateBody();
@@ -186,6 +227,7 @@ void InProcess(bool quick, const std::string& write_dir) {
   g_rows.push_back({"onSessionOpen handled (parse + state rebuild) p50 / max",
                     Millis(Percentile(th, 0.5)) + " / " + Millis(Percentile(th, 1.0)), ""});
   if (!write_dir.empty()) std::ofstream(write_dir + "/snapshot-1000.json") << snapshot;
+  SessionPrioritize(quick);
 }
 
 // `clients` threads each send `per_client` requests; keep-alive or a new connection each time.
@@ -491,6 +533,7 @@ int main(int argc, char** argv) {
   bool quick = false;
   bool slowloris_only = false;
   bool http_only = false;
+  bool session_only = false;
   int server_pid = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--url") && i + 1 < argc)
@@ -508,6 +551,8 @@ int main(int argc, char** argv) {
       fixture = argv[++i];
     else if (!std::strcmp(argv[i], "--http-only"))
       http_only = true;
+    else if (!std::strcmp(argv[i], "--session-only"))
+      session_only = true;
     else if (!std::strcmp(argv[i], "--slowloris-only"))
       slowloris_only = true;
     else if (!std::strcmp(argv[i], "--server-pid") && i + 1 < argc)
@@ -517,10 +562,11 @@ int main(int argc, char** argv) {
           stderr,
           "usage: %s [--url HOST:PORT [--server-pid PID]] [--write-bodies DIR] [--predicate-fixture FILE] "
           "[--quick]\n"
+          "       %s --session-only [--quick]\n"
           "       %s --url HOST:PORT --slowloris-only [--server-pid PID] [--predicate-fixture FILE] "
           "[--quick]\n"
           "       %s --url HOST:PORT --memory PID BODY_FILE [--max-body-bytes N]\n",
-          argv[0], argv[0], argv[0]);
+          argv[0], argv[0], argv[0], argv[0]);
       return 2;
     }
   }
@@ -532,7 +578,9 @@ int main(int argc, char** argv) {
     }
     return MemoryCase(url, memory_pid, memory_body, max_body);
   }
-  if (slowloris_only) {
+  if (session_only) {
+    SessionPrioritize(quick);
+  } else if (slowloris_only) {
     if (url.empty()) {
       std::fprintf(stderr, "--slowloris-only needs --url\n");
       return 2;

@@ -231,6 +231,20 @@ TEST(ScoreNodeTest, OneCardPodTakesAnIsolatedCard) {
   EXPECT_EQ(cuts.score, 78);
 }
 
+// Without an isolated card, a one-card pod takes an end of a free arc, so the rest of the arc
+// stays one linked set: ring of 8 with cards 2-5 free, the pod gets card 2 or 5 and 3 linked cards
+// stay free (a middle card would leave 1 + 2).
+TEST(ScoreNodeTest, OneCardPodTakesTheEndOfAnArc) {
+  const CardGraph g = Ring(8);
+  const Mask arc = Bits({2, 3, 4, 5});
+  Result<Choice> c = Choose(g, Request{arc, 0, 1});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->cards == Bits({2}) || c->cards == Bits({5})) << c->cards;
+  EXPECT_EQ(c->score.largest_free_after, 3);
+  EXPECT_EQ(c->score.free_components_after, 1);
+  EXPECT_EQ(ScoreNode(g, arc, FitRequest{1, false, false}).predicted, c->cards);
+}
+
 TEST(FragmentationTest, StrandedSingles) {
   const CardGraph g = Ring(8);
   const Fragmentation f = NodeFragmentation(g, Bits({0, 2, 4, 5}));

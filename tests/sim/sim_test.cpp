@@ -674,6 +674,14 @@ TEST(Fill, StopsAfterConsecutiveFailuresAndCountsUnallocatableCards) {
     EXPECT_DOUBLE_EQ(f.unallocatable_rate, 0.25);
     EXPECT_DOUBLE_EQ(f.unallocatable_linked_cards, 2);
   }
+  // The report gives unallocatable free cards in cards, not as a share rounded away.
+  PolicyResult r = RunPolicy(c, jobs, Policy::kBinpack);
+  r.fill = SimulateFill(c, jobs, SimOptions{}, 5);
+  RunInfo run;
+  run.workload = "test";
+  const std::string md = FormatMarkdown(c.config(), run, {r});
+  EXPECT_NE(md.find("| binpack | 2 | 75.0 % / 2.00 / 2.00 | 75.0 % / 2.00 / 2.00 |"), std::string::npos)
+      << md;
   // Jobs that can never fit are not drawn: nothing to place, nothing drawn.
   const FillResult none = SimulateFill(c, Jobs("w,0,10,1,16,5,false\n"), SimOptions{}, 5);
   EXPECT_EQ(none.draws, 0);

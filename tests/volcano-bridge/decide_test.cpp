@@ -3,6 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <bit>
+#include <numeric>
+#include <random>
+
 #include "hyperaccel/bridge/state.h"
 #include "synthetic.h"
 
@@ -250,6 +255,139 @@ TEST(State, DomainLoadSumsEveryNodeOfTheDomain) {
   state.AddDomainLoad(&cards);
   EXPECT_EQ(cards[1].domain_busy, 3);
   EXPECT_EQ(cards[3].domain_cards, 8);
+}
+
+// A node with a topology annotation: a ring of 8 cards, `busy` allocated, Volcano's Idle as given
+// (-1: the annotation's free cards).
+Node RingNode(const std::string& name, const std::string& domain, Mask busy, int idle = -1) {
+  synthetic::NodeSpec spec;
+  spec.name = name;
+  spec.busy = busy;
+  Node n;
+  n.name = name;
+  n.link_domain = domain;
+  n.topology = synthetic::TopologyAnnotation(spec);
+  n.allocatable_cards = 8;
+  n.idle_cards = idle >= 0 ? idle : 8 - std::popcount(busy);
+  return n;
+}
+
+Task TaskOn(const std::string& uid, const std::string& node, int cards) {
+  Task t;
+  t.uid = uid;
+  t.job = "ns/" + uid;
+  t.node_name = node;
+  t.cards = cards;
+  return t;
+}
+
+// The session keeps each domain's busy / all cards as allocations come and go and as nodes are
+// seen again: every value below is worked out by hand.
+TEST(State, DomainLoadFollowsAllocationsViewsAndSessions) {
+  SessionState state;
+  // ld-a: a1 (2 busy), a2 (Idle 5 of 8 free in the annotation: Volcano already counts 1 more busy,
+  // 4 busy), a3 counts only (3 busy of 8); ld-b: b1 (empty).
+  state.OpenSession(Snapshot{{RingNode("a1", "ld-a", 0b11), RingNode("a2", "ld-a", 0b111, 4),
+                              CountNode("a3", "ld-a", 8, 5), RingNode("b1", "ld-b", 0)},
+                             {}});
+  auto load = [&](const std::vector<Node>& nodes) {
+    std::vector<NodeCards> cards;
+    cards.reserve(nodes.size());
+    for (const Node& n : nodes) cards.push_back(state.CardsFromBody(n));
+    state.AddDomainLoad(&cards);
+    return cards;
+  };
+  auto cards = load({RingNode("b1", "ld-b", 0)});
+  EXPECT_EQ(cards[0].domain_busy, 0);
+  EXPECT_EQ(cards[0].domain_cards, 8);
+  // Tentative allocations: 2 cards on a1, 4 on b1, 1 on a3.
+  state.Allocate(TaskOn("t1", "a1", 2), state.NeedOf(TaskOn("t1", "a1", 2)));
+  state.Allocate(TaskOn("t2", "b1", 4), state.NeedOf(TaskOn("t2", "b1", 4)));
+  state.Allocate(TaskOn("t3", "a3", 1), state.NeedOf(TaskOn("t3", "a3", 1)));
+  // A request for b1 (Volcano's view still empty: the body is newer than nothing, counts as given).
+  cards = load({RingNode("b1", "ld-b", 0, 4)});
+  EXPECT_EQ(cards[0].domain_busy, 4);
+  EXPECT_EQ(cards[0].domain_cards, 8);
+  // A request for a2 alone: a1 2 + 2 tentative, a3 3 + 1 tentative, a2 as given (4).
+  cards = load({RingNode("a2", "ld-a", 0b111, 4)});
+  EXPECT_EQ(cards[0].domain_busy, 4 + 4 + 4);
+  EXPECT_EQ(cards[0].domain_cards, 24);
+  // t1 moves from a1 to a2 (allocated again under the same UID), t3 is deallocated.
+  state.Allocate(TaskOn("t1", "a2", 2), state.NeedOf(TaskOn("t1", "a2", 2)));
+  state.Deallocate(TaskOn("t3", "a3", 1));
+  // a2 was seen with Idle 4 before t1 landed on it: 4 free less 2 newer = 6 busy.
+  cards = load({RingNode("b1", "ld-b", 0, 4)});
+  EXPECT_EQ(cards[0].domain_busy, 4);
+  NodeCards a1;
+  ASSERT_TRUE(state.CardsOfKnownNode("a1", &a1));
+  EXPECT_EQ(a1.free_count, 6);
+  cards = load({RingNode("a1", "ld-a", 0b11), RingNode("b1", "ld-b", 0, 4)});
+  EXPECT_EQ(cards[0].domain_busy, 2 + 6 + 3);
+  EXPECT_EQ(cards[0].domain_cards, 24);
+  // a2 seen again with Volcano's fresh count (6 busy): the same load, now from the new view.
+  cards = load({RingNode("a2", "ld-a", 0b111, 2)});
+  EXPECT_EQ(cards[0].domain_busy, 2 + 6 + 3);
+  // A new session forgets tentative allocations and views.
+  state.OpenSession(Snapshot{{RingNode("a1", "ld-a", 0b1), RingNode("a2", "ld-a", 0)}, {}});
+  cards = load({RingNode("a1", "ld-a", 0b1)});
+  EXPECT_EQ(cards[0].domain_busy, 1);
+  EXPECT_EQ(cards[0].domain_cards, 16);
+  state.CloseSession();
+  cards = load({RingNode("a1", "ld-a", 0b1)});
+  EXPECT_EQ(cards[0].domain_busy, 1);  // no session: the request's own nodes only
+  EXPECT_EQ(cards[0].domain_cards, 8);
+}
+
+// The sums the session keeps equal the sum over every node of its domain of what the session
+// knows of that node (CardsOfKnownNode), across random allocations, deallocations and views.
+TEST(State, DomainLoadEqualsTheSumOfEveryNodesCards) {
+  std::mt19937 rng(7);
+  auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+  const std::vector<std::string> domains = {"ld-0", "ld-1", "ld-2"};
+  auto node = [&](int i) {
+    const std::string name = "n" + std::to_string(i);
+    const std::string& domain = domains[static_cast<size_t>(i % 3)];
+    if (i % 5 == 4) return CountNode(name, domain, 8, pick(9));
+    const Mask busy = static_cast<Mask>(pick(256));
+    const int free = 8 - std::popcount(busy);
+    return RingNode(name, domain, busy, pick(3) == 0 ? pick(free + 1) : free);
+  };
+  SessionState state;
+  std::vector<Node> snapshot;
+  snapshot.reserve(15);
+  for (int i = 0; i < 15; ++i) snapshot.push_back(node(i));
+  state.OpenSession(Snapshot{snapshot, {}});
+  for (int step = 0; step < 400; ++step) {
+    const int what = pick(4);
+    const std::string uid = "t" + std::to_string(pick(30));
+    if (what == 0) {
+      const Task t = TaskOn(uid, "n" + std::to_string(pick(15)), 1 + pick(4));
+      state.Allocate(t, state.NeedOf(t));
+    } else if (what == 1) {
+      state.Deallocate(TaskOn(uid, "", 0));
+    }
+    // A request of 1 to 4 distinct nodes (a node listed twice counts once, as first given).
+    std::vector<int> order(15);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<NodeCards> cards;
+    for (int r = pick(4); r >= 0; --r)
+      cards.push_back(state.CardsFromBody(node(order[static_cast<size_t>(r)])));
+    state.AddDomainLoad(&cards);
+    for (const NodeCards& c : cards) {
+      int busy = 0, all = 0;
+      for (int i = 0; i < 15; ++i) {
+        const std::string name = "n" + std::to_string(i);
+        if (domains[static_cast<size_t>(i % 3)] != c.link_domain) continue;
+        NodeCards known;
+        ASSERT_TRUE(state.CardsOfKnownNode(name, &known));
+        busy += std::max(0, known.capacity - known.free_count);
+        all += known.capacity;
+      }
+      ASSERT_EQ(c.domain_busy, busy) << "step " << step << " node " << c.name;
+      ASSERT_EQ(c.domain_cards, all) << "step " << step << " node " << c.name;
+    }
+  }
 }
 
 TEST(Victims, FewestThenLowestPriority) {

@@ -152,28 +152,38 @@ void SessionState::OpenSession(Snapshot snapshot) {
     }
   }
   cache_.Sweep();
-  {
-    std::unique_lock lock(mu_);
-    snapshot_nodes_.swap(nodes);
-    jobs_.swap(jobs);
-    tentative_.clear();
-    seq_ = 0;
-    open_ = true;
-  }
-  std::lock_guard<std::mutex> lock(seen_mu_);
+  std::unique_lock lock(mu_);
+  snapshot_nodes_.swap(nodes);
+  jobs_.swap(jobs);
+  tentative_.clear();
+  tentative_by_node_.clear();
+  seq_ = 0;
+  open_ = true;
+  std::lock_guard<std::mutex> seen_lock(seen_mu_);
   seen_nodes_.clear();
+  node_load_.clear();
+  domain_load_.clear();
+  for (const auto& [name, info] : snapshot_nodes_) {
+    if (info.link_domain.empty()) continue;
+    const Load l = LoadOf(info);
+    node_load_[name] = l;
+    Load& d = domain_load_[info.link_domain];
+    d.busy += l.busy;
+    d.all += l.all;
+  }
 }
 
 void SessionState::CloseSession() {
-  {
-    std::unique_lock lock(mu_);
-    snapshot_nodes_.clear();
-    jobs_.clear();
-    tentative_.clear();
-    open_ = false;
-  }
-  std::lock_guard<std::mutex> lock(seen_mu_);
+  std::unique_lock lock(mu_);
+  snapshot_nodes_.clear();
+  jobs_.clear();
+  tentative_.clear();
+  tentative_by_node_.clear();
+  open_ = false;
+  std::lock_guard<std::mutex> seen_lock(seen_mu_);
   seen_nodes_.clear();
+  node_load_.clear();
+  domain_load_.clear();
 }
 
 TaskNeed SessionState::NeedOf(const Task& task) const {
@@ -192,6 +202,18 @@ TaskNeed SessionState::NeedOf(const Task& task) const {
   return need;
 }
 
+SessionState::Taken SessionState::TakenOn(const NodeInfo& info) const {
+  Taken t;
+  auto on_node = tentative_by_node_.find(info.name);
+  if (on_node == tentative_by_node_.end()) return t;
+  for (const NodeTentative& a : on_node->second) {
+    t.mask |= a.mask;
+    t.cards += a.cards;
+    if (a.seq > info.seen_at) t.newer_cards += a.cards;
+  }
+  return t;
+}
+
 NodeCards SessionState::Build(const NodeInfo& info, bool fresh_counts) const {
   NodeCards c;
   c.name = info.name;
@@ -199,15 +221,7 @@ NodeCards SessionState::Build(const NodeInfo& info, bool fresh_counts) const {
   c.rack = info.rack;
   c.idc = info.idc;
   c.topology = info.topology;
-  Mask taken = 0;
-  int taken_cards = 0;  // all tentative cards on the node
-  int newer_cards = 0;  // those allocated after this view of the node was taken
-  for (const auto& [uid, t] : tentative_) {
-    if (t.node != info.name) continue;
-    taken |= t.mask;
-    taken_cards += t.cards;
-    if (t.seq > info.seen_at) newer_cards += t.cards;
-  }
+  const auto [taken, taken_cards, newer_cards] = TakenOn(info);
   std::optional<int> idle = info.idle;
   if (idle && !fresh_counts) idle = std::max(0, *idle - newer_cards);
   if (c.topology) {
@@ -224,16 +238,45 @@ NodeCards SessionState::Build(const NodeInfo& info, bool fresh_counts) const {
   return c;
 }
 
+SessionState::Load SessionState::LoadOf(const NodeInfo& info) const {
+  // Build() without the card prediction: when Volcano's Idle is below the free cards, TakeCards
+  // leaves exactly max(0, Idle) free, whichever cards it takes.
+  const auto [taken, taken_cards, newer_cards] = TakenOn(info);
+  std::optional<int> idle = info.idle;
+  if (idle) idle = std::max(0, *idle - newer_cards);
+  int capacity = 0;
+  int free_count = 0;
+  if (info.topology) {
+    capacity = std::popcount(info.topology->healthy);
+    free_count = std::popcount(info.topology->free & ~taken);
+    if (idle) free_count = std::min(free_count, *idle);
+  } else {
+    capacity = std::max(0, info.allocatable.value_or(info.idle.value_or(0)));
+    free_count = idle ? *idle : std::max(0, capacity - taken_cards);
+  }
+  return {std::max(0, capacity - free_count), capacity};
+}
+
+void SessionState::RefreshLoad(const std::string& name) {
+  auto snap = snapshot_nodes_.find(name);
+  if (snap == snapshot_nodes_.end() || snap->second.link_domain.empty()) return;
+  auto seen = seen_nodes_.find(name);
+  const Load now = LoadOf(seen != seen_nodes_.end() ? seen->second : snap->second);
+  Load& before = node_load_[name];
+  Load& domain = domain_load_[snap->second.link_domain];
+  domain.busy += now.busy - before.busy;
+  domain.all += now.all - before.all;
+  before = now;
+}
+
 NodeCards SessionState::CardsFromBody(const Node& node) {
   NodeInfo info = InfoFromNode(node);
-  NodeCards cards;
-  {
-    std::shared_lock lock(mu_);
-    info.seen_at = seq_;
-    cards = Build(info, /*fresh_counts=*/true);
-  }
-  std::lock_guard<std::mutex> lock(seen_mu_);
+  std::shared_lock lock(mu_);
+  info.seen_at = seq_;
+  NodeCards cards = Build(info, /*fresh_counts=*/true);
+  std::lock_guard<std::mutex> seen_lock(seen_mu_);
   seen_nodes_.insert_or_assign(node.name, std::move(info));
+  RefreshLoad(node.name);
   return cards;
 }
 
@@ -257,10 +300,6 @@ bool SessionState::CardsOfKnownNode(const std::string& name, NodeCards* out) con
 }
 
 void SessionState::AddDomainLoad(std::vector<NodeCards>* cards) const {
-  struct Load {
-    int busy = 0;
-    int all = 0;
-  };
   std::unordered_map<std::string, Load> load;
   std::unordered_set<std::string> given;
   for (const NodeCards& c : *cards) {
@@ -271,15 +310,22 @@ void SessionState::AddDomainLoad(std::vector<NodeCards>* cards) const {
   }
   if (load.empty()) return;
   {
+    // The session's sums of the request's domains, less the request's own nodes (given above).
     std::shared_lock lock(mu_);
-    for (const auto& [name, snap] : snapshot_nodes_) {
-      if (given.count(name)) continue;
-      auto it = load.find(snap.link_domain);
+    std::lock_guard<std::mutex> seen_lock(seen_mu_);
+    for (auto& [domain, l] : load) {
+      auto it = domain_load_.find(domain);
+      if (it == domain_load_.end()) continue;
+      l.busy += it->second.busy;
+      l.all += it->second.all;
+    }
+    for (const std::string& name : given) {
+      auto own = node_load_.find(name);
+      if (own == node_load_.end()) continue;
+      auto it = load.find(snapshot_nodes_.at(name).link_domain);
       if (it == load.end()) continue;
-      const std::optional<NodeInfo> info = FindNode(name);
-      const NodeCards c = Build(info ? *info : snap, /*fresh_counts=*/false);
-      it->second.busy += std::max(0, c.capacity - c.free_count);
-      it->second.all += c.capacity;
+      it->second.busy -= own->second.busy;
+      it->second.all -= own->second.all;
     }
   }
   for (NodeCards& c : *cards) {
@@ -343,11 +389,38 @@ GangView SessionState::GangOf(const Task& task, const std::vector<Node>& body_no
   return gang;
 }
 
+void SessionState::AddTentative(const std::string& uid, Tentative t) {
+  tentative_by_node_[t.node].push_back({uid, t.cards, t.mask, t.seq});
+  tentative_.insert_or_assign(uid, std::move(t));
+}
+
+void SessionState::EraseTentative(const std::string& uid) {
+  auto it = tentative_.find(uid);
+  if (it == tentative_.end()) return;
+  auto on_node = tentative_by_node_.find(it->second.node);
+  if (on_node != tentative_by_node_.end()) {
+    auto& list = on_node->second;
+    list.erase(
+        std::remove_if(list.begin(), list.end(), [&](const NodeTentative& t) { return t.task_uid == uid; }),
+        list.end());
+    if (list.empty()) tentative_by_node_.erase(on_node);
+  }
+  const std::string node = it->second.node;
+  tentative_.erase(it);
+  std::lock_guard<std::mutex> seen_lock(seen_mu_);
+  RefreshLoad(node);
+}
+
 void SessionState::Allocate(const Task& task, const TaskNeed& need) {
   if (task.node_name.empty() || need.cards <= 0) return;
   std::unique_lock lock(mu_);
-  tentative_.erase(task.uid);
-  if (tentative_.size() >= kMaxTentative) tentative_.clear();
+  EraseTentative(task.uid);
+  if (tentative_.size() >= kMaxTentative) {
+    tentative_.clear();
+    tentative_by_node_.clear();
+    std::lock_guard<std::mutex> seen_lock(seen_mu_);
+    for (const auto& [name, info] : snapshot_nodes_) RefreshLoad(name);
+  }
   Tentative t;
   t.node = task.node_name;
   t.job = task.job;
@@ -356,12 +429,14 @@ void SessionState::Allocate(const Task& task, const TaskNeed& need) {
     t.mask = PredictCards(need, Build(*info, /*fresh_counts=*/false));
   }
   t.seq = ++seq_;
-  tentative_.insert_or_assign(task.uid, std::move(t));
+  AddTentative(task.uid, std::move(t));
+  std::lock_guard<std::mutex> seen_lock(seen_mu_);
+  RefreshLoad(task.node_name);
 }
 
 void SessionState::Deallocate(const Task& task) {
   std::unique_lock lock(mu_);
-  tentative_.erase(task.uid);
+  EraseTentative(task.uid);
 }
 
 std::vector<SessionState::TentativeView> SessionState::Tentatives() const {

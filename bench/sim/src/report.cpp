@@ -127,18 +127,22 @@ std::string FormatMarkdown(const ClusterConfig& cluster, const RunInfo& run,
         "\nFill experiment (FGD): jobs drawn from the workload arrive on the empty cluster and never leave, "
         "until " +
         std::to_string(results.front().fill.consecutive_failures) +
-        " placements in a row fail. Unallocatable: expected free cards a pod drawn from the workload could "
-        "not use (counting cards / needing a linked set), as a share of all cards.\n\n"
-        "| policy | jobs placed | at the first failure: allocated / unallocatable (cards) / unallocatable "
-        "(linked sets) | at the end: allocated / unallocatable (cards) / unallocatable (linked sets) |\n"
+        " placements in a row fail. Allocated: share of all cards. Unallocatable: expected free cards a pod "
+        "drawn from the workload could not use (counting cards / needing a linked set), in cards (a share "
+        "rounded to 0.1 % would hide differences of a few cards).\n\n"
+        "| policy | jobs placed | at the first failure: allocated / unallocatable cards (counting cards) / "
+        "unallocatable cards (linked sets) | at the end: allocated / unallocatable cards (counting cards) / "
+        "unallocatable cards (linked sets) |\n"
         "|---|---|---|---|\n";
     for (const auto& r : results) {
       if (!r.fill.ran) continue;
+      const double all = r.fill.allocated_cards + r.fill.free_cards;
       out += "| " + std::string(PolicyName(r.policy)) + " | " + std::to_string(r.fill.placed) + " | " +
-             Pct(r.fill.first_failure_allocated_rate) + " / " + Pct(r.fill.first_failure_unallocatable_rate) +
-             " / " + Pct(r.fill.first_failure_unallocatable_linked_rate) + " | " +
-             Pct(r.fill.allocated_rate) + " / " + Pct(r.fill.unallocatable_rate) + " / " +
-             Pct(r.fill.unallocatable_linked_rate) + " |\n";
+             Pct(r.fill.first_failure_allocated_rate) + " / " +
+             Fmt("%.2f", r.fill.first_failure_unallocatable_rate * all) + " / " +
+             Fmt("%.2f", r.fill.first_failure_unallocatable_linked_rate * all) + " | " +
+             Pct(r.fill.allocated_rate) + " / " + Fmt("%.2f", r.fill.unallocatable_cards) + " / " +
+             Fmt("%.2f", r.fill.unallocatable_linked_cards) + " |\n";
     }
   }
   return out;

@@ -91,7 +91,8 @@ class SessionState {
   // Sets domain_busy / domain_cards of every labelled node in `cards` (a prioritize request's
   // nodes, as CardsFromBody built them): summed over every node of its link domain, the request's
   // own nodes as given and the others from the session (snapshot or later view, minus tentative
-  // allocations).
+  // allocations). The session keeps each domain's sums as views and allocations change, so this
+  // costs O(1) per node of `cards`, whatever the number of nodes and tentative allocations.
   void AddDomainLoad(std::vector<NodeCards>* cards) const;
 
   // allocateFunc / deallocateFunc. Allocate predicts the task's cards on its node.
@@ -131,21 +132,51 @@ class SessionState {
     Mask mask = 0;
     uint64_t seq = 0;
   };
+  struct NodeTentative {  // one tentative allocation, indexed by node
+    std::string task_uid;
+    int cards = 0;
+    Mask mask = 0;
+    uint64_t seq = 0;
+  };
+  struct Load {  // cards of a node or a link domain: busy (not free) and all
+    int busy = 0;
+    int all = 0;
+  };
+
+  struct Taken {          // a node's tentative allocations
+    Mask mask = 0;        // their cards (when predicted)
+    int cards = 0;        // how many cards they hold
+    int newer_cards = 0;  // of those, allocated after the view was taken
+  };
 
   NodeInfo InfoFromNode(const Node& node);
+  Taken TakenOn(const NodeInfo& info) const;  // caller holds mu_ (any mode)
   // Cards of `info`, minus tentative allocations (all of them, or those newer than the view).
   NodeCards Build(const NodeInfo& info, bool fresh_counts) const;
+  // Build()'s capacity and busy cards, from counts alone (no card prediction). Caller holds mu_.
+  Load LoadOf(const NodeInfo& info) const;
   std::optional<NodeInfo> FindNode(const std::string& name) const;  // caller holds mu_ (any mode)
+  // Recomputes a snapshot node's share of its link domain's load after its view or its tentative
+  // allocations changed. Caller holds mu_ (any mode) and seen_mu_.
+  void RefreshLoad(const std::string& name);
+  void AddTentative(const std::string& uid, Tentative t);  // caller holds mu_ (unique)
+  void EraseTentative(const std::string& uid);             // caller holds mu_ (unique)
 
   TopologyCache cache_;
   mutable std::shared_mutex mu_;
   bool open_ = false;
   std::unordered_map<std::string, NodeInfo> snapshot_nodes_;
   std::unordered_map<std::string, JobInfo> jobs_;
-  std::unordered_map<std::string, Tentative> tentative_;  // by task UID
+  std::unordered_map<std::string, Tentative> tentative_;                           // by task UID
+  std::unordered_map<std::string, std::vector<NodeTentative>> tentative_by_node_;  // the same, by node
   uint64_t seq_ = 0;
   mutable std::mutex seen_mu_;
   std::unordered_map<std::string, NodeInfo> seen_nodes_;
+  // Guarded by seen_mu_ (they follow seen_nodes_ and the tentative allocations): each labelled
+  // snapshot node's load as Build() gives it from its newest view, and their sums per link domain
+  // (the snapshot's label).
+  std::unordered_map<std::string, Load> node_load_;
+  std::unordered_map<std::string, Load> domain_load_;
 };
 
 }  // namespace hyperaccel::bridge
