@@ -408,6 +408,21 @@ class Socket {
   int fd_;
 };
 
+// After a failed write: hands what the peer sent before it closed to the exchange (recv does not
+// block; the socket is non-blocking), and the end of the stream when it is there.
+void DrainAfterWriteError(int fd, GrpcUnaryExchange& ex, std::array<std::uint8_t, 16384>& buf) {
+  while (!ex.Done()) {
+    const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+    if (n > 0) {
+      ex.Input(buf.data(), static_cast<std::size_t>(n));
+    } else if (n == 0 || errno == ECONNRESET) {
+      ex.InputClosed();
+    } else if (errno != EINTR) {
+      return;
+    }
+  }
+}
+
 int RemainingMs(Clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return static_cast<int>(std::clamp<long long>(left, 0, 60'000));
@@ -447,7 +462,11 @@ Result<std::string> GrpcUnaryCall(const std::string& socket_path, std::string_vi
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
-        ex.Fail(Unavailable("write: " + ErrnoMessage(errno)));
+        // The peer may have answered and closed before reading the whole request (an HTTP/1.1
+        // server rejecting the preface, say): what it sent says more than the failed write.
+        const int write_errno = errno;
+        DrainAfterWriteError(sock.fd(), ex, buf);
+        if (!ex.Done()) ex.Fail(Unavailable("write: " + ErrnoMessage(write_errno)));
         break;
       }
       written += static_cast<std::size_t>(n);
@@ -470,7 +489,9 @@ Result<std::string> GrpcUnaryCall(const std::string& socket_path, std::string_vi
     }
     if ((pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
       const ssize_t n = ::recv(sock.fd(), buf.data(), buf.size(), 0);
-      if (n == 0) {
+      // A unix socket whose peer closed without reading all we sent reports ECONNRESET once the
+      // data it did send has been read: the same end of the stream.
+      if (n == 0 || (n < 0 && errno == ECONNRESET)) {
         ex.InputClosed();
       } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         ex.Fail(Unavailable("read: " + ErrnoMessage(errno)));
