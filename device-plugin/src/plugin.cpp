@@ -27,6 +27,10 @@ using Clock = std::chrono::steady_clock;
 using files::FileId;
 using files::StatFile;
 
+// How long an instance that handed its socket over keeps answering after the kubelet moved to its
+// successor (HandOver).
+constexpr std::chrono::milliseconds kHandOverGrace{200};
+
 std::string JoinPath(const std::string& dir, const std::string& name) {
   return (std::filesystem::path(dir) / name).string();
 }
@@ -508,6 +512,10 @@ struct Plugin::Impl {
       state_cv.wait_for(lock, std::chrono::milliseconds(20));
     }
     if (moved) {
+      // A call the kubelet sent on our connection just before it switched to the new instance
+      // can still be on its way: keep answering a moment, or it would meet a server shutting down
+      // and fail with CANCELLED.
+      std::this_thread::sleep_for(kHandOverGrace);
       HA_LOG(kInfo, "handed over").kv("resource", e.resource);
     } else {
       HA_LOG(kWarn, "the waiting instance did not take over in time; stopping anyway")
