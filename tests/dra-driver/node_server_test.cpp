@@ -18,6 +18,7 @@
 #include <future>
 #include <thread>
 
+#include "../support/temp_dir.h"
 #include "fake_backends.h"
 #include "hyperaccel/kubelet_dra/kubelet_dra.h"
 #include "process.h"
@@ -35,24 +36,7 @@ using Clock = std::chrono::steady_clock;
 constexpr char kDriver[] = "fpga.hyperaccel.ai";
 constexpr milliseconds kWait{10000};  // generous: the machine may be loaded
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "dra-ns-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using hyperaccel::testing::TempDir;
 
 kubelet_dra::Options KubeletOptions(const std::string& kubelet_dir) {
   kubelet_dra::Options o;
@@ -117,7 +101,7 @@ std::vector<std::string> SocketEvents(int fd) {
 
 class NodeServerTest : public ::testing::Test {
  protected:
-  TempDir dir;
+  TempDir dir{"dra-ns"};
   FakePreparer preparer;
   FakeHealth health;
   metrics::Registry registry;

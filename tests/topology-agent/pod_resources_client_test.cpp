@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/temp_dir.h"
 #include "hyperaccel/kubelet_sim/kubelet_sim.h"
 #include "hyperaccel/topology_agent/grpc_unary.h"
 #include "hyperaccel/topology_agent/sources.h"
@@ -29,23 +30,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kResource = "hyperaccel.ai/fpga";
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/prc-XXXXXX";  // short: unix socket paths are limited to 107 bytes
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using hyperaccel::testing::TempDir;
 
 // A unix-socket listener that is not a gRPC server: on each connection it writes `reply` (maybe
 // nothing), then closes the connection or holds it open until the test ends.
@@ -117,7 +102,7 @@ class PodResourcesClientTest : public ::testing::Test {
     return PodResourcesClient(socket_, kResource, o);
   }
 
-  TempDir dir_;
+  TempDir dir_{"prc"};
   std::string socket_ = dir_.path() + "/pr.sock";
   std::unique_ptr<ks::KubeletSim> sim_;
 };
@@ -261,7 +246,7 @@ TEST_F(PodResourcesClientTest, ReachesTheServerAgainAfterItRestarts) {
 
 class NotGrpcTest : public ::testing::Test {
  protected:
-  TempDir dir_;
+  TempDir dir_{"prc"};
   std::string socket_ = dir_.path() + "/junk.sock";
 
   Status ListOnce(std::chrono::milliseconds timeout = 2s) {
