@@ -62,14 +62,18 @@ constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr std::size_t kSendChunk = 64 * 1024;
 constexpr std::size_t kMaxLoggedPath = 200;
 
-// grpc-message: bytes outside printable ASCII, and '%', as %XX (PROTOCOL-HTTP2.md).
+// grpc-message: bytes outside printable ASCII, and '%', as %XX (PROTOCOL-HTTP2.md). A space at
+// either end too: HTTP/2 (RFC 9113 8.2.1) forbids leading and trailing whitespace in a field value,
+// and strict peers (nghttp2 among them) drop such a field.
 std::string PercentEncode(std::string_view in) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   out.reserve(in.size());
-  for (const char ch : in) {
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const char ch = in[i];
     const auto c = static_cast<unsigned char>(ch);
-    if (c >= 0x20 && c <= 0x7e && c != '%') {
+    const bool edge_space = c == ' ' && (i == 0 || i + 1 == in.size());
+    if (c >= 0x20 && c <= 0x7e && c != '%' && !edge_space) {
       out.push_back(ch);
     } else {
       out.push_back('%');
@@ -180,6 +184,7 @@ struct Server::Impl {
     bool headers_submitted = false;
     bool data_deferred = false;  // the data provider returned NGHTTP2_ERR_DEFERRED
     bool end_sent = false;       // the frame carrying END_STREAM was sent (trailers or trailers-only)
+    bool rst_after_end = false;  // refused before the client finished sending: reset once answered
     std::set<std::pair<Clock::time_point, Call*>>::iterator deadline_it;
     bool has_deadline = false;
     // The message being sent: its prefix and body, and how much of both went out.
@@ -346,8 +351,9 @@ struct Server::Impl {
       call.ended = true;
     }
     SubmitTrailersOnly(c, call, st, http_status);
-    if (!stream_ended)
-      nghttp2_submit_rst_stream(c.session, NGHTTP2_FLAG_NONE, call.stream_id, NGHTTP2_NO_ERROR);
+    // The RST_STREAM goes after the answer is out (OnFrameSend): submitted now, nghttp2 would drop
+    // the answer of a stream it is closing.
+    call.rst_after_end = !stream_ended;
   }
 
   static ssize_t ReadData(nghttp2_session* session, std::int32_t stream_id, std::uint8_t* buf,
@@ -703,7 +709,13 @@ struct Server::Impl {
 
   static int OnFrameSend(nghttp2_session* s, const nghttp2_frame* frame, void*) {
     if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
-      if (Call* call = CallOf(s, frame->hd.stream_id); call != nullptr) call->end_sent = true;
+      if (Call* call = CallOf(s, frame->hd.stream_id); call != nullptr) {
+        call->end_sent = true;
+        // Stop the rest of a refused request (RFC 9113 8.1: NO_ERROR after a complete response).
+        if (call->rst_after_end) {
+          nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_NO_ERROR);
+        }
+      }
     }
     return 0;
   }
@@ -826,7 +838,8 @@ struct Server::Impl {
       }
       if (connections.size() >= options.max_connections) {
         ++counters.connections_refused;
-        LogConn("connection refused: max_connections reached", std::to_string(options.max_connections));
+        LogConn("connection refused",
+                "max_connections (" + std::to_string(options.max_connections) + ") reached");
         ::close(fd);
         continue;
       }
