@@ -56,10 +56,10 @@ constexpr std::size_t kPrefixBytes = 5;  // compressed flag + 4-byte big-endian 
 constexpr std::uint32_t kMaxHeaderListBytes = 16 * 1024;
 constexpr std::int32_t kStreamWindow = 1 << 20;
 constexpr std::int32_t kConnectionWindow = 4 << 20;
-constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 // Output gathered from nghttp2 before one send(): a unary answer (HEADERS, DATA, trailers) goes out
 // in one system call.
-constexpr std::size_t kSendChunk = 64 * 1024;
+constexpr std::size_t kSendChunk = std::size_t{64} * 1024;
 constexpr std::size_t kMaxLoggedPath = 200;
 
 // grpc-message: bytes outside printable ASCII, and '%', as %XX (PROTOCOL-HTTP2.md). A space at
@@ -206,9 +206,11 @@ struct Server::Impl {
     std::atomic<bool> cancelled{false};
 
     // Queues a message; false once ended or over the connection's bound.
+    // Both hand the call to the serving thread under `mu`: once EndCall() (which takes `mu`) has
+    // run, nothing of the server is touched any more, so a late Finish() cannot race Shutdown().
     bool Write(std::string message, bool replace_unsent, std::shared_ptr<Call> self) {
+      std::lock_guard<std::mutex> lock(mu);
       {
-        std::lock_guard<std::mutex> lock(mu);
         if (ended || conn_queued == nullptr) return false;
         const std::size_t add = message.size() + kPrefixBytes;
         if (replace_unsent) {
@@ -227,24 +229,21 @@ struct Server::Impl {
           queue.push_back(std::move(message));
         }
       }
-      server->Notify(std::move(self));
-      std::lock_guard<std::mutex> lock(mu);
+      server->NotifyLocked(*this, std::move(self));
       return !overflowed;
     }
 
     void Finish(GrpcStatus status, std::optional<std::string> message, std::shared_ptr<Call> self) {
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        if (ended) return;
-        ended = true;
-        finish_requested = true;
-        if (message && status.ok() && conn_queued != nullptr) {
-          conn_queued->fetch_add(message->size() + kPrefixBytes);
-          queue.push_back(std::move(*message));
-        }
-        final_status = std::move(status);
+      std::lock_guard<std::mutex> lock(mu);
+      if (ended) return;
+      ended = true;
+      finish_requested = true;
+      if (message && status.ok() && conn_queued != nullptr) {
+        conn_queued->fetch_add(message->size() + kPrefixBytes);
+        queue.push_back(std::move(*message));
       }
-      server->Notify(std::move(self));
+      final_status = std::move(status);
+      server->NotifyLocked(*this, std::move(self));
     }
 
     bool overflowed = false;  // under mu
@@ -270,17 +269,15 @@ struct Server::Impl {
   };
 
   // ---------------------------------------------------------------- cross-thread hand-over
-  void Notify(std::shared_ptr<Call> call) {
-    {
-      std::lock_guard<std::mutex> lock(call->mu);
-      if (call->in_notify_list) return;
-      call->in_notify_list = true;
-    }
+  // `call.mu` is held by the caller.
+  void NotifyLocked(Call& call, std::shared_ptr<Call> self) {
+    if (call.in_notify_list) return;
+    call.in_notify_list = true;
     bool wake = false;
     {
       std::lock_guard<std::mutex> lock(notify_mu);
       wake = notified.empty();
-      notified.push_back(std::move(call));
+      notified.push_back(std::move(self));
     }
     // The serving thread drains the list after each event it handles: no wake-up needed from it.
     if (wake && tl_serving != this) Wake();
@@ -400,7 +397,7 @@ struct Server::Impl {
       }
       const std::size_t off = call->cur_sent - kPrefixBytes;
       const std::size_t k = std::min(length - n, call->cur.size() - off);
-      std::memcpy(buf + n, call->cur.data() + off, k);
+      std::copy_n(call->cur.data() + off, k, buf + n);
       n += k;
       call->cur_sent += k;
     }
@@ -558,18 +555,14 @@ struct Server::Impl {
     }
     void Finish(GrpcStatus status) override { call_->Finish(std::move(status), std::nullopt, call_); }
     void OnDone(std::function<void(bool cancelled)> done) override {
-      bool run_now = false;
-      bool cancelled = false;
-      {
-        std::lock_guard<std::mutex> lock(call_->mu);
-        if (call_->done_ran) {
-          run_now = true;
-          cancelled = call_->cancelled.load();
-        } else {
-          call_->on_done = std::move(done);
-        }
+      std::unique_lock<std::mutex> lock(call_->mu);
+      if (!call_->done_ran) {
+        call_->on_done = std::move(done);
+        return;
       }
-      if (run_now && done) done(cancelled);
+      const bool cancelled = call_->cancelled.load();
+      lock.unlock();
+      if (done) done(cancelled);
     }
 
    private:
@@ -873,7 +866,7 @@ struct Server::Impl {
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &Impl::OnStreamClose);
     nghttp2_option* opt = nullptr;
     nghttp2_option_new(&opt);
-    nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
+    nghttp2_option_set_max_send_header_block_length(opt, std::size_t{64} * 1024);
     const int rv = nghttp2_session_server_new2(&c.session, cbs, &c, opt);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cbs);
@@ -1033,7 +1026,7 @@ Status Server::Start(const std::string& socket_path) {
   if (::lstat(socket_path.c_str(), &st) == 0) {
     return Status(StatusCode::kAlreadyExists, socket_path + " already exists");
   }
-  auto fail = [&](std::string what) {
+  auto fail = [&](const std::string& what) {
     const int err = errno;
     if (s.listen_fd >= 0) ::close(s.listen_fd);
     if (s.epoll_fd >= 0) ::close(s.epoll_fd);

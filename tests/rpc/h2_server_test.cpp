@@ -410,6 +410,7 @@ TEST_F(H2ServerTest, FiftyConcurrentCallsMultiplexOnOneChannel) {
   std::vector<std::thread> threads;
   std::vector<std::string> answers(kCalls);
   std::vector<grpc::Status> statuses(kCalls);
+  threads.reserve(kCalls);
   for (int i = 0; i < kCalls; ++i) {
     threads.emplace_back([&, i] {
       statuses[static_cast<std::size_t>(i)] =
@@ -431,7 +432,7 @@ TEST_F(H2ServerTest, FiftyConcurrentCallsMultiplexOnOneChannel) {
 TEST_F(H2ServerTest, HundredMessagesWrittenFromAnotherThreadArriveInOrder) {
   std::thread writer;
   Latch<bool> done;
-  watch_ = [&](std::string_view req, std::shared_ptr<ServerStream> s) {
+  watch_ = [&](std::string_view req, const std::shared_ptr<ServerStream>& s) {
     EXPECT_EQ(req, "from 0");
     s->OnDone([&](bool cancelled) { done.Set(cancelled); });
     writer = std::thread([s] {
@@ -555,10 +556,10 @@ TEST_F(H2ServerTest, ClientThatNeverReadsHitsTheQueueBound) {
   Latch<int> refused_after;
   Latch<bool> done;
   std::thread writer;
-  watch_ = [&](std::string_view, std::shared_ptr<ServerStream> s) {
+  watch_ = [&](std::string_view, const std::shared_ptr<ServerStream>& s) {
     s->OnDone([&](bool cancelled) { done.Set(cancelled); });
     writer = std::thread([s, &refused_after] {
-      const std::string chunk(64 * 1024, 'm');
+      const std::string chunk(std::size_t{64} * 1024, 'm');
       for (int i = 0; i < 10000; ++i) {
         if (!s->Write(chunk)) {
           refused_after.Set(i);
@@ -614,7 +615,8 @@ TEST_F(H2ServerTest, GarbageAndAHalfPrefaceCloseOnlyTheirConnection) {
   StartServer();
   const int garbage = Connect(socket_);
   ASSERT_GE(garbage, 0);
-  const std::string junk = "GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff\x13garbage";
+  static constexpr char kJunk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff\x13garbage";
+  const std::string junk(kJunk, sizeof kJunk - 1);  // NUL included
   ASSERT_EQ(::send(garbage, junk.data(), junk.size(), MSG_NOSIGNAL), static_cast<ssize_t>(junk.size()));
   EXPECT_TRUE(PeerCloses(garbage));
   ::close(garbage);
