@@ -220,9 +220,7 @@ struct Server::Impl {
         if (conn_queued->load() + add > server->options.max_queued_bytes_per_connection) {
           for (const auto& m : queue) conn_queued->fetch_sub(m.size() + kPrefixBytes);
           queue.clear();
-          ended = true;
-          finish_requested = true;
-          final_status = {GrpcCode::kResourceExhausted, "overflow"};  // marks the reset below
+          ended = true;  // no trailers: Advance() resets the stream
           overflowed = true;
         } else {
           conn_queued->fetch_add(add);
@@ -369,6 +367,9 @@ struct Server::Impl {
           const auto len = static_cast<std::uint32_t>(call->cur.size());
           call->cur_prefix = {0, static_cast<std::uint8_t>(len >> 24), static_cast<std::uint8_t>(len >> 16),
                               static_cast<std::uint8_t>(len >> 8), static_cast<std::uint8_t>(len)};
+        } else if (call->overflowed) {
+          call->data_deferred = true;  // the stream is being reset (Advance), never ended with trailers
+          return NGHTTP2_ERR_DEFERRED;
         } else if (call->finish_requested) {
           finish = true;
           status = call->final_status;
