@@ -153,6 +153,7 @@ struct Server::Impl {
   std::unordered_map<int, std::unique_ptr<Connection>> connections;
   std::set<std::pair<Clock::time_point, Call*>> deadlines;  // deferred unary calls with grpc-timeout
   std::vector<Connection*> to_flush;
+  std::set<std::pair<Clock::time_point, int>> handshakes;  // connections before their SETTINGS
   std::string read_buf = std::string(kReadChunk, '\0');
   bool draining = false;  // shutdown began: no accept, GOAWAY sent
 
@@ -258,6 +259,10 @@ struct Server::Impl {
     bool epollout = false;
     bool in_flush_list = false;
     bool close_now = false;
+    // Until the client's preface and SETTINGS arrive, the connection has a deadline (an entry in
+    // Impl::handshakes): a client that connects and sends nothing cannot hold a place forever.
+    bool in_handshake = false;
+    std::set<std::pair<Clock::time_point, int>>::iterator handshake_it;
     std::atomic<std::size_t> queued_bytes{0};
 
     ~Connection() {
@@ -684,6 +689,7 @@ struct Server::Impl {
   static int OnFrameRecv(nghttp2_session* s, const nghttp2_frame* frame, void* user) {
     auto* c = static_cast<Connection*>(user);
     Impl* self = c->server;
+    if (frame->hd.type == NGHTTP2_SETTINGS && c->in_handshake) self->EndHandshake(*c);
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     Call* call = CallOf(s, frame->hd.stream_id);
     if (call == nullptr) return 0;
@@ -785,6 +791,7 @@ struct Server::Impl {
     std::unique_ptr<Connection> c = std::move(it->second);
     connections.erase(it);
     ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+    if (c->in_handshake) EndHandshake(*c);
     // Every call still open ends as cancelled.
     auto calls = std::move(c->calls);
     for (auto& [id, call] : calls) {
@@ -851,6 +858,8 @@ struct Server::Impl {
       ++counters.connections_accepted;
       ++counters.connections_open;
       Connection& ref = *c;
+      ref.handshake_it = handshakes.emplace(Clock::now() + options.handshake_timeout, fd).first;
+      ref.in_handshake = true;
       connections.emplace(fd, std::move(c));
       MarkFlush(ref);  // our SETTINGS
     }
@@ -897,9 +906,27 @@ struct Server::Impl {
     }
   }
 
+  void EndHandshake(Connection& c) {
+    handshakes.erase(c.handshake_it);
+    c.in_handshake = false;
+  }
+
+  void ExpireHandshakes() {
+    const auto now = Clock::now();
+    while (!handshakes.empty() && handshakes.begin()->first <= now) {
+      const int fd = handshakes.begin()->second;
+      LogConn("connection closed: no HTTP/2 preface and SETTINGS in time",
+              std::to_string(options.handshake_timeout.count()) + " ms");
+      const std::size_t before = handshakes.size();
+      CloseConnection(fd);  // erases its entry
+      if (handshakes.size() == before) handshakes.erase(handshakes.begin());
+    }
+  }
+
   int EpollTimeoutMs(bool draining_now) const {
     Clock::time_point next = Clock::time_point::max();
     if (!deadlines.empty()) next = deadlines.begin()->first;
+    if (!handshakes.empty()) next = std::min(next, handshakes.begin()->first);
     if (draining_now) next = std::min(next, Clock::time_point(Clock::duration(shutdown_deadline.load())));
     if (next == Clock::time_point::max()) return -1;
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now()).count();
@@ -967,6 +994,7 @@ struct Server::Impl {
         if (c.close_now) CloseConnection(fd);
       }
       ExpireDeadlines();
+      ExpireHandshakes();
       DrainNotified();
       FlushAll();
     }
@@ -1027,8 +1055,10 @@ Status Server::Start(const std::string& socket_path) {
   if (::lstat(socket_path.c_str(), &st) == 0) {
     return Status(StatusCode::kAlreadyExists, socket_path + " already exists");
   }
+  bool bound = false;
   auto fail = [&](const std::string& what) {
     const int err = errno;
+    if (bound) ::unlink(socket_path.c_str());  // ours until Start() succeeds
     if (s.listen_fd >= 0) ::close(s.listen_fd);
     if (s.epoll_fd >= 0) ::close(s.epoll_fd);
     if (s.event_fd >= 0) ::close(s.event_fd);
@@ -1045,6 +1075,7 @@ Status Server::Start(const std::string& socket_path) {
     }
     return fail("bind " + socket_path);
   }
+  bound = true;
   if (::listen(s.listen_fd, 128) != 0) return fail("listen " + socket_path);
   s.epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
   if (s.epoll_fd < 0) return fail("epoll_create1");

@@ -638,6 +638,30 @@ TEST_F(H2ServerTest, GarbageAndAHalfPrefaceCloseOnlyTheirConnection) {
   ASSERT_TRUE(Unary(Channel(), kEcho, "grpc too", &resp).ok());
 }
 
+TEST_F(H2ServerTest, AConnectionThatSendsNoPrefaceIsClosedAfterTheHandshakeTimeout) {
+  options_.handshake_timeout = 200ms;
+  options_.max_connections = 1;
+  StartServer();
+  const int silent = Connect(socket_);
+  ASSERT_GE(silent, 0);
+  const std::string preface = "PRI * HTTP/2.0\r\n";  // part of it, then nothing
+  ASSERT_EQ(::send(silent, preface.data(), preface.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(preface.size()));
+  const auto start = Clock::now();
+  EXPECT_TRUE(PeerCloses(silent));
+  EXPECT_GE(Clock::now() - start, 150ms);  // not before its time
+  ::close(silent);
+  // Its place is free again; a real client's connection outlives the timeout (it sent SETTINGS).
+  ASSERT_TRUE(WaitFor([&] { return server_->Counters().connections_open == 0; }));
+  auto ch = Channel();
+  std::string resp;
+  ASSERT_TRUE(Unary(ch, kEcho, "1", &resp).ok());
+  std::this_thread::sleep_for(400ms);  // past the timeout: the connection must still be there
+  ASSERT_TRUE(Unary(ch, kEcho, "2", &resp).ok());
+  EXPECT_EQ(resp, "echo:2");
+  EXPECT_EQ(server_->Counters().connections_accepted, 2U);
+}
+
 TEST_F(H2ServerTest, StartRefusesAnExistingPathAndATooLongOne) {
   StartServer();
   Server second;

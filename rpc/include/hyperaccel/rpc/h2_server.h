@@ -104,6 +104,10 @@ struct ServerOptions {
   // false and the stream ends with RESOURCE_EXHAUSTED): a client that never reads cannot grow our
   // memory without bound.
   std::size_t max_queued_bytes_per_connection = std::size_t{16} << 20;
+  // A connection whose HTTP/2 preface and SETTINGS have not arrived this long after it was
+  // accepted is closed (logged): connecting and sending nothing cannot hold one of the
+  // max_connections places.
+  std::chrono::milliseconds handshake_timeout{10000};
 };
 
 // Counters for tests and metrics (read at any time).
@@ -111,9 +115,9 @@ struct ServerCounters {
   std::uint64_t connections_accepted = 0;
   std::uint64_t connections_refused = 0;  // over max_connections
   std::uint64_t connections_open = 0;
-  std::uint64_t calls = 0;               // requests dispatched to a handler
-  std::uint64_t calls_rejected = 0;      // unknown method, bad headers or framing, too large
-  std::uint64_t protocol_errors = 0;     // connections closed on an HTTP/2 error
+  std::uint64_t calls = 0;            // requests dispatched to a handler
+  std::uint64_t calls_rejected = 0;   // unknown method, bad headers or framing, too large
+  std::uint64_t protocol_errors = 0;  // connections closed on an HTTP/2 error
 };
 
 class Server {
