@@ -950,6 +950,13 @@ struct Server::Impl {
 
   void Run() {
     tl_serving = this;
+    Loop();
+    // Normally empty by now; after an epoll failure, every call still ends (OnDone, responders
+    // see Cancelled()) so that nothing refers to this server once its thread is gone.
+    while (!connections.empty()) CloseConnection(connections.begin()->first);
+  }
+
+  void Loop() {
     std::array<epoll_event, 64> events{};
     for (;;) {
       const bool stop = shutdown_requested.load();
