@@ -676,6 +676,8 @@ struct Server::Impl {
       Reject(c, call, {GrpcCode::kInternal, "method must be POST"}, stream_ended, "405");
     } else if (!call.content_type_seen || !call.content_type_ok) {
       Reject(c, call, {GrpcCode::kInternal, "content-type must be application/grpc"}, stream_ended, "415");
+    } else if (!call.path_seen) {
+      Reject(c, call, {GrpcCode::kUnimplemented, "request without :path"}, stream_ended);
     } else if (call.method == nullptr) {
       Reject(c, call, {GrpcCode::kUnimplemented, "unknown method " + call.path_for_error}, stream_ended);
     } else if (!call.encoding_ok) {
@@ -877,6 +879,12 @@ struct Server::Impl {
     nghttp2_option* opt = nullptr;
     nghttp2_option_new(&opt);
     nghttp2_option_set_max_send_header_block_length(opt, std::size_t{64} * 1024);
+    // nghttp2's HTTP messaging checks refuse an :authority holding '/', and gRPC Go clients before
+    // 1.55 (kubelets among them) send the socket path there ("var/lib/kubelet/..."): every call of
+    // such a kubelet would be reset. gRPC servers accept any authority; so do we, with the checks
+    // off and what a gRPC request needs (:method POST, :path, content-type) checked in
+    // CheckHeaders(). HTTP/2's framing rules (HPACK, flow control, stream states) stay nghttp2's.
+    nghttp2_option_set_no_http_messaging(opt, 1);
     const int rv = nghttp2_session_server_new2(&c.session, cbs, &c, opt);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cbs);

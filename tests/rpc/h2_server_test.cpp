@@ -251,6 +251,21 @@ TEST_F(H2ServerTest, ErrorStatusAndMessageRoundTripExactly) {
   EXPECT_EQ(r.status().message(), "grpc-status 9 (FAILED_PRECONDITION): " + message);
 }
 
+// gRPC Go clients before 1.55 send the unix socket path as :authority (with '/', which strict
+// HTTP/2 servers refuse); newer ones send it percent-encoded, or "localhost". All are served.
+TEST_F(H2ServerTest, AnyAuthorityIsAccepted) {
+  StartServer();
+  for (const char* authority : {"localhost", "/var/lib/kubelet/device-plugins/hyperaccel.sock",
+                                "var/lib/kubelet/device-plugins/hyperaccel.sock",
+                                "var%2Flib%2Fkubelet%2Fdevice-plugins%2Fhyperaccel.sock", ""}) {
+    GrpcCallOptions o;
+    o.authority = authority;
+    auto r = GrpcUnaryCall(socket_, kEcho, "a", o);
+    ASSERT_TRUE(r.ok()) << "authority '" << authority << "': " << r.status().ToString();
+    EXPECT_EQ(*r, "echo:a");
+  }
+}
+
 TEST_F(H2ServerTest, UnknownMethodIsUnimplemented) {
   StartServer();
   const grpc::Status s = Unary(Channel(), "/test.Svc/Nope", "x", nullptr);
