@@ -5,8 +5,8 @@ find_package(PkgConfig REQUIRED)
 find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG REQUIRED)
 find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
-# nghttp2: HTTP/2 framing for the topology agent's pod-resources client, which speaks gRPC's wire
-# protocol itself so that the agent does not link gRPC's runtime (docs/footprint.md).
+# nghttp2: HTTP/2 framing for hyperaccel::rpc (rpc/), which speaks gRPC's wire protocol itself so
+# that the daemons do not link gRPC's runtime (docs/footprint.md, docs/rpc.md).
 pkg_check_modules(NGHTTP2 REQUIRED IMPORTED_TARGET libnghttp2)
 
 find_package(simdjson CONFIG REQUIRED)

@@ -1,5 +1,5 @@
 # ctest script: the topology agent speaks the kubelet's pod-resources API with its own HTTP/2
-# client (nghttp2 + Protobuf lite, topology-agent/src/grpc_unary.cpp), so its binary must hold no
+# client (nghttp2 + Protobuf lite, rpc/src/grpc_unary.cpp), so its binary must hold no
 # gRPC runtime and no full Protobuf runtime, statically or shared (docs/footprint.md has what they
 # cost). Checked with ldd and nm on the built binary.
 #   cmake -DBINARY=path -P check_agent_without_grpc.cmake

@@ -1,11 +1,14 @@
-// The agent's pod-resources client (gRPC's wire protocol on nghttp2, grpc_unary.h) against the
+// The agent's pod-resources client (gRPC's wire protocol on nghttp2, hyperaccel/rpc/grpc_unary.h) against the
 // REAL gRPC pod-resources server of the kubelet simulator, and against sockets that are not gRPC.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -17,11 +20,15 @@
 
 #include "../support/temp_dir.h"
 #include "hyperaccel/kubelet_sim/kubelet_sim.h"
-#include "hyperaccel/topology_agent/grpc_unary.h"
+#include "hyperaccel/rpc/grpc_unary.h"
 #include "hyperaccel/topology_agent/sources.h"
 
 namespace hyperaccel::agent {
 namespace {
+
+using rpc::GrpcCallOptions;
+using rpc::GrpcUnaryCall;
+using rpc::GrpcUnaryExchange;
 
 namespace fs = std::filesystem;
 namespace ks = kubelet_sim;
@@ -186,6 +193,52 @@ TEST_F(PodResourcesClientTest, UnknownMethodIsUnimplemented) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("grpc-status 12 (UNIMPLEMENTED)"), std::string::npos)
       << r.status().message();
+}
+
+// A server that accepts and never answers: the call ends as soon as cancel_fd becomes readable,
+// long before its deadline, with Unavailable "cancelled".
+TEST(GrpcUnaryCallTest, CancelFdEndsAWaitingCallAtOnce) {
+  TempDir dir("prc");
+  const std::string path = dir.path() + "/silent.sock";
+  RawListener silent(path, "", /*close_after_reply=*/false);
+  const int cancel = ::eventfd(0, EFD_CLOEXEC);
+  ASSERT_GE(cancel, 0);
+  GrpcCallOptions o;
+  o.timeout = 60s;
+  o.cancel_fd = cancel;
+  std::thread canceller([&] {
+    // Cancel only once the call is surely waiting: after the listener has accepted it.
+    while (silent.accepted() == 0) std::this_thread::sleep_for(1ms);
+    const std::uint64_t one = 1;
+    ASSERT_EQ(::write(cancel, &one, sizeof one), static_cast<ssize_t>(sizeof one));
+  });
+  const auto start = Clock::now();
+  auto r = GrpcUnaryCall(path, "/v1.PodResourcesLister/List", "", o);
+  const auto took = Clock::now() - start;
+  canceller.join();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().message(), "cancelled");
+  EXPECT_LT(took, 30s);  // not the 60 s deadline (generous bound for a loaded machine)
+  ::close(cancel);
+}
+
+// A cancel_fd already readable: the call does not wait for the server at all.
+TEST(GrpcUnaryCallTest, CancelFdAlreadyReadableEndsTheCallBeforeAnyAnswer) {
+  TempDir dir("prc");
+  const std::string path = dir.path() + "/silent.sock";
+  RawListener silent(path, "", /*close_after_reply=*/false);
+  std::array<int, 2> pipe_fds{};
+  ASSERT_EQ(::pipe2(pipe_fds.data(), O_CLOEXEC), 0);
+  ::close(pipe_fds[1]);  // a closed write end: the read end reports POLLHUP
+  GrpcCallOptions o;
+  o.timeout = 60s;
+  o.cancel_fd = pipe_fds[0];
+  auto r = GrpcUnaryCall(path, "/v1.PodResourcesLister/List", "", o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().message(), "cancelled");
+  ::close(pipe_fds[0]);
 }
 
 TEST_F(PodResourcesClientTest, ServerNotThereIsUnavailable) {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <map>
 
-#include "hyperaccel/topology_agent/grpc_unary.h"
+#include "hyperaccel/rpc/grpc_unary.h"
 #include "hyperaccel/xrt/cabling.h"
 #include "podresources_list_lite.pb.h"
 
@@ -56,7 +56,7 @@ class PodResources final : public AllocatedDevices {
   Result<std::set<std::string>> List() override {
     static constexpr std::string_view kMethod = "/v1.PodResourcesLister/List";
     const podresources_lite::ListPodResourcesRequest req;
-    auto body = GrpcUnaryCall(socket_, kMethod, req.SerializeAsString(), call_);
+    auto body = rpc::GrpcUnaryCall(socket_, kMethod, req.SerializeAsString(), call_);
     if (!body.ok()) return Unavailable("pod-resources List on " + socket_ + ": " + body.status().message());
     podresources_lite::ListPodResourcesResponse resp;
     if (!resp.ParseFromString(*body)) {
@@ -78,7 +78,7 @@ class PodResources final : public AllocatedDevices {
  private:
   std::string socket_;
   std::string resource_;
-  GrpcCallOptions call_;
+  rpc::GrpcCallOptions call_;
 };
 
 }  // namespace

@@ -47,8 +47,8 @@ struct PodResourcesOptions {
 };
 
 // The kubelet pod-resources v1 `List` over the unix socket `socket_path` (gRPC's wire protocol,
-// grpc_unary.h), for the extended resource `resource` ("hyperaccel.ai/fpga"). Each call connects
-// anew (a restarted kubelet is reached by the next call) and has `timeout`. Every error is
+// hyperaccel/rpc/grpc_unary.h), for the extended resource `resource` ("hyperaccel.ai/fpga"). Each call
+// connects anew (a restarted kubelet is reached by the next call) and has `timeout`. Every error is
 // Unavailable, "pod-resources List on <socket>: <why>".
 std::unique_ptr<AllocatedDevices> PodResourcesClient(
     const std::string& socket_path, const std::string& resource,

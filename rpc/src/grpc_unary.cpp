@@ -1,4 +1,4 @@
-#include "hyperaccel/topology_agent/grpc_unary.h"
+#include "hyperaccel/rpc/grpc_unary.h"
 
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-namespace hyperaccel::agent {
+namespace hyperaccel::rpc {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -479,14 +479,21 @@ Result<std::string> GrpcUnaryCall(const std::string& socket_path, std::string_vi
 
     // The deadline covers the whole call, also against a server that trickles bytes.
     const int left = RemainingMs(deadline);
-    pollfd pfd{sock.fd(), static_cast<short>(POLLIN | (pending.empty() ? 0 : POLLOUT)), 0};
-    const int ready = left > 0 ? ::poll(&pfd, 1, left) : 0;
+    std::array<pollfd, 2> pfds{{{sock.fd(), static_cast<short>(POLLIN | (pending.empty() ? 0 : POLLOUT)), 0},
+                                {options.cancel_fd, POLLIN, 0}}};
+    const nfds_t nfds = options.cancel_fd >= 0 ? 2 : 1;
+    const int ready = left > 0 ? ::poll(pfds.data(), nfds, left) : 0;
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) return Unavailable("poll: " + ErrnoMessage(errno));
     if (ready == 0) {
       return Status(StatusCode::kDeadlineExceeded, "no complete response within the deadline of " +
                                                        std::to_string(options.timeout.count()) + " ms");
     }
+    // Readable, closed or broken: each of them means stop now (the descriptor is not read).
+    if (nfds == 2 && (pfds[1].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) != 0) {
+      return Unavailable("cancelled");
+    }
+    const pollfd& pfd = pfds[0];
     if ((pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
       const ssize_t n = ::recv(sock.fd(), buf.data(), buf.size(), 0);
       // A unix socket whose peer closed without reading all we sent reports ECONNRESET once the
@@ -503,4 +510,4 @@ Result<std::string> GrpcUnaryCall(const std::string& socket_path, std::string_vi
   return ex.Response();
 }
 
-}  // namespace hyperaccel::agent
+}  // namespace hyperaccel::rpc

@@ -3,8 +3,9 @@
 // (github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md): h2c with prior knowledge, POST with
 // content-type application/grpc and te: trailers, grpc-timeout, 5-byte length-prefixed messages,
 // and the call's status from grpc-status / grpc-message in the trailers (or a trailers-only
-// response). The topology agent uses it for the kubelet's pod-resources List, so that it does not
-// link gRPC (docs/footprint.md has what that saves).
+// response). The topology agent uses it for the kubelet's pod-resources List and the device plugin
+// for Register and its own socket's self-check, so that neither links gRPC (docs/footprint.md has
+// what that saves).
 //
 // Each call opens its own connection and closes it when the call ends: a kubelet that restarted
 // (and recreated its socket) is reached by the next call, and nothing is kept between calls.
@@ -19,7 +20,7 @@
 
 #include "hyperaccel/common/status.h"
 
-namespace hyperaccel::agent {
+namespace hyperaccel::rpc {
 
 struct GrpcCallOptions {
   // The whole call: connect, request, response. Sent to the server as grpc-timeout as well.
@@ -29,7 +30,10 @@ struct GrpcCallOptions {
   std::size_t max_response_bytes = std::size_t{16} << 20;
   // HTTP/2 :authority (gRPC's clients send "localhost" on unix sockets).
   std::string authority = "localhost";
-  std::string user_agent = "hyperaccel-topology-agent";
+  std::string user_agent = "hyperaccel";
+  // When >= 0, a descriptor (an eventfd or a pipe's read end) that becomes readable to cancel the
+  // call from another thread: the call ends at once with Unavailable ("cancelled"). Not read.
+  int cancel_fd = -1;
 };
 
 // One unary call as bytes in and bytes out, with no I/O of its own (GrpcUnaryCall drives it over a
@@ -71,4 +75,4 @@ class GrpcUnaryExchange {
 Result<std::string> GrpcUnaryCall(const std::string& socket_path, std::string_view method,
                                   std::string_view request, const GrpcCallOptions& options);
 
-}  // namespace hyperaccel::agent
+}  // namespace hyperaccel::rpc
