@@ -1,6 +1,6 @@
 #include "hyperaccel/device_plugin/plugin.h"
 
-#include <grpcpp/grpcpp.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +16,8 @@
 #include "hyperaccel/common/files.h"
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/common/status.h"
+#include "hyperaccel/rpc/grpc_unary.h"
+#include "hyperaccel/rpc/h2_server.h"
 #include "instance_lock.h"
 #include "plugin_metrics.h"
 #include "service.h"
@@ -67,7 +69,7 @@ struct Plugin::Impl {
     std::string socket_path;
     std::shared_ptr<const ResourceView> view;
     std::unique_ptr<DevicePluginService> service;
-    std::unique_ptr<grpc::Server> server;
+    std::unique_ptr<rpc::Server> server;
     FileId own_id;
     FileId kubelet_id;                   // kubelet.sock at the last successful Register
     std::unique_ptr<InstanceLock> lock;  // control thread only (and Stop, after it ended)
@@ -79,7 +81,7 @@ struct Plugin::Impl {
     Clock::time_point next_attempt;
     std::chrono::milliseconds backoff{0};
     std::string last_error;
-    // Touched from gRPC threads.
+    // Touched from the serving thread.
     std::atomic<uint64_t> generation{0};
     std::atomic<bool> stream_lost{false};
     std::atomic<int> open_streams{0};
@@ -93,6 +95,12 @@ struct Plugin::Impl {
         table(MakeNamer(options.naming, options.resource_name, options.per_shell_domain,
                         SysfsShellTimestamp(options.sysfs_root))),
         kubelet_socket(JoinPath(options.kubelet_dir, kKubeletSocketName)) {}
+
+  ~Impl() {
+    if (cancel_fd >= 0) ::close(cancel_fd);
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   PluginOptions options;
   DeviceSource* source;
@@ -119,7 +127,8 @@ struct Plugin::Impl {
   bool wake = false;
   bool fs_event = false;
   bool stop = false;
-  grpc::ClientContext* inflight = nullptr;  // a Register call Stop() may cancel
+  // Readable once Stop() began: cancels a Register call in progress (and any later one).
+  const int cancel_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
   mutable std::mutex state_mu;
   mutable std::condition_variable state_cv;
@@ -237,42 +246,35 @@ struct Plugin::Impl {
       service->Publish(e.view);
       e.service = std::move(service);
     }
-    grpc::ServerBuilder builder;
+    rpc::ServerOptions server_options;
+    server_options.thread_name = "plugin-grpc";  // for operators' `top -H` and the benchmarks
+    auto server = std::make_unique<rpc::Server>(server_options);
+    e.service->AddTo(*server);
     const std::string bind_path = BindPath(e.socket_path);
-    builder.AddListeningPort("unix:" + bind_path, grpc::InsecureServerCredentials());
-    e.service->AddTo(builder);
     const auto t0 = Clock::now();
-    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-    if (!server) {
-      e.service->Shutdown(nullptr, std::chrono::system_clock::now());
-      return Unavailable("cannot listen on " + bind_path);
+    if (Status st = server->Start(bind_path); !st.ok()) {
+      return Unavailable("cannot listen on " + bind_path + ": " + st.message());
     }
-    e.service->Start(server.get());
     if (::rename(bind_path.c_str(), e.socket_path.c_str()) != 0) {
       const std::string why = ErrnoMessage(errno);
-      e.service->Shutdown(server.get(), std::chrono::system_clock::now());
-      server->Wait();
+      server->Shutdown(std::chrono::steady_clock::now());
+      ::unlink(bind_path.c_str());
       return Unavailable("cannot move " + bind_path + " to " + e.socket_path + ": " + why);
     }
     FileId own = StatFile(e.socket_path);
     const auto t1 = Clock::now();
 
-    // The kubelet dials us back inside Register: make sure we answer first.
-    // Our own connection: a pooled one could still lead to the instance that handed over to us.
-    grpc::ChannelArguments channel_args;
-    channel_args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    auto channel =
-        grpc::CreateCustomChannel("unix:" + e.socket_path, grpc::InsecureChannelCredentials(), channel_args);
-    auto stub = v1beta1::DevicePlugin::NewStub(channel);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    ctx.set_wait_for_ready(true);
+    // The kubelet dials us back inside Register: make sure we answer first, on a connection of our
+    // own (each call of GrpcUnaryCall opens one, so it cannot reach an instance that handed over).
+    rpc::GrpcCallOptions call;
+    call.timeout = std::chrono::seconds(5);
+    call.user_agent = "hyperaccel-device-plugin";
+    auto probe = rpc::GrpcUnaryCall(e.socket_path, kMethodOptions, v1beta1::Empty().SerializeAsString(), call);
     v1beta1::DevicePluginOptions reply;
-    grpc::Status probe = stub->GetDevicePluginOptions(&ctx, v1beta1::Empty(), &reply);
+    if (probe.ok() && !reply.ParseFromString(*probe)) probe = Internal("cannot parse the options it sent");
     if (!probe.ok()) {
-      e.service->Shutdown(server.get(), std::chrono::system_clock::now());
-      server->Wait();
-      return Unavailable("our own socket " + e.socket_path + " does not answer: " + probe.error_message());
+      server->Shutdown(std::chrono::steady_clock::now());
+      return Unavailable("our own socket " + e.socket_path + " does not answer: " + probe.status().message());
     }
     std::lock_guard lock(mu);
     e.server = std::move(server);
@@ -288,7 +290,7 @@ struct Plugin::Impl {
   }
 
   void StopServing(Endpoint& e, bool remove_socket) {
-    std::unique_ptr<grpc::Server> server;
+    std::unique_ptr<rpc::Server> server;
     std::unique_ptr<DevicePluginService> service;
     {
       std::lock_guard lock(mu);
@@ -299,17 +301,10 @@ struct Plugin::Impl {
     }
     metrics.registered.Set({e.resource}, 0);
     if (service) service->CloseStreams();
-    if (server) {
-      // The service's thread answers until the server has shut down, then stops.
-      const auto deadline = std::chrono::system_clock::now() + std::chrono::milliseconds(500);
-      if (service) {
-        service->Shutdown(server.get(), deadline);
-      } else {
-        server->Shutdown(deadline);
-      }
-      server->Wait();
-      server.reset();  // before the service it serves
-    }
+    // Calls in progress get until the deadline; the serving thread is joined before the service
+    // it serves goes.
+    if (server) server->Shutdown(std::chrono::steady_clock::now() + std::chrono::milliseconds(500));
+    server.reset();
     if (service) service->JoinHooks();
     e.open_streams.store(0);
     if (remove_socket) {
@@ -331,22 +326,16 @@ struct Plugin::Impl {
       e.service->SetGeneration(e.generation.load() + 1);
     }
     e.generation.fetch_add(1);
-    auto channel = grpc::CreateChannel("unix:" + kubelet_socket, grpc::InsecureChannelCredentials());
-    auto stub = v1beta1::Registration::NewStub(channel);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + options.register_timeout);
+    rpc::GrpcCallOptions call;
+    call.timeout = options.register_timeout;
+    call.user_agent = "hyperaccel-device-plugin";
+    call.cancel_fd = cancel_fd;
     {
       std::lock_guard lock(wake_mu);
       if (stop) return Unavailable("stopping");
-      inflight = &ctx;
     }
-    v1beta1::Empty reply;
-    grpc::Status st = stub->Register(&ctx, req, &reply);
-    {
-      std::lock_guard lock(wake_mu);
-      inflight = nullptr;
-    }
-    if (!st.ok()) return Unavailable("Register with " + kubelet_socket + ": " + st.error_message());
+    auto reply = rpc::GrpcUnaryCall(kubelet_socket, kMethodRegister, req.SerializeAsString(), call);
+    if (!reply.ok()) return Unavailable("Register with " + kubelet_socket + ": " + reply.status().message());
     return Status::Ok();
   }
 
@@ -610,7 +599,10 @@ void Plugin::Stop() {
   {
     std::lock_guard lock(d.wake_mu);
     d.stop = true;
-    if (d.inflight) d.inflight->TryCancel();
+  }
+  if (d.cancel_fd >= 0) {
+    const uint64_t one = 1;
+    (void)!::write(d.cancel_fd, &one, sizeof one);
   }
   d.wake_cv.notify_all();
   if (d.control.joinable()) d.control.join();

@@ -1,11 +1,9 @@
-// The v1beta1.DevicePlugin service for one resource, on gRPC's asynchronous API with one thread:
-// that thread polls the socket and answers each unary call inline, so a call is read, handled and
-// answered without waking another thread (the callback API hands every call between its two
-// polling threads; bench/README.md has the counts). ListAndWatch streams are written from
-// whichever thread publishes a new list; no thread blocks per stream.
+// The v1beta1.DevicePlugin service for one resource, served by hyperaccel::rpc (gRPC's wire
+// protocol on nghttp2, one serving thread): that thread reads each unary call, answers it inline and
+// writes the answer with one wake-up and no gRPC runtime (docs/footprint.md has the cost per call
+// against gRPC's servers). ListAndWatch streams are written from whichever thread publishes a new
+// list; no thread blocks per stream.
 #pragma once
-
-#include <grpcpp/grpcpp.h>
 
 #include <atomic>
 #include <cstdint>
@@ -17,11 +15,23 @@
 #include <thread>
 #include <vector>
 
-#include "deviceplugin_v1beta1.grpc.pb.h"
+#include "deviceplugin_v1beta1_lite.pb.h"
 #include "hyperaccel/device_plugin/plugin.h"
+#include "hyperaccel/rpc/h2_server.h"
 #include "plugin_metrics.h"
 
 namespace hyperaccel::device_plugin {
+
+// The plugin speaks v1beta1 with the lite copies of its messages (the package is not on the wire).
+namespace v1beta1 = ::hyperaccel::lite::v1beta1;
+
+// The methods' request paths.
+inline constexpr const char* kMethodOptions = "/v1beta1.DevicePlugin/GetDevicePluginOptions";
+inline constexpr const char* kMethodListAndWatch = "/v1beta1.DevicePlugin/ListAndWatch";
+inline constexpr const char* kMethodPreferred = "/v1beta1.DevicePlugin/GetPreferredAllocation";
+inline constexpr const char* kMethodAllocate = "/v1beta1.DevicePlugin/Allocate";
+inline constexpr const char* kMethodPreStart = "/v1beta1.DevicePlugin/PreStartContainer";
+inline constexpr const char* kMethodRegister = "/v1beta1.Registration/Register";
 
 class DevicePluginService {
  public:
@@ -31,17 +41,13 @@ class DevicePluginService {
   using StreamsChanged = std::function<void(uint64_t generation, int open, bool ended)>;
   DevicePluginService(std::string resource, const PluginOptions& options, PluginMetrics* metrics,
                       StreamsChanged on_streams);
-  ~DevicePluginService();
+  ~DevicePluginService();  // waits for running PreStart hooks
   DevicePluginService(const DevicePluginService&) = delete;
   DevicePluginService& operator=(const DevicePluginService&) = delete;
 
-  // Registers the service and its completion queue with `builder`; call before BuildAndStart().
-  void AddTo(grpc::ServerBuilder& builder);
-  // Starts the serving thread once `server` (built from that builder) has started.
-  void Start(grpc::Server* server);
-  // Shuts `server` down (calls still running get until `deadline`), then the queue and the
-  // serving thread. Also right after a failed BuildAndStart() (server null).
-  void Shutdown(grpc::Server* server, std::chrono::system_clock::time_point deadline);
+  // Registers the five methods on `server` (before its Start()). The service must outlive the
+  // server's Shutdown().
+  void AddTo(rpc::Server& server);
 
   v1beta1::DevicePluginOptions Options() const;
   // Makes `view` current and sends it on every open stream.
@@ -55,66 +61,45 @@ class DevicePluginService {
   // Waits for running PreStart hooks (after the server stopped).
   void JoinHooks();
 
-  // The calls' answers (public for the call objects in service.cpp).
-  grpc::Status GetPreferredAllocation(const v1beta1::PreferredAllocationRequest& req,
-                                      v1beta1::PreferredAllocationResponse* resp);
-  grpc::Status Allocate(const v1beta1::AllocateRequest& req, v1beta1::AllocateResponse* resp);
-  // Checks the IDs, then runs the hook on a thread of its own and calls `done` from there.
-  // Returns false with `*status` set when it answered at once.
-  bool PreStartContainer(const v1beta1::PreStartContainerRequest& req, grpc::Status* status,
-                         std::function<void(grpc::Status)> done);
-
-  // A completion-queue tag: the object a completion belongs to.
-  class Tag {
-   public:
-    virtual void Proceed(bool ok) = 0;
-
-   protected:
-    ~Tag() = default;
-  };
-
-  // Asks gRPC for the next call of one unary method (at start, then as each call arrives);
-  // nothing once Shutdown() began.
-  template <class Call>
-  void RequestNext() {
-    std::lock_guard lock(request_mu_);
-    if (stopping_) return;
-    (new Call(this))->Request(&async_, cq_.get());
-  }
+  // The calls' answers.
+  rpc::GrpcStatus GetPreferredAllocation(const v1beta1::PreferredAllocationRequest& req,
+                                         v1beta1::PreferredAllocationResponse* resp);
+  rpc::GrpcStatus Allocate(const v1beta1::AllocateRequest& req, v1beta1::AllocateResponse* resp);
+  // Checks the IDs, then runs the hook on a thread of its own and answers `responder` from there;
+  // answers at once when there is no hook or an ID is unknown.
+  void PreStartContainer(const v1beta1::PreStartContainerRequest& req,
+                         std::shared_ptr<rpc::UnaryResponder> responder);
 
  private:
-  class Stream;
-  friend class Stream;
   struct Snapshot {
     std::shared_ptr<const ResourceView> view;
-    std::shared_ptr<const v1beta1::ListAndWatchResponse> message;
+    std::shared_ptr<const std::string> message;  // the serialized ListAndWatchResponse
+  };
+  struct Stream {
+    std::shared_ptr<rpc::ServerStream> stream;
+    uint64_t generation = 0;
+    uint64_t sent_version = 0;
+    bool sent = false;
   };
   Snapshot Current() const;
-  void Serve();
-  void RequestNextStream();
-  void StreamStarted(const std::shared_ptr<Stream>& stream);
-  void StreamDone(Stream* stream);
+  void OpenStream(std::shared_ptr<rpc::ServerStream> stream);
+  void StreamDone(uint64_t id);
+  // Queues the current list on `s` unless it was the last one sent. Under streams_mu_, so that
+  // lists reach each stream in the order they were published.
+  void SendCurrent(Stream& s);
 
   const std::string resource_;
   const PluginOptions& options_;
   PluginMetrics* metrics_;
   StreamsChanged on_streams_;
   std::atomic<uint64_t> generation_{0};
-  v1beta1::DevicePlugin::AsyncService async_;
-  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
-  std::thread thread_;
-
-  // Held while a call is requested, so that no call is requested once Shutdown() began.
-  std::mutex request_mu_;
-  bool stopping_ = false;
 
   mutable std::mutex snap_mu_;  // leaf lock
   Snapshot snapshot_;
 
   mutable std::mutex streams_mu_;
-  // Open streams; the shared_ptr keeps a stream alive while the service calls into it.
-  std::map<Stream*, std::shared_ptr<Stream>> streams_;
-  std::shared_ptr<Stream> next_stream_;  // the one requested, not yet opened by the kubelet
+  std::map<uint64_t, Stream> streams_;  // open streams by id
+  uint64_t next_stream_id_ = 0;
   bool closed_ = false;
 
   std::mutex hooks_mu_;
