@@ -1,7 +1,6 @@
 #include "hyperaccel/dra_driver/node_server.h"
 
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/resource_quota.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -11,21 +10,46 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <utility>
+#include <vector>
 
-#include "dra_health_v1alpha1.grpc.pb.h"
-#include "dra_v1.grpc.pb.h"
-#include "dra_v1beta1.grpc.pb.h"
+#include "dra_health_v1alpha1_lite.pb.h"
+#include "dra_v1_lite.pb.h"
+#include "dra_v1beta1_lite.pb.h"
 #include "hyperaccel/common/dir_watcher.h"
 #include "hyperaccel/common/files.h"
 #include "hyperaccel/common/log.h"
-#include "pluginregistration.grpc.pb.h"
+#include "hyperaccel/rpc/h2_server.h"
+#include "pluginregistration_lite.pb.h"
 
 namespace hyperaccel::dra {
+
+// The kubelet's APIs, in the lite runtime's classes (the renamed package is not on the wire: the
+// method paths below are the original ones).
+namespace v1alpha1 = ::hyperaccel::lite::v1alpha1;
+namespace pluginregistration = ::hyperaccel::lite::pluginregistration;
+namespace dv1 = ::hyperaccel::lite::k8s::io::kubelet::pkg::apis::dra::v1;
+namespace dv1beta1 = ::hyperaccel::lite::k8s::io::kubelet::pkg::apis::dra::v1beta1;
+
 namespace {
+
+constexpr const char* kPrepareV1 = "/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodePrepareResources";
+constexpr const char* kUnprepareV1 = "/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodeUnprepareResources";
+constexpr const char* kPrepareV1beta1 = "/k8s.io.kubelet.pkg.apis.dra.v1beta1.DRAPlugin/NodePrepareResources";
+constexpr const char* kUnprepareV1beta1 = "/k8s.io.kubelet.pkg.apis.dra.v1beta1.DRAPlugin/NodeUnprepareResources";
+constexpr const char* kWatchHealth = "/v1alpha1.DRAResourceHealth/NodeWatchResources";
+constexpr const char* kGetInfo = "/pluginregistration.Registration/GetInfo";
+constexpr const char* kNotifyStatus = "/pluginregistration.Registration/NotifyRegistrationStatus";
+// Prepare/Unprepare calls waiting for a worker beyond this are refused (RESOURCE_EXHAUSTED; the
+// kubelet retries).
+constexpr size_t kMaxQueuedCalls = 64;
 
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
@@ -125,6 +149,69 @@ std::string Truncate(const std::string& s, size_t max) {
   return s.substr(0, n);
 }
 
+// Threads for the kubelet calls that may block (claim preparation writes a checkpoint and CDI specs
+// with fsync): the serving thread hands them over and stays free. Threads are started as calls
+// need them, up to `max`, and stay until Stop(), which drops calls not yet started.
+class Workers {
+ public:
+  Workers(int max, std::string name) : max_(max), name_(std::move(name)) {}
+  ~Workers() { Stop(); }
+  Workers(const Workers&) = delete;
+  Workers& operator=(const Workers&) = delete;
+
+  // False (and `job` dropped) when stopped or when kMaxQueuedCalls calls already wait.
+  bool Post(std::function<void()> job) {
+    {
+      std::lock_guard lock(mu_);
+      if (stop_ || queue_.size() >= kMaxQueuedCalls) return false;
+      queue_.push_back(std::move(job));
+      if (idle_ == 0 && static_cast<int>(threads_.size()) < max_) threads_.emplace_back([this] { Run(); });
+    }
+    cv_.notify_one();
+    return true;
+  }
+
+  void Stop() {
+    std::deque<std::function<void()>> dropped;
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+      dropped.swap(queue_);
+      threads.swap(threads_);
+    }
+    cv_.notify_all();
+    for (auto& t : threads) t.join();
+  }
+
+ private:
+  void Run() {
+    pthread_setname_np(pthread_self(), name_.c_str());
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(mu_);
+        ++idle_;
+        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        --idle_;
+        if (stop_) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      job();
+    }
+  }
+
+  const int max_;
+  const std::string name_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  std::vector<std::thread> threads_;
+  int idle_ = 0;
+  bool stop_ = false;
+};
+
 struct Metrics {
   explicit Metrics(metrics::Registry& r)
       : registrations(r.AddCounter("hyperaccel_dra_registrations_total",
@@ -202,10 +289,10 @@ struct NodeServer::Impl {
   const std::string dra_socket;
   const std::string reg_socket;
 
-  // ---- request handling (gRPC threads) ---------------------------------------------------------
+  // ---- request handling (worker threads) -------------------------------------------------------
 
   template <class Request, class Response>
-  grpc::Status Prepare(const char* version, const Request& req, Response* resp) {
+  rpc::GrpcStatus Prepare(const char* version, const Request& req, Response* resp) {
     static constexpr Rpc kRpc{"prepare", "NodePrepareResources", "claim not prepared"};
     return Handle(
         kRpc, version, req, resp,
@@ -226,7 +313,7 @@ struct NodeServer::Impl {
   }
 
   template <class Request, class Response>
-  grpc::Status Unprepare(const char* version, const Request& req, Response* resp) {
+  rpc::GrpcStatus Unprepare(const char* version, const Request& req, Response* resp) {
     static constexpr Rpc kRpc{"unprepare", "NodeUnprepareResources", "claim not unprepared"};
     return Handle(
         kRpc, version, req, resp,
@@ -245,7 +332,7 @@ struct NodeServer::Impl {
   // without reaching it, every valid claim gets `call`'s result (through `fill`) or an error when
   // it has none, and each claim and the call's duration are counted.
   template <class Request, class Response, class Call, class Fill>
-  grpc::Status Handle(const Rpc& rpc, const char* version, const Request& req, Response* resp, Call call,
+  rpc::GrpcStatus Handle(const Rpc& rpc, const char* version, const Request& req, Response* resp, Call call,
                       Fill fill) {
     const auto t0 = Clock::now();
     m.requests.Inc({rpc.method, version});
@@ -281,7 +368,7 @@ struct NodeServer::Impl {
         .kv("claims", out.size())
         .kv("failed", failed)
         .kv("ms", secs * 1e3);
-    return grpc::Status::OK;
+    return {};
   }
 
   // Separates claims with complete identities (deduplicated by UID) from the rest, which get an
@@ -317,68 +404,118 @@ struct NodeServer::Impl {
     }
   }
 
-  grpc::Status WatchHealth(grpc::ServerContext* ctx,
-                           grpc::ServerWriter<v1alpha1::NodeWatchResourcesResponse>* writer) {
-    {
-      std::lock_guard lock(mu);
-      if (stopping) return {grpc::StatusCode::UNAVAILABLE, "the driver is stopping"};
-      ++open_streams;
-      m.health_streams.Set(open_streams);
+  // ---- health streams -----------------------------------------------------------------------
+
+  // The full device list, serialized; `generation` (may be null) gets the source's generation.
+  std::string HealthMessage(uint64_t* generation) {
+    uint64_t seen = 0;
+    std::vector<DeviceHealth> devices = health.Snapshot(&seen);
+    if (generation != nullptr) *generation = seen;
+    v1alpha1::NodeWatchResourcesResponse msg;
+    for (const DeviceHealth& d : devices) {
+      auto* out = msg.add_devices();
+      out->mutable_device()->set_pool_name(d.pool_name);
+      out->mutable_device()->set_device_name(d.device_name);
+      out->set_health(d.status == DeviceHealthStatus::kHealthy     ? v1alpha1::HEALTHY
+                      : d.status == DeviceHealthStatus::kUnhealthy ? v1alpha1::UNHEALTHY
+                                                                   : v1alpha1::UNKNOWN);
+      out->set_last_updated_time(d.last_updated_unix);
+      out->set_health_check_timeout_seconds(options.health_timeout.count());
+      out->set_message(Truncate(d.message, kHealthMessageMax));
     }
-    HA_LOG(kInfo, "health stream opened").kv("peer", ctx->peer());
-    uint64_t generation = 0;
-    auto send = [&]() {
-      std::vector<DeviceHealth> devices = health.Snapshot(&generation);
-      v1alpha1::NodeWatchResourcesResponse msg;
-      for (const DeviceHealth& d : devices) {
-        auto* out = msg.add_devices();
-        out->mutable_device()->set_pool_name(d.pool_name);
-        out->mutable_device()->set_device_name(d.device_name);
-        out->set_health(d.status == DeviceHealthStatus::kHealthy     ? v1alpha1::HEALTHY
-                        : d.status == DeviceHealthStatus::kUnhealthy ? v1alpha1::UNHEALTHY
-                                                                     : v1alpha1::UNKNOWN);
-        out->set_last_updated_time(d.last_updated_unix);
-        out->set_health_check_timeout_seconds(options.health_timeout.count());
-        out->set_message(Truncate(d.message, kHealthMessageMax));
-      }
-      const bool ok = writer->Write(msg);
-      if (ok) m.health_updates.Inc();
-      return ok;
-    };
-    bool ok = send();
-    auto last_send = Clock::now();
-    bool ended_by_stop = false;
-    while (ok) {
-      {
-        std::lock_guard lock(mu);
-        ended_by_stop = stopping;
-      }
-      if (ended_by_stop || ctx->IsCancelled()) break;
-      const auto until_resend = std::chrono::duration_cast<std::chrono::milliseconds>(
-          last_send + options.health_resend - Clock::now());
-      const auto wait = std::max(std::chrono::milliseconds(1), std::min(options.health_poll, until_resend));
-      const uint64_t now_gen = health.WaitForChange(generation, wait);
-      if (now_gen != generation || Clock::now() >= last_send + options.health_resend) {
-        {
-          std::lock_guard lock(mu);
-          ended_by_stop = stopping;
-        }
-        if (ended_by_stop || ctx->IsCancelled()) break;
-        ok = send();
-        last_send = Clock::now();
-      }
-    }
-    {
-      std::lock_guard lock(mu);
-      --open_streams;
-      m.health_streams.Set(open_streams);
-    }
-    HA_LOG(kInfo, "health stream closed").kv("peer", ctx->peer()).kv("stopping", ended_by_stop);
-    if (ended_by_stop) return {grpc::StatusCode::UNAVAILABLE, "the driver is stopping"};
-    return grpc::Status::OK;
+    return msg.SerializeAsString();
   }
 
-  // ---- registration (gRPC threads) -------------------------------------------------------------
+  // Writes `message` on every open stream. Under health_mu: lists reach each stream in order.
+  void SendHealthLocked(const std::string& message, const std::shared_ptr<rpc::ServerStream>& only = nullptr) {
+    for (auto& [id, stream] : health_streams) {
+      if (only && stream != only) continue;
+      if (stream->Write(message, /*replace_unsent=*/true)) m.health_updates.Inc();
+    }
+  }
+
+  // NodeWatchResources (serving thread): the full list now, then from the health thread.
+  void OpenHealthStream(const std::shared_ptr<rpc::ServerStream>& stream) {
+    int open = 0;
+    {
+      std::lock_guard lock(mu);
+      if (stopping) {
+        stream->Finish({rpc::GrpcCode::kUnavailable, "the driver is stopping"});
+        return;
+      }
+      open = ++open_streams;
+      m.health_streams.Set(open_streams);
+    }
+    uint64_t id = 0;
+    {
+      std::lock_guard lock(health_mu);
+      id = next_health_stream++;
+      health_streams[id] = stream;
+      SendHealthLocked(HealthMessage(nullptr), stream);
+    }
+    HA_LOG(kInfo, "health stream opened").kv("open_streams", open);
+    stream->OnDone([this, id](bool cancelled) {
+      {
+        std::lock_guard lock(health_mu);
+        health_streams.erase(id);
+      }
+      int left = 0;
+      {
+        std::lock_guard lock(mu);
+        left = --open_streams;
+        m.health_streams.Set(open_streams);
+      }
+      HA_LOG(kInfo, "health stream closed").kv("open_streams", left).kv("cancelled", cancelled);
+    });
+  }
+
+  // The health thread: sends the list on every change and at least every health_resend.
+  void WatchHealth() {
+    pthread_setname_np(pthread_self(), "dra-health");
+    uint64_t generation = 0;
+    HealthMessage(&generation);
+    auto last_send = Clock::now();
+    for (;;) {
+      {
+        std::lock_guard lock(health_mu);
+        if (health_stop) return;
+      }
+      const auto until_resend =
+          std::chrono::duration_cast<std::chrono::milliseconds>(last_send + options.health_resend - Clock::now());
+      const auto wait = std::max(std::chrono::milliseconds(1), std::min(options.health_poll, until_resend));
+      const uint64_t now_gen = health.WaitForChange(generation, wait);
+      if (now_gen == generation && Clock::now() < last_send + options.health_resend) continue;
+      std::lock_guard lock(health_mu);
+      if (health_stop) return;
+      SendHealthLocked(HealthMessage(&generation));
+      last_send = Clock::now();
+    }
+  }
+
+  void StartHealth() {
+    {
+      std::lock_guard lock(health_mu);
+      health_stop = false;
+    }
+    health_thread = std::thread([this] { WatchHealth(); });
+  }
+
+  // Ends open streams with `status` (when the driver stops) and joins the health thread, which
+  // notices within health_poll.
+  void StopHealth(const rpc::GrpcStatus* status) {
+    std::vector<std::shared_ptr<rpc::ServerStream>> streams;
+    {
+      std::lock_guard lock(health_mu);
+      health_stop = true;
+      for (auto& [id, stream] : health_streams) streams.push_back(stream);
+    }
+    if (status != nullptr) {
+      for (auto& stream : streams) stream->Finish(*status);
+    }
+    if (health_thread.joinable()) health_thread.join();
+  }
+
+  // ---- registration (serving thread) -----------------------------------------------------------
 
   void FillInfo(pluginregistration::PluginInfo* info) const {
     info->set_type("DRAPlugin");
@@ -424,14 +561,14 @@ struct NodeServer::Impl {
   std::unique_ptr<DirWatcher> MakeWatcher();
   void Reconcile();
 
-  std::unique_ptr<grpc::Service> v1_service;
-  std::unique_ptr<grpc::Service> v1beta1_service;
-  std::unique_ptr<grpc::Service> health_service;
-  std::unique_ptr<grpc::Service> reg_service;
+  // Registers the DRA socket's methods on `server`: Prepare/Unprepare (v1, v1beta1) run on `workers`.
+  void AddDraMethods(rpc::Server& server, Workers& workers);
+  void AddRegistrationMethods(rpc::Server& server);
 
-  // Server handles: written by Start/Stop and the control thread (never concurrently).
-  std::unique_ptr<grpc::Server> dra_server;
-  std::unique_ptr<grpc::Server> reg_server;
+  // Servers and workers: written by Start/Stop and the control thread (never concurrently).
+  std::unique_ptr<rpc::Server> dra_server;
+  std::unique_ptr<Workers> dra_workers;
+  std::unique_ptr<rpc::Server> reg_server;
   FileId dra_id;
   FileId reg_id;
 
@@ -449,97 +586,104 @@ struct NodeServer::Impl {
   std::string last_error;
 
   std::unique_ptr<DirWatcher> watcher;
+
+  // Health streams: open ones by id, written on the serving thread and by the health thread.
+  std::mutex health_mu;
+  std::map<uint64_t, std::shared_ptr<rpc::ServerStream>> health_streams;
+  uint64_t next_health_stream = 0;
+  bool health_stop = false;
+  std::thread health_thread;
 };
 
 namespace {
 
-template <class Service, class PrepareRequest, class PrepareResponse, class UnprepareRequest,
-          class UnprepareResponse>
-class DraService final : public Service {
- public:
-  DraService(NodeServer::Impl* impl, const char* version) : impl_(impl), version_(version) {}
-  grpc::Status NodePrepareResources(grpc::ServerContext* /*ctx*/, const PrepareRequest* req,
-                                    PrepareResponse* resp) override {
-    return impl_->Prepare(version_, *req, resp);
-  }
-  grpc::Status NodeUnprepareResources(grpc::ServerContext* /*ctx*/, const UnprepareRequest* req,
-                                      UnprepareResponse* resp) override {
-    return impl_->Unprepare(version_, *req, resp);
-  }
+// A method whose handler parses `Request`, answers with `call` on `workers` and serializes
+// `Response`; RESOURCE_EXHAUSTED when the workers are stopped or too many calls wait.
+template <class Request, class Response, class Call>
+rpc::Server::DeferredUnary OnWorkers(Workers& workers, Call call) {
+  return [&workers, call](std::string_view in, std::shared_ptr<rpc::UnaryResponder> responder) {
+    auto req = std::make_shared<Request>();
+    if (!req->ParseFromArray(in.data(), static_cast<int>(in.size()))) {
+      responder->Finish({rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"}, {});
+      return;
+    }
+    auto job = [call, req, responder] {
+      if (responder->Cancelled()) return;
+      Response resp;
+      rpc::GrpcStatus st = call(*req, &resp);
+      responder->Finish(std::move(st), resp.SerializeAsString());
+    };
+    if (!workers.Post(job)) {
+      responder->Finish({rpc::GrpcCode::kResourceExhausted, "too many kubelet calls in progress; retry"}, {});
+    }
+  };
+}
 
- private:
-  NodeServer::Impl* impl_;
-  const char* version_;
-};
-
-namespace dv1 = k8s::io::kubelet::pkg::apis::dra::v1;
-namespace dv1beta1 = k8s::io::kubelet::pkg::apis::dra::v1beta1;
-
-using V1Service =
-    DraService<dv1::DRAPlugin::Service, dv1::NodePrepareResourcesRequest, dv1::NodePrepareResourcesResponse,
-               dv1::NodeUnprepareResourcesRequest, dv1::NodeUnprepareResourcesResponse>;
-using V1beta1Service =
-    DraService<dv1beta1::DRAPlugin::Service, dv1beta1::NodePrepareResourcesRequest,
-               dv1beta1::NodePrepareResourcesResponse, dv1beta1::NodeUnprepareResourcesRequest,
-               dv1beta1::NodeUnprepareResourcesResponse>;
-
-class HealthService final : public v1alpha1::DRAResourceHealth::Service {
- public:
-  explicit HealthService(NodeServer::Impl* impl) : impl_(impl) {}
-  grpc::Status NodeWatchResources(grpc::ServerContext* ctx,
-                                  const v1alpha1::NodeWatchResourcesRequest* /*req*/,
-                                  grpc::ServerWriter<v1alpha1::NodeWatchResourcesResponse>* writer) override {
-    return impl_->WatchHealth(ctx, writer);
-  }
-
- private:
-  NodeServer::Impl* impl_;
-};
-
-class RegistrationService final : public pluginregistration::Registration::Service {
- public:
-  explicit RegistrationService(NodeServer::Impl* impl) : impl_(impl) {}
-  grpc::Status GetInfo(grpc::ServerContext* /*ctx*/, const pluginregistration::InfoRequest* /*req*/,
-                       pluginregistration::PluginInfo* info) override {
-    impl_->FillInfo(info);
-    return grpc::Status::OK;
-  }
-  grpc::Status NotifyRegistrationStatus(grpc::ServerContext* /*ctx*/,
-                                        const pluginregistration::RegistrationStatus* status,
-                                        pluginregistration::RegistrationStatusResponse* /*resp*/) override {
-    impl_->OnRegistrationStatus(*status);
-    return grpc::Status::OK;
-  }
-
- private:
-  NodeServer::Impl* impl_;
-};
-
-// A gRPC server on one unix socket with a small, bounded thread pool.
-std::unique_ptr<grpc::Server> Listen(const std::string& path, const std::vector<grpc::Service*>& services,
-                                     int max_threads, const char* name) {
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + path, grpc::InsecureServerCredentials());
-  for (grpc::Service* s : services) builder.RegisterService(s);
-  grpc::ResourceQuota quota(name);
-  quota.SetMaxThreads(max_threads);
-  builder.SetResourceQuota(quota);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
-  return builder.BuildAndStart();
+// A unary method answered on the serving thread.
+template <class Request, class Response, class Call>
+rpc::Server::Unary Inline(Call call) {
+  return [call](std::string_view in, std::string* out) -> rpc::GrpcStatus {
+    Request req;
+    if (!req.ParseFromArray(in.data(), static_cast<int>(in.size())))
+      return {rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"};
+    Response resp;
+    call(req, &resp);
+    *out = resp.SerializeAsString();
+    return {};
+  };
 }
 
 }  // namespace
 
+void NodeServer::Impl::AddDraMethods(rpc::Server& server, Workers& workers) {
+  server.AddDeferredUnary(
+      kPrepareV1, OnWorkers<dv1::NodePrepareResourcesRequest, dv1::NodePrepareResourcesResponse>(
+                      workers, [this](const auto& req, auto* resp) { return Prepare("v1", req, resp); }));
+  server.AddDeferredUnary(
+      kUnprepareV1, OnWorkers<dv1::NodeUnprepareResourcesRequest, dv1::NodeUnprepareResourcesResponse>(
+                        workers, [this](const auto& req, auto* resp) { return Unprepare("v1", req, resp); }));
+  server.AddDeferredUnary(
+      kPrepareV1beta1,
+      OnWorkers<dv1beta1::NodePrepareResourcesRequest, dv1beta1::NodePrepareResourcesResponse>(
+          workers, [this](const auto& req, auto* resp) { return Prepare("v1beta1", req, resp); }));
+  server.AddDeferredUnary(
+      kUnprepareV1beta1,
+      OnWorkers<dv1beta1::NodeUnprepareResourcesRequest, dv1beta1::NodeUnprepareResourcesResponse>(
+          workers, [this](const auto& req, auto* resp) { return Unprepare("v1beta1", req, resp); }));
+  server.AddServerStreaming(kWatchHealth, [this](std::string_view in, std::shared_ptr<rpc::ServerStream> stream) {
+    v1alpha1::NodeWatchResourcesRequest req;
+    if (!req.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
+      stream->Finish({rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"});
+      return;
+    }
+    OpenHealthStream(stream);
+  });
+}
+
+void NodeServer::Impl::AddRegistrationMethods(rpc::Server& server) {
+  server.AddUnary(kGetInfo, Inline<pluginregistration::InfoRequest, pluginregistration::PluginInfo>(
+                                [this](const auto& /*req*/, auto* info) { FillInfo(info); }));
+  server.AddUnary(kNotifyStatus,
+                  Inline<pluginregistration::RegistrationStatus, pluginregistration::RegistrationStatusResponse>(
+                      [this](const auto& status, auto* /*resp*/) { OnRegistrationStatus(status); }));
+}
+
 Status NodeServer::Impl::ServeDra() {
   if (Status st = MakeDirs(plugin_dir); !st.ok()) return st;
   if (Status st = ClearSocketPath(dra_socket); !st.ok()) return st;
-  auto server = Listen(dra_socket, {v1_service.get(), v1beta1_service.get(), health_service.get()},
-                       options.max_threads, "dra");
-  if (!server) return Unavailable("cannot listen on " + dra_socket);
+  rpc::ServerOptions so;
+  so.thread_name = "dra-grpc";
+  auto server = std::make_unique<rpc::Server>(so);
+  // One thread serves the socket; Prepare/Unprepare may block, so they get the others.
+  auto workers = std::make_unique<Workers>(options.max_threads - 1, "dra-prepare");
+  AddDraMethods(*server, *workers);
+  if (Status st = server->Start(dra_socket); !st.ok()) {
+    return Unavailable("cannot listen on " + dra_socket + ": " + st.message());
+  }
   dra_server = std::move(server);
+  dra_workers = std::move(workers);
   dra_id = StatFile(dra_socket);
+  StartHealth();
   {
     std::lock_guard lock(mu);
     serving = true;
@@ -551,8 +695,13 @@ Status NodeServer::Impl::ServeDra() {
 Status NodeServer::Impl::ServeRegistration() {
   if (Status st = MakeDirs(registry_dir); !st.ok()) return st;
   if (Status st = ClearSocketPath(reg_socket); !st.ok()) return st;
-  auto server = Listen(reg_socket, {reg_service.get()}, 4, "registration");
-  if (!server) return Unavailable("cannot listen on " + reg_socket);
+  rpc::ServerOptions so;
+  so.thread_name = "dra-registrar";
+  auto server = std::make_unique<rpc::Server>(so);
+  AddRegistrationMethods(*server);
+  if (Status st = server->Start(reg_socket); !st.ok()) {
+    return Unavailable("cannot listen on " + reg_socket + ": " + st.message());
+  }
   reg_server = std::move(server);
   reg_id = StatFile(reg_socket);
   HA_LOG(kInfo, "registration socket created").kv("socket", reg_socket);
@@ -561,10 +710,9 @@ Status NodeServer::Impl::ServeRegistration() {
 
 void NodeServer::Impl::StopRegistration() {
   if (!reg_server) return;
-  reg_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
-  reg_server->Wait();
+  reg_server->Shutdown(Clock::now() + std::chrono::milliseconds(500));
   reg_server.reset();
-  // gRPC may have unlinked it already; never remove a socket that is not ours.
+  // Never remove a socket that is not ours.
   if (StatFile(reg_socket).Same(reg_id)) ::unlink(reg_socket.c_str());
   reg_id = FileId{};
   {
@@ -577,11 +725,19 @@ void NodeServer::Impl::StopRegistration() {
 
 void NodeServer::Impl::StopDra(std::chrono::milliseconds grace) {
   if (!dra_server) return;
-  // In-flight Prepare/Unprepare calls may finish within `grace`; health streams end at their next
-  // poll once `stopping` is set, or are cancelled here when the server is only restarted.
-  dra_server->Shutdown(std::chrono::system_clock::now() + grace);
-  dra_server->Wait();
+  // Health streams end now: with UNAVAILABLE when the driver stops, cancelled by the server's
+  // shutdown when it is only restarted. In-flight Prepare/Unprepare calls may finish within `grace`.
+  bool driver_stopping = false;
+  {
+    std::lock_guard lock(mu);
+    driver_stopping = stopping;
+  }
+  const rpc::GrpcStatus stopping_status{rpc::GrpcCode::kUnavailable, "the driver is stopping"};
+  StopHealth(driver_stopping ? &stopping_status : nullptr);
+  dra_server->Shutdown(Clock::now() + grace);
   dra_server.reset();
+  // Calls still queued were cancelled with the server; a call running in the preparer finishes.
+  dra_workers.reset();
   if (StatFile(dra_socket).Same(dra_id)) ::unlink(dra_socket.c_str());
   dra_id = FileId{};
   std::lock_guard lock(mu);
@@ -638,13 +794,7 @@ std::unique_ptr<DirWatcher> NodeServer::Impl::MakeWatcher() {
 
 NodeServer::NodeServer(NodeServerOptions options, ClaimPreparer& preparer, HealthSource& health,
                        metrics::Registry* registry)
-    : impl_(std::make_unique<Impl>(std::move(options), preparer, health, registry)) {
-  Impl& d = *impl_;
-  d.v1_service = std::make_unique<V1Service>(&d, "v1");
-  d.v1beta1_service = std::make_unique<V1beta1Service>(&d, "v1beta1");
-  d.health_service = std::make_unique<HealthService>(&d);
-  d.reg_service = std::make_unique<RegistrationService>(&d);
-}
+    : impl_(std::make_unique<Impl>(std::move(options), preparer, health, registry)) {}
 
 NodeServer::~NodeServer() { Stop(); }
 
