@@ -1,5 +1,5 @@
-// The kubelet side of hyperaccel-dra-driver on the wire: the DRA gRPC server (DRAPlugin v1 and
-// v1beta1, DRAResourceHealth v1alpha1) on <kubelet-dir>/plugins/<driver>/dra.sock and the
+// The kubelet side of hyperaccel-dra-driver on the wire: the DRA gRPC API (DRAPlugin v1 and
+// v1beta1, DRAResourceHealth v1alpha1, served by hyperaccel::rpc: gRPC's wire protocol on nghttp2) on <kubelet-dir>/plugins/<driver>/dra.sock and the
 // plugin-registration server on <kubelet-dir>/plugins_registry/<driver>-reg.sock, which the kubelet
 // discovers with inotify (reference dra.md §2). Requests are translated to a ClaimPreparer and a
 // HealthSource (node_service.h); everything else (API lookups, CDI, checkpoint) lives there.
@@ -38,16 +38,16 @@ struct NodeServerOptions {
   std::chrono::milliseconds health_resend{30000};
   // Sent as health_check_timeout_seconds: how long the kubelet may trust an entry.
   std::chrono::seconds health_timeout{60};
-  // Longest wait inside HealthSource::WaitForChange: bounds how long a cancelled stream or Stop()
-  // waits for a streaming thread.
+  // Longest wait inside HealthSource::WaitForChange: bounds how long Stop() waits for the thread
+  // that writes the health streams.
   std::chrono::milliseconds health_poll{200};
   // The control thread re-checks both sockets at least this often (inotify makes it immediate).
   std::chrono::milliseconds poll_interval{1000};
   // Stop() waits this long for in-flight Prepare/Unprepare calls before cancelling them.
   std::chrono::milliseconds stop_grace{10000};
-  // Upper bound of gRPC threads serving the DRA socket (pollers, Prepare/Unprepare handlers and one
-  // per open health stream). Threads beyond the one idle poller exit when idle; a call arriving
-  // when all are busy gets RESOURCE_EXHAUSTED and the kubelet retries.
+  // Upper bound of threads serving the DRA socket: one reads and answers the socket, the others
+  // (started as calls need them) run Prepare/Unprepare, which may block on disk. Up to 64 calls
+  // wait for a free one; a call beyond gets RESOURCE_EXHAUSTED and the kubelet retries.
   int max_threads = 16;
 };
 
@@ -75,7 +75,7 @@ class NodeServer {
 
   // Creates the directories, serves the DRA socket, then the registration socket, and starts the
   // control thread. Fails (nothing left running) when another process listens on either socket, a
-  // path is taken by something that is not a socket, or gRPC cannot listen.
+  // path is taken by something that is not a socket, or a socket cannot be created.
   Status Start();
   // Graceful stop; idempotent.
   void Stop();
@@ -89,7 +89,7 @@ class NodeServer {
   const std::string& dra_socket() const;
   const std::string& registration_socket() const;
 
-  struct Impl;  // opaque; public only so the gRPC service classes in node_server.cpp can name it
+  struct Impl;  // opaque; public only so the method helpers in node_server.cpp can name it
 
  private:
   std::unique_ptr<Impl> impl_;
