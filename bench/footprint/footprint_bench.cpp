@@ -4,7 +4,7 @@
 //
 //   hyperaccel-footprint-bench [--bin-dir DIR] [--iterations N] [--runs R] [--settle SECONDS]
 //                              [--setups emulated,sysfs] [--breakdown] [--plain-http] [--no-syscalls]
-//                              [--components[=DAEMON]]
+//                              [--no-go-client] [--components[=DAEMON]]
 //
 // The agent and the DRA driver talk HTTPS to the API-server emulator (certificates made at start,
 // CA in the kubeconfig), as in a cluster; --plain-http measures them over http:// instead.
@@ -25,7 +25,9 @@
 // Drivers: a kubelet simulator (registration, ListAndWatch, GetPreferredAllocation + Allocate,
 // pod-resources), an API-server emulator (the agent publishes labels, the annotation, a Lease and
 // HyperNodes) and Volcano-like bridge requests (onSessionOpen, predicate, prioritize, allocate).
-// hyperaccel-dra-driver is measured too when it is in --bin-dir.
+// hyperaccel-dra-driver is measured too when it is in --bin-dir. When hyperaccel-go-kubelet-client
+// is there too (built when Go and grpc-go are installed: bench/go-kubelet-client), the plugin's
+// latency is also timed from grpc-go, the kubelet's gRPC, dialing as the kubelet does.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <httplib.h>
@@ -36,6 +38,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -225,6 +228,7 @@ struct Options {
   std::string components_of;  // only this daemon ("" = every daemon)
   bool tls = true;            // the API-server emulator serves HTTPS
   bool syscalls = true;       // count the plugin's system calls per call with strace (when installed)
+  bool go_client = true;      // also time the plugin from grpc-go (hyperaccel-go-kubelet-client, when built)
 };
 
 struct Row {
@@ -239,6 +243,7 @@ struct LatencyRow {
   std::vector<hb::PerRequest> per_request;  // the plugin's counters, one per run
   hb::Syscalls syscalls;                    // counted in a separate pass (--syscalls)
   int syscall_requests = 0;
+  std::vector<double> client_cpu_us;  // the client's CPU per call, one per run (Go client only)
 };
 
 class Setup {
@@ -264,6 +269,7 @@ class Setup {
   }
   Child* Start(const std::string& binary, std::vector<std::string> args);
   bool DrivePlugin(pid_t pid, std::vector<LatencyRow>& latency, std::string& error);
+  void DriveGoClient(pid_t pid, std::vector<LatencyRow>& latency);
   bool DriveAgent(std::string& error);
   bool DriveBridge(int port, std::string& error);
   bool DriveDra(std::string& error);
@@ -274,6 +280,7 @@ class Setup {
   std::string name_;
   bool emulated_;
   std::string work_;
+  std::string kubelet_dir_;
   std::unique_ptr<hyperaccel::testing::FakeSysfs> sysfs_;
   std::unique_ptr<hyperaccel::testing::TestPki> pki_;
   hyperaccel::testing::ApiServerEmulator api_;
@@ -391,6 +398,52 @@ bool Setup::DrivePlugin(pid_t pid, std::vector<LatencyRow>& latency, std::string
   return true;
 }
 
+// Times GetPreferredAllocation and Allocate from grpc-go, as the kubelet calls them
+// (bench/go-kubelet-client): one client process per run and method, so that the plugin's counters
+// over a run are that method's. Rows are added only when every run succeeded.
+void Setup::DriveGoClient(pid_t pid, std::vector<LatencyRow>& latency) {
+  const std::string client = o_.bin_dir + "/hyperaccel-go-kubelet-client";
+  if (!o_.go_client || ::access(client.c_str(), X_OK) != 0) return;
+  auto info = kubelet_->Plugin(hyperaccel::names::kDefaultResource);
+  if (!info) return;
+  const std::string socket = kubelet_dir_ + "/" + info->endpoint;
+  const std::pair<const char*, const char*> methods[] = {
+      {"GetPreferredAllocation", "GetPreferredAllocation k=4, grpc-go"},
+      {"Allocate", "Allocate, 4 IDs, grpc-go"}};
+  for (const auto& [method, label] : methods) {
+    LatencyRow row;
+    row.setup = name_;
+    row.rpc = label;
+    for (int run = 0; run < o_.runs; ++run) {
+      const std::string cmd = client + " -socket " + socket + " -iterations " + std::to_string(o_.iterations) +
+                              " -runs 1 -method " + method + " 2>&1";
+      const hb::ProcCounters before = hb::ReadProcCounters(pid);
+      FILE* out = ::popen(cmd.c_str(), "r");  // NOLINT(cert-env33-c): our own binary, fixed arguments
+      if (out == nullptr) return;
+      std::string text;
+      std::array<char, 512> buf{};
+      while (std::fgets(buf.data(), static_cast<int>(buf.size()), out) != nullptr) text += buf.data();
+      const int rc = ::pclose(out);
+      const hb::ProcCounters after = hb::ReadProcCounters(pid);
+      Latency l;
+      double cpu = 0;
+      char name[64] = {};
+      int r = 0;
+      const size_t at = text.find("RESULT ");
+      if (rc != 0 || at == std::string::npos ||
+          std::sscanf(text.c_str() + at, "RESULT %63s %d %lf %lf %lf %lf", name, &r, &l.p50, &l.p99, &l.max,
+                      &cpu) != 6) {
+        std::printf("(%s: the Go client failed: %s)\n", name_.c_str(), text.c_str());
+        return;
+      }
+      row.runs.push_back(l);
+      row.per_request.push_back(hb::Delta(before, after, o_.iterations));
+      row.client_cpu_us.push_back(cpu);
+    }
+    latency.push_back(row);
+  }
+}
+
 bool Setup::DriveAgent(std::string& error) {
   auto deadline = Clock::now() + 30s;
   for (;;) {
@@ -485,6 +538,7 @@ void Setup::Run(std::vector<Row>& rows, std::vector<LatencyRow>& latency) {
                             << "current-context: f\n";
   ks::Options ko;
   ko.dir = work_ + "/dp";
+  kubelet_dir_ = ko.dir;
   ko.pod_resources_socket = work_ + "/pr.sock";
   kubelet_ = std::make_unique<ks::KubeletSim>(ko);
   if (auto s = kubelet_->Start(); !s.ok()) {
@@ -498,6 +552,7 @@ void Setup::Run(std::vector<Row>& rows, std::vector<LatencyRow>& latency) {
   Child* plugin = Start("hyperaccel-device-plugin", plugin_args);
   std::string plugin_error;
   const bool plugin_ok = plugin != nullptr && DrivePlugin(plugin->pid, latency, plugin_error);
+  if (plugin_ok) DriveGoClient(plugin->pid, latency);
 
   std::vector<std::string> agent_args = {"run"};
   for (auto& f : HardwareFlags()) agent_args.push_back(f);
@@ -585,12 +640,15 @@ int main(int argc, char** argv) {
       o.breakdown = true;
     } else if (a == "--plain-http") {
       o.tls = false;
+    } else if (a == "--no-go-client") {
+      o.go_client = false;
     } else if (a == "--no-syscalls") {
       o.syscalls = false;
     } else {
       std::fprintf(stderr,
                    "usage: %s [--bin-dir DIR] [--iterations N] [--runs R] [--settle SECONDS] [--setups "
-                   "emulated,sysfs] [--breakdown] [--plain-http] [--no-syscalls] [--components[=DAEMON]]\n",
+                   "emulated,sysfs] [--breakdown] [--plain-http] [--no-syscalls] [--no-go-client] "
+                   "[--components[=DAEMON]]\n",
                    argv[0]);
       return 2;
     }
@@ -654,7 +712,8 @@ int main(int argc, char** argv) {
     std::printf("  %-15s %-26s%s\n", r.setup.c_str(), r.daemon.c_str(), line.c_str());
   }
   std::printf(
-      "\nDevice-plugin gRPC over the kubelet socket (client in this process), %d calls per run, "
+      "\nDevice-plugin gRPC over the kubelet socket (gRPC C++ client in this process; rows marked grpc-go: "
+      "bench/go-kubelet-client, dialing as the kubelet does), %d calls per run, "
       "%d runs; min over runs (and max) of each percentile, microseconds\n\n",
       o.iterations, o.runs);
   std::printf("| %-15s | %-40s | %-13s | %-13s | %-15s | %-4s |\n", "set-up", "rpc", "p50 min (max)",
@@ -715,6 +774,12 @@ int main(int argc, char** argv) {
                 span(&hb::PerRequest::voluntary, "%.2f (%.2f)").c_str(),
                 span(&hb::PerRequest::involuntary, "%.2f (%.2f)").c_str(),
                 span(&hb::PerRequest::wait_us, "%.0f (%.0f)").c_str(), syscalls.c_str(), busiest.c_str());
+  }
+  for (const auto& l : latency) {
+    if (l.client_cpu_us.empty()) continue;
+    const auto [lo, hi] = std::minmax_element(l.client_cpu_us.begin(), l.client_cpu_us.end());
+    std::printf("  %s, %s: the client's own CPU per call %.0f (%.0f) us\n", l.setup.c_str(), l.rpc.c_str(), *lo,
+                *hi);
   }
   for (const auto& l : latency) {
     if (l.syscalls.total < 0) continue;
