@@ -415,8 +415,8 @@ void Setup::DriveGoClient(pid_t pid, std::vector<LatencyRow>& latency) {
     row.setup = name_;
     row.rpc = label;
     for (int run = 0; run < o_.runs; ++run) {
-      const std::string cmd = client + " -socket " + socket + " -iterations " + std::to_string(o_.iterations) +
-                              " -runs 1 -method " + method + " 2>&1";
+      const std::string cmd = client + " -socket " + socket + " -iterations " +
+                              std::to_string(o_.iterations) + " -runs 1 -method " + method + " 2>&1";
       const hb::ProcCounters before = hb::ReadProcCounters(pid);
       FILE* out = ::popen(cmd.c_str(), "r");  // NOLINT(cert-env33-c): our own binary, fixed arguments
       if (out == nullptr) return;
@@ -778,8 +778,8 @@ int main(int argc, char** argv) {
   for (const auto& l : latency) {
     if (l.client_cpu_us.empty()) continue;
     const auto [lo, hi] = std::minmax_element(l.client_cpu_us.begin(), l.client_cpu_us.end());
-    std::printf("  %s, %s: the client's own CPU per call %.0f (%.0f) us\n", l.setup.c_str(), l.rpc.c_str(), *lo,
-                *hi);
+    std::printf("  %s, %s: the client's own CPU per call %.0f (%.0f) us\n", l.setup.c_str(), l.rpc.c_str(),
+                *lo, *hi);
   }
   for (const auto& l : latency) {
     if (l.syscalls.total < 0) continue;

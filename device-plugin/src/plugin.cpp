@@ -269,7 +269,8 @@ struct Plugin::Impl {
     rpc::GrpcCallOptions call;
     call.timeout = std::chrono::seconds(5);
     call.user_agent = "hyperaccel-device-plugin";
-    auto probe = rpc::GrpcUnaryCall(e.socket_path, kMethodOptions, v1beta1::Empty().SerializeAsString(), call);
+    auto probe =
+        rpc::GrpcUnaryCall(e.socket_path, kMethodOptions, v1beta1::Empty().SerializeAsString(), call);
     v1beta1::DevicePluginOptions reply;
     if (probe.ok() && !reply.ParseFromString(*probe)) probe = Internal("cannot parse the options it sent");
     if (!probe.ok()) {

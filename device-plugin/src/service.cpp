@@ -58,7 +58,8 @@ rpc::Server::Unary UnaryMethod(Answer answer) {
       return {rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"};
     Response resp;
     rpc::GrpcStatus st = answer(req, &resp);
-    if (st.ok() && !resp.SerializeToString(out)) return {rpc::GrpcCode::kInternal, "cannot serialize the answer"};
+    if (st.ok() && !resp.SerializeToString(out))
+      return {rpc::GrpcCode::kInternal, "cannot serialize the answer"};
     return st;
   };
 }
@@ -87,33 +88,35 @@ void DevicePluginService::AddTo(rpc::Server& server) {
                                         *out = Options();
                                         return rpc::GrpcStatus{};
                                       }));
-  server.AddUnary(kMethodPreferred,
-                  UnaryMethod<v1beta1::PreferredAllocationRequest, v1beta1::PreferredAllocationResponse>(
-                      [this](const v1beta1::PreferredAllocationRequest& req,
-                             v1beta1::PreferredAllocationResponse* out) { return GetPreferredAllocation(req, out); }));
-  server.AddUnary(kMethodAllocate, UnaryMethod<v1beta1::AllocateRequest, v1beta1::AllocateResponse>(
-                                       [this](const v1beta1::AllocateRequest& req, v1beta1::AllocateResponse* out) {
-                                         return Allocate(req, out);
-                                       }));
-  server.AddDeferredUnary(kMethodPreStart,
-                          [this](std::string_view in, std::shared_ptr<rpc::UnaryResponder> responder) {
-                            v1beta1::PreStartContainerRequest req;
-                            if (!req.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
-                              responder->Finish({rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"},
-                                                {});
-                              return;
-                            }
-                            PreStartContainer(req, std::move(responder));
-                          });
-  server.AddServerStreaming(kMethodListAndWatch,
-                            [this](std::string_view in, std::shared_ptr<rpc::ServerStream> stream) {
-                              v1beta1::Empty req;
-                              if (!req.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
-                                stream->Finish({rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"});
-                                return;
-                              }
-                              OpenStream(std::move(stream));
-                            });
+  server.AddUnary(
+      kMethodPreferred,
+      UnaryMethod<v1beta1::PreferredAllocationRequest, v1beta1::PreferredAllocationResponse>(
+          [this](const v1beta1::PreferredAllocationRequest& req, v1beta1::PreferredAllocationResponse* out) {
+            return GetPreferredAllocation(req, out);
+          }));
+  server.AddUnary(kMethodAllocate,
+                  UnaryMethod<v1beta1::AllocateRequest, v1beta1::AllocateResponse>(
+                      [this](const v1beta1::AllocateRequest& req, v1beta1::AllocateResponse* out) {
+                        return Allocate(req, out);
+                      }));
+  server.AddDeferredUnary(
+      kMethodPreStart, [this](std::string_view in, std::shared_ptr<rpc::UnaryResponder> responder) {
+        v1beta1::PreStartContainerRequest req;
+        if (!req.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
+          responder->Finish({rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"}, {});
+          return;
+        }
+        PreStartContainer(req, std::move(responder));
+      });
+  server.AddServerStreaming(
+      kMethodListAndWatch, [this](std::string_view in, std::shared_ptr<rpc::ServerStream> stream) {
+        v1beta1::Empty req;
+        if (!req.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
+          stream->Finish({rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"});
+          return;
+        }
+        OpenStream(std::move(stream));
+      });
 }
 
 v1beta1::DevicePluginOptions DevicePluginService::Options() const {
@@ -207,7 +210,7 @@ void DevicePluginService::StreamDone(uint64_t id) {
 }
 
 rpc::GrpcStatus DevicePluginService::GetPreferredAllocation(const v1beta1::PreferredAllocationRequest& req,
-                                                         v1beta1::PreferredAllocationResponse* resp) {
+                                                            v1beta1::PreferredAllocationResponse* resp) {
   auto start = std::chrono::steady_clock::now();
   auto view = View();
   rpc::GrpcStatus status;
@@ -237,7 +240,7 @@ rpc::GrpcStatus DevicePluginService::GetPreferredAllocation(const v1beta1::Prefe
 }
 
 rpc::GrpcStatus DevicePluginService::Allocate(const v1beta1::AllocateRequest& req,
-                                           v1beta1::AllocateResponse* resp) {
+                                              v1beta1::AllocateResponse* resp) {
   auto start = std::chrono::steady_clock::now();
   auto view = View();
   rpc::GrpcStatus status;
@@ -291,7 +294,8 @@ void DevicePluginService::PreStartContainer(const v1beta1::PreStartContainerRequ
   for (const std::string& id : ids) {
     if (view->Find(id) == nullptr) {
       metrics_->prestart.Inc({resource_, "error"});
-      responder->Finish({rpc::GrpcCode::kInvalidArgument, "PreStartContainer: unknown device ID '" + id + "'"}, {});
+      responder->Finish(
+          {rpc::GrpcCode::kInvalidArgument, "PreStartContainer: unknown device ID '" + id + "'"}, {});
       return;
     }
   }
@@ -302,7 +306,8 @@ void DevicePluginService::PreStartContainer(const v1beta1::PreStartContainerRequ
     metrics_->prestart.Inc({resource_, st.ok() ? "ok" : "error"});
     if (!st.ok())
       HA_LOG(kWarn, "PreStartContainer hook failed").kv("resource", resource_).kv("error", st.message());
-    responder->Finish(rpc::ToGrpcStatus(st), st.ok() ? v1beta1::PreStartContainerResponse().SerializeAsString() : "");
+    responder->Finish(rpc::ToGrpcStatus(st),
+                      st.ok() ? v1beta1::PreStartContainerResponse().SerializeAsString() : "");
   });
 }
 

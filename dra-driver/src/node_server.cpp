@@ -43,7 +43,8 @@ namespace {
 constexpr const char* kPrepareV1 = "/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodePrepareResources";
 constexpr const char* kUnprepareV1 = "/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodeUnprepareResources";
 constexpr const char* kPrepareV1beta1 = "/k8s.io.kubelet.pkg.apis.dra.v1beta1.DRAPlugin/NodePrepareResources";
-constexpr const char* kUnprepareV1beta1 = "/k8s.io.kubelet.pkg.apis.dra.v1beta1.DRAPlugin/NodeUnprepareResources";
+constexpr const char* kUnprepareV1beta1 =
+    "/k8s.io.kubelet.pkg.apis.dra.v1beta1.DRAPlugin/NodeUnprepareResources";
 constexpr const char* kWatchHealth = "/v1alpha1.DRAResourceHealth/NodeWatchResources";
 constexpr const char* kGetInfo = "/pluginregistration.Registration/GetInfo";
 constexpr const char* kNotifyStatus = "/pluginregistration.Registration/NotifyRegistrationStatus";
@@ -333,7 +334,7 @@ struct NodeServer::Impl {
   // it has none, and each claim and the call's duration are counted.
   template <class Request, class Response, class Call, class Fill>
   rpc::GrpcStatus Handle(const Rpc& rpc, const char* version, const Request& req, Response* resp, Call call,
-                      Fill fill) {
+                         Fill fill) {
     const auto t0 = Clock::now();
     m.requests.Inc({rpc.method, version});
     std::vector<ClaimRef> valid;
@@ -427,7 +428,8 @@ struct NodeServer::Impl {
   }
 
   // Writes `message` on every open stream. Under health_mu: lists reach each stream in order.
-  void SendHealthLocked(const std::string& message, const std::shared_ptr<rpc::ServerStream>& only = nullptr) {
+  void SendHealthLocked(const std::string& message,
+                        const std::shared_ptr<rpc::ServerStream>& only = nullptr) {
     for (auto& [id, stream] : health_streams) {
       if (only && stream != only) continue;
       if (stream->Write(message, /*replace_unsent=*/true)) m.health_updates.Inc();
@@ -480,8 +482,8 @@ struct NodeServer::Impl {
         std::lock_guard lock(health_mu);
         if (health_stop) return;
       }
-      const auto until_resend =
-          std::chrono::duration_cast<std::chrono::milliseconds>(last_send + options.health_resend - Clock::now());
+      const auto until_resend = std::chrono::duration_cast<std::chrono::milliseconds>(
+          last_send + options.health_resend - Clock::now());
       const auto wait = std::max(std::chrono::milliseconds(1), std::min(options.health_poll, until_resend));
       const uint64_t now_gen = health.WaitForChange(generation, wait);
       if (now_gen == generation && Clock::now() < last_send + options.health_resend) continue;
@@ -650,22 +652,24 @@ void NodeServer::Impl::AddDraMethods(rpc::Server& server, Workers& workers) {
       kUnprepareV1beta1,
       OnWorkers<dv1beta1::NodeUnprepareResourcesRequest, dv1beta1::NodeUnprepareResourcesResponse>(
           workers, [this](const auto& req, auto* resp) { return Unprepare("v1beta1", req, resp); }));
-  server.AddServerStreaming(kWatchHealth, [this](std::string_view in, std::shared_ptr<rpc::ServerStream> stream) {
-    v1alpha1::NodeWatchResourcesRequest req;
-    if (!req.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
-      stream->Finish({rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"});
-      return;
-    }
-    OpenHealthStream(stream);
-  });
+  server.AddServerStreaming(
+      kWatchHealth, [this](std::string_view in, std::shared_ptr<rpc::ServerStream> stream) {
+        v1alpha1::NodeWatchResourcesRequest req;
+        if (!req.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
+          stream->Finish({rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"});
+          return;
+        }
+        OpenHealthStream(stream);
+      });
 }
 
 void NodeServer::Impl::AddRegistrationMethods(rpc::Server& server) {
   server.AddUnary(kGetInfo, Inline<pluginregistration::InfoRequest, pluginregistration::PluginInfo>(
                                 [this](const auto& /*req*/, auto* info) { FillInfo(info); }));
-  server.AddUnary(kNotifyStatus,
-                  Inline<pluginregistration::RegistrationStatus, pluginregistration::RegistrationStatusResponse>(
-                      [this](const auto& status, auto* /*resp*/) { OnRegistrationStatus(status); }));
+  server.AddUnary(
+      kNotifyStatus,
+      Inline<pluginregistration::RegistrationStatus, pluginregistration::RegistrationStatusResponse>(
+          [this](const auto& status, auto* /*resp*/) { OnRegistrationStatus(status); }));
 }
 
 Status NodeServer::Impl::ServeDra() {

@@ -6,9 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include "hyperaccel/kubelet_sim/kubelet_sim.h"
@@ -129,6 +132,39 @@ TEST_F(PluginInstancesTest, RollingUpdateHandsOverWithoutAFailedAllocate) {
   ASSERT_EQ(::kill(b_.pid, SIGTERM), 0);
   EXPECT_EQ(WaitForExit(b_, 10s), 0) << ReadLog(b_);
   EXPECT_FALSE(fs::exists(Socket()));
+}
+
+// grpc-go, the kubelet's gRPC, against the real plugin: it dials the socket by path as the kubelet
+// does (its :authority is that path), opens ListAndWatch and calls GetDevicePluginOptions,
+// GetPreferredAllocation and Allocate (bench/go-kubelet-client, built when Go and grpc-go are
+// installed). Each call checks its answer; a failed call makes the client exit non-zero.
+TEST_F(PluginInstancesTest, GrpcGoClientListsPrefersAndAllocates) {
+#ifndef HYPERACCEL_GO_KUBELET_CLIENT
+  GTEST_SKIP() << "hyperaccel-go-kubelet-client is not built (Go or grpc-go not installed)";
+#else
+  a_ = StartBinary("hyperaccel-device-plugin",
+                   {"--emulate=8", "--node-name=lpu-e2e", "--kubelet-dir=" + dir_, "--metrics-address=off"},
+                   root_ + "/plugin.log");
+  ASSERT_TRUE(Healthy(8, 20s)) << ReadLog(a_);
+  const std::string cmd = std::string(HYPERACCEL_GO_KUBELET_CLIENT) + " -socket " + Socket() +
+                          " -iterations 50 -runs 2 -k 4 2>&1";
+  FILE* out = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(out, nullptr);
+  std::string text;
+  std::array<char, 512> buf{};
+  while (std::fgets(buf.data(), static_cast<int>(buf.size()), out) != nullptr) text += buf.data();
+  ASSERT_EQ(::pclose(out), 0) << text << ReadLog(a_);
+  int preferred = 0, allocate = 0;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("RESULT GetPreferredAllocation ", 0) == 0) ++preferred;
+    if (line.rfind("RESULT Allocate ", 0) == 0) ++allocate;
+  }
+  EXPECT_EQ(preferred, 2) << text;
+  EXPECT_EQ(allocate, 2) << text;
+  // The kubelet's own stream is untouched by the second client's.
+  EXPECT_TRUE(sim_->WaitForStream(kRes, true, 1s));
+#endif
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 // The kubelet side of hyperaccel-dra-driver on the wire: the DRA gRPC API (DRAPlugin v1 and
-// v1beta1, DRAResourceHealth v1alpha1, served by hyperaccel::rpc: gRPC's wire protocol on nghttp2) on <kubelet-dir>/plugins/<driver>/dra.sock and the
-// plugin-registration server on <kubelet-dir>/plugins_registry/<driver>-reg.sock, which the kubelet
-// discovers with inotify (reference dra.md §2). Requests are translated to a ClaimPreparer and a
-// HealthSource (node_service.h); everything else (API lookups, CDI, checkpoint) lives there.
+// v1beta1, DRAResourceHealth v1alpha1, served by hyperaccel::rpc: gRPC's wire protocol on nghttp2) on
+// <kubelet-dir>/plugins/<driver>/dra.sock and the plugin-registration server on
+// <kubelet-dir>/plugins_registry/<driver>-reg.sock, which the kubelet discovers with inotify (reference
+// dra.md §2). Requests are translated to a ClaimPreparer and a HealthSource (node_service.h); everything else
+// (API lookups, CDI, checkpoint) lives there.
 //
 // Lifecycle: Start() serves the DRA socket first, then creates the registration socket (the kubelet
 // dials the endpoint as soon as it sees the registration socket). A control thread watches the
