@@ -454,6 +454,9 @@ struct NodeServer::Impl {
       id = next_health_stream++;
       health_streams[id] = stream;
       SendHealthLocked(HealthMessage(nullptr), stream);
+      // The thread that writes the streams runs once the first one opened: without streams, a
+      // stop does not wait up to health_poll for it.
+      if (!health_stop && !health_thread.joinable()) health_thread = std::thread([this] { WatchHealth(); });
     }
     HA_LOG(kInfo, "health stream opened").kv("open_streams", open);
     stream->OnDone([this, id](bool cancelled) {
@@ -494,27 +497,27 @@ struct NodeServer::Impl {
     }
   }
 
+  // Health streams may open (the thread starts with the first one).
   void StartHealth() {
-    {
-      std::lock_guard lock(health_mu);
-      health_stop = false;
-    }
-    health_thread = std::thread([this] { WatchHealth(); });
+    std::lock_guard lock(health_mu);
+    health_stop = false;
   }
 
-  // Ends open streams with `status` (when the driver stops) and joins the health thread, which
-  // notices within health_poll.
+  // Ends open streams with `status` (when the driver stops) and joins the health thread, if one
+  // started, which notices within health_poll.
   void StopHealth(const rpc::GrpcStatus* status) {
     std::vector<std::shared_ptr<rpc::ServerStream>> streams;
+    std::thread thread;
     {
       std::lock_guard lock(health_mu);
       health_stop = true;
       for (auto& [id, stream] : health_streams) streams.push_back(stream);
+      thread = std::move(health_thread);
     }
     if (status != nullptr) {
       for (auto& stream : streams) stream->Finish(*status);
     }
-    if (health_thread.joinable()) health_thread.join();
+    if (thread.joinable()) thread.join();
   }
 
   // ---- registration (serving thread) -----------------------------------------------------------
