@@ -453,10 +453,13 @@ struct NodeServer::Impl {
       std::lock_guard lock(health_mu);
       id = next_health_stream++;
       health_streams[id] = stream;
-      SendHealthLocked(HealthMessage(nullptr), stream);
-      // The thread that writes the streams runs once the first one opened: without streams, a
-      // stop does not wait up to health_poll for it.
-      if (!health_stop && !health_thread.joinable()) health_thread = std::thread([this] { WatchHealth(); });
+      uint64_t sent = 0;
+      SendHealthLocked(HealthMessage(&sent), stream);
+      // The thread that writes the streams runs once the first one opened (without streams, a stop
+      // does not wait up to health_poll for it); it sends whatever changes after this list.
+      if (!health_stop && !health_thread.joinable()) {
+        health_thread = std::thread([this, sent] { WatchHealth(sent); });
+      }
     }
     HA_LOG(kInfo, "health stream opened").kv("open_streams", open);
     stream->OnDone([this, id](bool cancelled) {
@@ -474,11 +477,10 @@ struct NodeServer::Impl {
     });
   }
 
-  // The health thread: sends the list on every change and at least every health_resend.
-  void WatchHealth() {
+  // The health thread: sends the list on every change after `generation` (the list the first
+  // stream got) and at least every health_resend.
+  void WatchHealth(uint64_t generation) {
     pthread_setname_np(pthread_self(), "dra-health");
-    uint64_t generation = 0;
-    HealthMessage(&generation);
     auto last_send = Clock::now();
     for (;;) {
       {
