@@ -44,6 +44,19 @@ func report(method string, run int, us []float64, cpu float64) {
 		cpu/float64(len(us)))
 }
 
+// timeCalls times len(us) calls of one method, one at a time, and reports them.
+func timeCalls(method string, run int, us []float64, call func() error) {
+	cpu0 := cpuMicros()
+	for i := range us {
+		t0 := time.Now()
+		if err := call(); err != nil {
+			fail("%s: %v", method, err)
+		}
+		us[i] = float64(time.Since(t0).Nanoseconds()) / 1e3
+	}
+	report(method, run, us, cpuMicros()-cpu0)
+}
+
 func fail(format string, args ...interface{}) {
 	fmt.Fprintf(os.Stderr, "hyperaccel-go-kubelet-client: "+format+"\n", args...)
 	os.Exit(1)
@@ -106,43 +119,34 @@ func main() {
 	allocate := &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{
 		{DevicesIds: first.ContainerResponses[0].DeviceIDs}}}
 
+	callPreferred := func() error {
+		_, err := client.GetPreferredAllocation(context.Background(), preferred)
+		return err
+	}
+	callAllocate := func() error {
+		_, err := client.Allocate(context.Background(), allocate)
+		return err
+	}
 	// Untimed calls first: the kubelet is a long-running process, this one has just started.
 	for i := 0; i < 200; i++ {
 		if timePreferred {
-			if _, err := client.GetPreferredAllocation(context.Background(), preferred); err != nil {
+			if err := callPreferred(); err != nil {
 				fail("GetPreferredAllocation: %v", err)
 			}
 		}
 		if timeAllocate {
-			if _, err := client.Allocate(context.Background(), allocate); err != nil {
+			if err := callAllocate(); err != nil {
 				fail("Allocate: %v", err)
 			}
 		}
 	}
-
 	us := make([]float64, *iterations)
 	for run := 1; run <= *runs; run++ {
 		if timePreferred {
-			cpu0 := cpuMicros()
-			for i := range us {
-				t0 := time.Now()
-				if _, err := client.GetPreferredAllocation(context.Background(), preferred); err != nil {
-					fail("GetPreferredAllocation: %v", err)
-				}
-				us[i] = float64(time.Since(t0).Nanoseconds()) / 1e3
-			}
-			report("GetPreferredAllocation", run, us, cpuMicros()-cpu0)
+			timeCalls("GetPreferredAllocation", run, us, callPreferred)
 		}
 		if timeAllocate {
-			cpu0 := cpuMicros()
-			for i := range us {
-				t0 := time.Now()
-				if _, err := client.Allocate(context.Background(), allocate); err != nil {
-					fail("Allocate: %v", err)
-				}
-				us[i] = float64(time.Since(t0).Nanoseconds()) / 1e3
-			}
-			report("Allocate", run, us, cpuMicros()-cpu0)
+			timeCalls("Allocate", run, us, callAllocate)
 		}
 	}
 }

@@ -14,6 +14,7 @@
 
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/common/status.h"
+#include "hyperaccel/rpc/proto_methods.h"
 
 extern char** environ;
 
@@ -49,21 +50,6 @@ v1beta1::ListAndWatchResponse ToListAndWatch(const ResourceView& view) {
 
 namespace {
 
-// A unary method whose handler parses `Request`, calls `answer` and serializes `Response`.
-template <class Request, class Response, class Answer>
-rpc::Server::Unary UnaryMethod(Answer answer) {
-  return [answer = std::move(answer)](std::string_view in, std::string* out) -> rpc::GrpcStatus {
-    Request req;
-    if (!req.ParseFromArray(in.data(), static_cast<int>(in.size())))
-      return {rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"};
-    Response resp;
-    rpc::GrpcStatus st = answer(req, &resp);
-    if (st.ok() && !resp.SerializeToString(out))
-      return {rpc::GrpcCode::kInternal, "cannot serialize the answer"};
-    return st;
-  };
-}
-
 const rpc::GrpcStatus kRestarting{rpc::GrpcCode::kUnavailable, "device plugin restarting"};
 
 }  // namespace
@@ -83,40 +69,29 @@ DevicePluginService::DevicePluginService(std::string resource, const PluginOptio
 DevicePluginService::~DevicePluginService() { JoinHooks(); }
 
 void DevicePluginService::AddTo(rpc::Server& server) {
-  server.AddUnary(kMethodOptions, UnaryMethod<v1beta1::Empty, v1beta1::DevicePluginOptions>(
+  using rpc::ProtoDeferred;
+  using rpc::ProtoStreaming;
+  using rpc::ProtoUnary;
+  server.AddUnary(kMethodOptions, ProtoUnary<v1beta1::Empty, v1beta1::DevicePluginOptions>(
                                       [this](const v1beta1::Empty&, v1beta1::DevicePluginOptions* out) {
                                         *out = Options();
                                         return rpc::GrpcStatus{};
                                       }));
-  server.AddUnary(
-      kMethodPreferred,
-      UnaryMethod<v1beta1::PreferredAllocationRequest, v1beta1::PreferredAllocationResponse>(
-          [this](const v1beta1::PreferredAllocationRequest& req, v1beta1::PreferredAllocationResponse* out) {
-            return GetPreferredAllocation(req, out);
-          }));
-  server.AddUnary(kMethodAllocate,
-                  UnaryMethod<v1beta1::AllocateRequest, v1beta1::AllocateResponse>(
-                      [this](const v1beta1::AllocateRequest& req, v1beta1::AllocateResponse* out) {
-                        return Allocate(req, out);
-                      }));
-  server.AddDeferredUnary(
-      kMethodPreStart, [this](std::string_view in, std::shared_ptr<rpc::UnaryResponder> responder) {
-        v1beta1::PreStartContainerRequest req;
-        if (!req.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
-          responder->Finish({rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"}, {});
-          return;
-        }
-        PreStartContainer(req, std::move(responder));
-      });
-  server.AddServerStreaming(
-      kMethodListAndWatch, [this](std::string_view in, std::shared_ptr<rpc::ServerStream> stream) {
-        v1beta1::Empty req;
-        if (!req.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
-          stream->Finish({rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"});
-          return;
-        }
-        OpenStream(std::move(stream));
-      });
+  server.AddUnary(kMethodPreferred,
+                  ProtoUnary<v1beta1::PreferredAllocationRequest, v1beta1::PreferredAllocationResponse>(
+                      [this](const auto& req, auto* out) { return GetPreferredAllocation(req, out); }));
+  server.AddUnary(kMethodAllocate, ProtoUnary<v1beta1::AllocateRequest, v1beta1::AllocateResponse>(
+                                       [this](const auto& req, auto* out) { return Allocate(req, out); }));
+  server.AddDeferredUnary(kMethodPreStart,
+                          ProtoDeferred<v1beta1::PreStartContainerRequest>(
+                              [this](const auto& req, std::shared_ptr<rpc::UnaryResponder> r) {
+                                PreStartContainer(req, std::move(r));
+                              }));
+  server.AddServerStreaming(kMethodListAndWatch,
+                            ProtoStreaming<v1beta1::Empty>(
+                                [this](const v1beta1::Empty&, std::shared_ptr<rpc::ServerStream> stream) {
+                                  OpenStream(std::move(stream));
+                                }));
 }
 
 v1beta1::DevicePluginOptions DevicePluginService::Options() const {

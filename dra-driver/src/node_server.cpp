@@ -27,6 +27,7 @@
 #include "hyperaccel/common/files.h"
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/rpc/h2_server.h"
+#include "hyperaccel/rpc/proto_methods.h"
 #include "pluginregistration_lite.pb.h"
 
 namespace hyperaccel::dra {
@@ -608,12 +609,9 @@ namespace {
 // `Response`; RESOURCE_EXHAUSTED when the workers are stopped or too many calls wait.
 template <class Request, class Response, class Call>
 rpc::Server::DeferredUnary OnWorkers(Workers& workers, Call call) {
-  return [&workers, call](std::string_view in, std::shared_ptr<rpc::UnaryResponder> responder) {
-    auto req = std::make_shared<Request>();
-    if (!req->ParseFromArray(in.data(), static_cast<int>(in.size()))) {
-      responder->Finish({rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"}, {});
-      return;
-    }
+  return rpc::ProtoDeferred<Request>([&workers, call](const Request& parsed,
+                                                      std::shared_ptr<rpc::UnaryResponder> responder) {
+    auto req = std::make_shared<Request>(parsed);
     auto job = [call, req, responder] {
       if (responder->Cancelled()) return;
       Response resp;
@@ -623,21 +621,7 @@ rpc::Server::DeferredUnary OnWorkers(Workers& workers, Call call) {
     if (!workers.Post(job)) {
       responder->Finish({rpc::GrpcCode::kResourceExhausted, "too many kubelet calls in progress; retry"}, {});
     }
-  };
-}
-
-// A unary method answered on the serving thread.
-template <class Request, class Response, class Call>
-rpc::Server::Unary Inline(Call call) {
-  return [call](std::string_view in, std::string* out) -> rpc::GrpcStatus {
-    Request req;
-    if (!req.ParseFromArray(in.data(), static_cast<int>(in.size())))
-      return {rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"};
-    Response resp;
-    call(req, &resp);
-    *out = resp.SerializeAsString();
-    return {};
-  };
+  });
 }
 
 }  // namespace
@@ -658,23 +642,25 @@ void NodeServer::Impl::AddDraMethods(rpc::Server& server, Workers& workers) {
       OnWorkers<dv1beta1::NodeUnprepareResourcesRequest, dv1beta1::NodeUnprepareResourcesResponse>(
           workers, [this](const auto& req, auto* resp) { return Unprepare("v1beta1", req, resp); }));
   server.AddServerStreaming(
-      kWatchHealth, [this](std::string_view in, std::shared_ptr<rpc::ServerStream> stream) {
-        v1alpha1::NodeWatchResourcesRequest req;
-        if (!req.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
-          stream->Finish({rpc::GrpcCode::kInvalidArgument, "cannot parse the request message"});
-          return;
-        }
-        OpenHealthStream(stream);
-      });
+      kWatchHealth, rpc::ProtoStreaming<v1alpha1::NodeWatchResourcesRequest>(
+                        [this](const auto& /*req*/, const std::shared_ptr<rpc::ServerStream>& stream) {
+                          OpenHealthStream(stream);
+                        }));
 }
 
 void NodeServer::Impl::AddRegistrationMethods(rpc::Server& server) {
-  server.AddUnary(kGetInfo, Inline<pluginregistration::InfoRequest, pluginregistration::PluginInfo>(
-                                [this](const auto& /*req*/, auto* info) { FillInfo(info); }));
+  server.AddUnary(kGetInfo, rpc::ProtoUnary<pluginregistration::InfoRequest, pluginregistration::PluginInfo>(
+                                [this](const auto& /*req*/, auto* info) {
+                                  FillInfo(info);
+                                  return rpc::GrpcStatus{};
+                                }));
   server.AddUnary(
       kNotifyStatus,
-      Inline<pluginregistration::RegistrationStatus, pluginregistration::RegistrationStatusResponse>(
-          [this](const auto& status, auto* /*resp*/) { OnRegistrationStatus(status); }));
+      rpc::ProtoUnary<pluginregistration::RegistrationStatus, pluginregistration::RegistrationStatusResponse>(
+          [this](const auto& status, auto* /*resp*/) {
+            OnRegistrationStatus(status);
+            return rpc::GrpcStatus{};
+          }));
 }
 
 Status NodeServer::Impl::ServeDra() {

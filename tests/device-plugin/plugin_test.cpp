@@ -18,6 +18,7 @@
 
 #include "deviceplugin_v1beta1.grpc.pb.h"
 #include "hyperaccel/kubelet_sim/kubelet_sim.h"
+#include "hyperaccel/rpc/grpc_unary.h"
 #include "podresources_v1.grpc.pb.h"
 #include "test_inventory.h"
 
@@ -327,6 +328,26 @@ TEST_F(PluginTest, UnknownAndUnhealthyIdsAreRefused) {
   ASSERT_FALSE(sick.ok());
   EXPECT_EQ(sick.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(sick.status().message().find("AXI firewall tripped"), std::string::npos);
+}
+
+// A request that is not the method's message gets INVALID_ARGUMENT from every method (the typed
+// handlers of hyperaccel/rpc/proto_methods.h), and the plugin keeps serving.
+TEST_F(PluginTest, UnparsableRequestsAreRefusedAndServingGoesOn) {
+  StartBoth(4);
+  rpc::GrpcCallOptions call;
+  call.timeout = std::chrono::seconds(5);
+  const std::string garbage("\x0a\xff\xff\xff\xff\x0f", 6);  // field 1, a length past the end
+  for (const char* method :
+       {"/v1beta1.DevicePlugin/GetDevicePluginOptions", "/v1beta1.DevicePlugin/GetPreferredAllocation",
+        "/v1beta1.DevicePlugin/Allocate", "/v1beta1.DevicePlugin/PreStartContainer"}) {
+    auto r = rpc::GrpcUnaryCall(SocketPath(), method, garbage, call);
+    ASSERT_FALSE(r.ok()) << method;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << method << ": " << r.status().message();
+    EXPECT_NE(r.status().message().find("cannot parse the request message"), std::string::npos)
+        << r.status().message();
+  }
+  auto ok = sim_->Allocate(kRes, {CardId(0)});
+  EXPECT_TRUE(ok.ok()) << ok.status().message();
 }
 
 TEST_F(PluginTest, WaitsForAKubeletThatIsNotThereYet) {
