@@ -84,14 +84,15 @@ void DevicePluginService::AddTo(rpc::Server& server) {
                                        [this](const auto& req, auto* out) { return Allocate(req, out); }));
   server.AddDeferredUnary(kMethodPreStart,
                           ProtoDeferred<v1beta1::PreStartContainerRequest>(
-                              [this](const auto& req, std::shared_ptr<rpc::UnaryResponder> r) {
-                                PreStartContainer(req, std::move(r));
+                              [this](const auto& req, const std::shared_ptr<rpc::UnaryResponder>& r) {
+                                PreStartContainer(req, r);
                               }));
-  server.AddServerStreaming(kMethodListAndWatch,
-                            ProtoStreaming<v1beta1::Empty>(
-                                [this](const v1beta1::Empty&, std::shared_ptr<rpc::ServerStream> stream) {
-                                  OpenStream(std::move(stream));
-                                }));
+  server.AddServerStreaming(
+      kMethodListAndWatch,
+      ProtoStreaming<v1beta1::Empty>(
+          [this](const v1beta1::Empty&, const std::shared_ptr<rpc::ServerStream>& stream) {
+            OpenStream(stream);
+          }));
 }
 
 v1beta1::DevicePluginOptions DevicePluginService::Options() const {
@@ -144,7 +145,7 @@ int DevicePluginService::open_streams() const {
   return static_cast<int>(streams_.size());
 }
 
-void DevicePluginService::OpenStream(std::shared_ptr<rpc::ServerStream> stream) {
+void DevicePluginService::OpenStream(const std::shared_ptr<rpc::ServerStream>& stream) {
   const uint64_t generation = generation_.load();
   uint64_t id = 0;
   int open = 0;

@@ -82,7 +82,7 @@ class DevicePluginService {
     bool sent = false;
   };
   Snapshot Current() const;
-  void OpenStream(std::shared_ptr<rpc::ServerStream> stream);
+  void OpenStream(const std::shared_ptr<rpc::ServerStream>& stream);
   void StreamDone(uint64_t id);
   // Queues the current list on `s` unless it was the last one sent. Under streams_mu_, so that
   // lists reach each stream in the order they were published.

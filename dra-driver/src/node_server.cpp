@@ -610,7 +610,7 @@ namespace {
 template <class Request, class Response, class Call>
 rpc::Server::DeferredUnary OnWorkers(Workers& workers, Call call) {
   return rpc::ProtoDeferred<Request>([&workers, call](const Request& parsed,
-                                                      std::shared_ptr<rpc::UnaryResponder> responder) {
+                                                      const std::shared_ptr<rpc::UnaryResponder>& responder) {
     auto req = std::make_shared<Request>(parsed);
     auto job = [call, req, responder] {
       if (responder->Cancelled()) return;
