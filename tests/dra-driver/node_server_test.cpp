@@ -9,7 +9,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -533,6 +535,42 @@ TEST_F(NodeServerTest, HealthStreamSendsTheFullListAndEveryChange) {
   ASSERT_TRUE(stream->WaitEnded(kWait).has_value());
   WaitUntil([&] { return server.GetStatus().open_health_streams == 0; });
   EXPECT_EQ(server.GetStatus().open_health_streams, 0);  // the cancelled stream's thread ended
+}
+
+// grpc-go, the kubelet's gRPC, as the kubelet: it dials both sockets by path (so its :authority
+// is the path), registers the plugin, prepares and unprepares a claim (v1, then v1beta1) and reads
+// the health stream (go-kubelet-dra/main.go, built when Go and grpc-go are installed).
+TEST_F(NodeServerTest, GrpcGoKubeletRegistersPreparesAndWatches) {
+#ifndef HYPERACCEL_GO_KUBELET_DRA
+  GTEST_SKIP() << "hyperaccel-go-kubelet-dra is not built (Go or grpc-go not installed)";
+#else
+  health.Set(testing::Devices(3));
+  NodeServer server(ServerOptions(dir.path()), preparer, health, &registry);
+  ASSERT_TRUE(server.Start().ok());
+  const std::string cmd = std::string(HYPERACCEL_GO_KUBELET_DRA) + " -registration " +
+                          server.registration_socket() + " -namespace ns -claim go -uid uid-go 2>&1";
+  FILE* out = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(out, nullptr);
+  std::string text;
+  std::array<char, 512> buf{};
+  while (std::fgets(buf.data(), static_cast<int>(buf.size()), out) != nullptr) text += buf.data();
+  ASSERT_EQ(::pclose(out), 0) << text;
+  EXPECT_NE(text.find("INFO DRAPlugin " + std::string(kDriver) + " " + server.dra_socket() +
+                      " v1.DRAPlugin,v1beta1.DRAPlugin\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("PREPARED v1 uid-go k8s.fpga.hyperaccel.ai/claim=uid-go-card"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("UNPREPARED v1beta1 uid-go\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("HEALTH 3\n"), std::string::npos) << text;
+  EXPECT_TRUE(server.WaitRegistered(1, kWait));  // NotifyRegistrationStatus reached the server
+  // Prepared through v1, then unprepared through v1beta1: the preparer saw both.
+  EXPECT_EQ(preparer.prepare_calls(), 1);
+  ASSERT_EQ(preparer.last_batch().size(), 1U);
+  EXPECT_EQ(preparer.last_batch()[0].ns, "ns");
+  EXPECT_EQ(preparer.last_batch()[0].name, "go");
+  EXPECT_TRUE(preparer.prepared().empty());
+#endif
 }
 
 TEST_F(NodeServerTest, HealthStreamResendsWithoutChanges) {
