@@ -201,6 +201,14 @@ class H2ServerTest : public ::testing::Test {
         grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(ch.get(), m, ctx, ToBuffer(request)));
   }
 
+  // Every message of a stream, read until the server ends it.
+  static std::vector<std::string> ReadAll(grpc::ClientReader<grpc::ByteBuffer>& reader) {
+    grpc::ByteBuffer b;
+    std::vector<std::string> got;
+    while (reader.Read(&b)) got.push_back(FromBuffer(b));
+    return got;
+  }
+
   TempDir dir_{"rpc"};
   std::string socket_ = dir_.path() + "/s.sock";
   ServerOptions options_;
@@ -460,9 +468,7 @@ TEST_F(H2ServerTest, HundredMessagesWrittenFromAnotherThreadArriveInOrder) {
   auto ch = Channel();
   grpc::ClientContext ctx;
   auto reader = OpenStream(ch, &ctx, "from 0");
-  grpc::ByteBuffer b;
-  std::vector<std::string> got;
-  while (reader->Read(&b)) got.push_back(FromBuffer(b));
+  const std::vector<std::string> got = ReadAll(*reader);
   const grpc::Status s = reader->Finish();
   writer.join();
   ASSERT_EQ(got.size(), 100U);
@@ -488,9 +494,7 @@ TEST_F(H2ServerTest, ReplaceUnsentKeepsOnlyTheLatestQueuedMessage) {
   auto ch = Channel();
   grpc::ClientContext ctx;
   auto reader = OpenStream(ch, &ctx, "");
-  grpc::ByteBuffer b;
-  std::vector<std::string> got;
-  while (reader->Read(&b)) got.push_back(FromBuffer(b));
+  const std::vector<std::string> got = ReadAll(*reader);
   EXPECT_TRUE(reader->Finish().ok());
   EXPECT_EQ(got, (std::vector<std::string>{"state 3", "event"}));
 }
