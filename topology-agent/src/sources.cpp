@@ -5,7 +5,7 @@
 
 #include "hyperaccel/rpc/grpc_unary.h"
 #include "hyperaccel/xrt/cabling.h"
-#include "podresources_list_lite.pb.h"
+#include "podresources_v1_lite.pb.h"
 
 namespace hyperaccel::agent {
 namespace {
@@ -55,10 +55,10 @@ class PodResources final : public AllocatedDevices {
 
   Result<std::set<std::string>> List() override {
     static constexpr std::string_view kMethod = "/v1.PodResourcesLister/List";
-    const podresources_lite::ListPodResourcesRequest req;
+    const lite::v1::ListPodResourcesRequest req;
     auto body = rpc::GrpcUnaryCall(socket_, kMethod, req.SerializeAsString(), call_);
     if (!body.ok()) return Unavailable("pod-resources List on " + socket_ + ": " + body.status().message());
-    podresources_lite::ListPodResourcesResponse resp;
+    lite::v1::ListPodResourcesResponse resp;
     if (!resp.ParseFromString(*body)) {
       return Unavailable("pod-resources List on " + socket_ + ": the response (" +
                          std::to_string(body->size()) + " bytes) is not a ListPodResourcesResponse");
