@@ -246,14 +246,16 @@ namespace detail {
   sigset_t none;
   ::sigemptyset(&none);
   ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
-  // Only `fd` stays open (not the parent's sockets and files).
-  if (fd > 3) ::close_range(3, static_cast<unsigned>(fd) - 1, 0);
-  ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);
+  // Only `fd` stays open, as descriptor 3 (not the parent's sockets and files), so that the
+  // child's descriptors are numbered low whatever the parent had open.
+  if (fd != 3 && ::dup2(fd, 3) < 0) ::_exit(3);
+  fd = 3;
+  ::close_range(4, ~0U, 0);
 
-  constexpr int kMaxFd = 256;  // connections are numbered low: the child has few descriptors
+  constexpr int kMaxFd = 256;  // connections beyond this are refused (one client is expected)
   size_t got[kMaxFd] = {};     // bytes of the current request received, by connection
   const int ep = ::epoll_create1(EPOLL_CLOEXEC);
-  if (ep < 0 || fd >= kMaxFd) ::_exit(3);
+  if (ep < 0) ::_exit(3);
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.fd = fd;

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace hyperaccel::bench {
 namespace {
@@ -223,6 +224,30 @@ TEST(FloorServerTest, ChildHoldsNoneOfTheParentsDescriptors) {
   char b;
   EXPECT_EQ(::read(p[0], &b, 1), 0);
   ::close(p[0]);
+}
+
+TEST(FloorServerTest, ServesWhenTheParentHasManyDescriptorsOpen) {
+  // The served socket is numbered above 300 in the parent; the child renumbers it.
+  std::vector<int> held;
+  for (int i = 0; i < 300; ++i) {
+    const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) break;
+    held.push_back(fd);
+  }
+  if (held.size() < 300) {
+    for (int fd : held) ::close(fd);
+    GTEST_SKIP() << "cannot open 300 descriptors (RLIMIT_NOFILE)";
+  }
+  auto listener = ListenOnLoopback();
+  ASSERT_TRUE(listener.ok());
+  EXPECT_GT(listener->fd.get(), 300);
+  auto server = FloorServer::Tcp(std::move(*listener), Opts(3, "yes"));
+  auto pair = FloorServer::UnixPair(Opts(3, "yes"));
+  for (int fd : held) ::close(fd);
+  ASSERT_TRUE(server.ok());
+  ASSERT_TRUE(pair.ok());
+  EXPECT_TRUE((*server)->RoundTrip("abc").ok());
+  EXPECT_TRUE((*pair)->RoundTrip("abc").ok());
 }
 
 TEST(FloorServerTest, ClientGetsAnErrorWhenTheChildDies) {
