@@ -18,6 +18,10 @@
 // (/proc/PID/task/*: schedstat, status), the time its threads were runnable but waiting for a
 // CPU, and (unless --no-syscalls) system calls per call, counted with `strace -f -c` in a
 // separate pass of 200 calls.
+// A "floor" row under each set-up's gRPC rows times the same number of round trips of the same
+// message sizes over a bare unix socket pair to a forked server blocked in epoll_wait (no gRPC,
+// no HTTP/2; bench/floor.h), interleaved with the plugin's runs: what a round trip costs on this
+// machine, to read the plugin's numbers against (bench/README.md, "Floor rows").
 //
 // Two node set-ups, each with 8 cards:
 //   emulated  XRT software emulation (--emulate=8): XRT is loaded, as on a real node;
@@ -54,7 +58,9 @@
 #include <thread>
 #include <vector>
 
+#include "../floor.h"
 #include "../proc_counters.h"
+#include "deviceplugin_v1beta1.pb.h"
 #include "fake_sysfs.h"
 #include "hyperaccel/kubelet_sim/kubelet_sim.h"
 #include "hyperaccel/placement/names.h"
@@ -243,7 +249,8 @@ struct LatencyRow {
   std::vector<hb::PerRequest> per_request;  // the plugin's counters, one per run
   hb::Syscalls syscalls;                    // counted in a separate pass (--syscalls)
   int syscall_requests = 0;
-  std::vector<double> client_cpu_us;  // the client's CPU per call, one per run (Go client only)
+  std::vector<double> client_cpu_us;            // the client's CPU per call, one per run (Go client only)
+  std::pair<size_t, size_t> floor_bytes{0, 0};  // a floor row's request and answer sizes (bench/floor.h)
 };
 
 class Setup {
@@ -369,8 +376,55 @@ bool Setup::DrivePlugin(pid_t pid, std::vector<LatencyRow>& latency, std::string
     row.per_request.push_back(hb::Delta(before, hb::ReadProcCounters(pid), o_.iterations));
     return true;
   };
+  // The machine's floor: the same number of round trips, of GetPreferredAllocation's sizes, over a
+  // bare unix socket pair to a forked server blocked in epoll_wait (bench/floor.h); no gRPC, no
+  // HTTP/2. The sizes are gRPC messages: 5-byte length prefix plus the serialized request this
+  // bench sends and the serialized answer the plugin gave; the HTTP/2 frames around them (HEADERS,
+  // DATA, trailers: some tens of bytes each way) are not counted.
+  v1beta1::PreferredAllocationRequest request;
+  auto* container = request.add_container_requests();
+  for (const auto& id : available) container->add_available_deviceids(id);
+  container->set_allocation_size(4);
+  v1beta1::PreferredAllocationResponse answer;
+  auto* answered = answer.add_container_responses();
+  for (const auto& id : ids) answered->add_deviceids(id);
+  constexpr size_t kGrpcPrefix = 5;
+  const std::string floor_request(kGrpcPrefix + request.ByteSizeLong(), 'q');
+  hb::FloorServer::Options fo;
+  fo.request_bytes = floor_request.size();
+  fo.answer.assign(kGrpcPrefix + answer.ByteSizeLong(), 'a');
+  // A floor that cannot run costs its row only (a note is printed), not the plugin's rows.
+  std::unique_ptr<hb::FloorServer> floor;
+  std::string floor_error;
+  if (auto f = hb::FloorServer::UnixPair(fo); f.ok()) {
+    floor = std::move(*f);
+  } else {
+    floor_error = f.status().message();
+  }
+  LatencyRow floor_row;
+  floor_row.setup = name_;
+  floor_row.rpc = "floor: unix-socket ping-pong, no gRPC (this machine)";
+  floor_row.floor_bytes = {floor_request.size(), fo.answer.size()};
+  const pid_t floor_pid = floor ? floor->pid() : -1;
+  auto floor_batch = [&](int warmup, int calls) {
+    if (!floor) return;
+    const hb::ProcCounters before = hb::ReadProcCounters(floor_pid);
+    auto us = hb::TimeRoundTrips(*floor, floor_request, warmup, calls);
+    if (!us.ok()) {
+      floor_error = us.status().message();
+      floor.reset();  // killed and reaped
+      return;
+    }
+    if (calls == 0) return;
+    floor_row.runs.push_back(Summarize(std::move(*us)));
+    floor_row.per_request.push_back(hb::Delta(before, hb::ReadProcCounters(floor_pid), calls));
+  };
+  // Its first answers touch the child's copied pages: untimed, like the plugin's first calls above.
+  floor_batch(10, 0);
+  // Interleaved, so that the floor and the plugin see the same machine.
   for (int run = 0; run < o_.runs; ++run) {
     if (!batch(pref, preferred) || !batch(alloc, allocate)) return false;
+    floor_batch(0, o_.iterations);
   }
   // System calls per call, in a short pass of its own (strace slows the plugin many times over).
   if (o_.syscalls) {
@@ -381,10 +435,17 @@ bool Setup::DrivePlugin(pid_t pid, std::vector<LatencyRow>& latency, std::string
     alloc.syscalls = hb::CountSyscalls(pid, [&] {
       for (int i = 0; i < n; ++i) allocate();
     });
-    pref.syscall_requests = alloc.syscall_requests = n;
+    if (floor) floor_row.syscalls = hb::CountSyscalls(floor_pid, [&] { floor_batch(n, 0); });
+    pref.syscall_requests = alloc.syscall_requests = floor_row.syscall_requests = n;
   }
+  floor.reset();  // killed and reaped
   latency.push_back(pref);
   latency.push_back(alloc);
+  if (floor_error.empty()) {
+    latency.push_back(floor_row);
+  } else {
+    std::printf("(%s: no floor row: %s)\n", name_.c_str(), floor_error.c_str());
+  }
   // A pod that stays, so the agent has an allocation to publish.
   ks::AdmitRequest pod;
   pod.pod = "llm-0";
@@ -716,11 +777,13 @@ int main(int argc, char** argv) {
       "bench/go-kubelet-client, dialing as the kubelet does), %d calls per run, "
       "%d runs; min over runs (and max) of each percentile, microseconds\n\n",
       o.iterations, o.runs);
-  std::printf("| %-15s | %-40s | %-13s | %-13s | %-15s | %-4s |\n", "set-up", "rpc", "p50 min (max)",
+  int rpc_w = 40;  // the floor rows' names are longer
+  for (const auto& l : latency) rpc_w = std::max(rpc_w, static_cast<int>(l.rpc.size()));
+  std::printf("| %-15s | %-*s | %-13s | %-13s | %-15s | %-5s |\n", "set-up", rpc_w, "rpc", "p50 min (max)",
               "p99 min (max)", "max min (max)", "<100");
-  std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(17, '-').c_str(), std::string(42, '-').c_str(),
+  std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(17, '-').c_str(), std::string(rpc_w + 2, '-').c_str(),
               std::string(15, '-').c_str(), std::string(15, '-').c_str(), std::string(17, '-').c_str(),
-              std::string(6, '-').c_str());
+              std::string(7, '-').c_str());
   for (const auto& l : latency) {
     auto span = [&](double Latency::*field) {
       double lo = 1e18, hi = 0;
@@ -737,20 +800,33 @@ int main(int argc, char** argv) {
     std::snprintf(p50, sizeof p50, "%.0f (%.0f)", p50lo, p50hi);
     std::snprintf(p99, sizeof p99, "%.0f (%.0f)", p99lo, p99hi);
     std::snprintf(mx, sizeof mx, "%.0f (%.0f)", maxlo, maxhi);
-    std::printf("| %-15s | %-40s | %-13s | %-13s | %-15s | %-4s |\n", l.setup.c_str(), l.rpc.c_str(), p50,
-                p99, mx, p99lo < 100 ? "ok" : "MISS");
+    const bool floor = l.floor_bytes.first > 0;
+    std::printf("| %-15s | %-*s | %-13s | %-13s | %-15s | %-5s |\n", l.setup.c_str(), rpc_w, l.rpc.c_str(),
+                p50, p99, mx, floor ? "floor" : (p99lo < 100 ? "ok" : "MISS"));
+  }
+  for (const auto& l : latency) {
+    if (l.floor_bytes.first == 0) continue;
+    std::printf(
+        "  %s, floor: %zu-byte requests, %zu-byte answers (GetPreferredAllocation's gRPC messages without "
+        "HTTP/2 "
+        "framing) over a unix socket pair to a forked server blocked in epoll_wait (bench/floor.h)\n",
+        l.setup.c_str(), l.floor_bytes.first, l.floor_bytes.second);
   }
   std::printf(
-      "\nWhat the plugin process spends per call (its counters over each run of %d calls; min (max) over "
-      "runs). wake-ups = voluntary context switches (a thread blocked, then was woken), preempted = "
+      "\nWhat the plugin process (floor rows: the floor server) spends per call (its counters over each run "
+      "of "
+      "%d calls; min (max) over runs). wake-ups = voluntary context switches (a thread blocked, then was "
+      "woken), preempted = "
       "involuntary ones; wait = runnable but not on a CPU; syscalls from a separate strace pass of %d "
       "calls\n\n",
       o.iterations, 200);
-  std::printf("| %-15s | %-40s | %-15s | %-13s | %-13s | %-13s | %-8s | %s |\n", "set-up", "rpc", "CPU us",
-              "wake-ups", "preempted", "wait us", "syscalls", "busiest threads (switches per call)");
-  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(17, '-').c_str(), std::string(42, '-').c_str(),
-              std::string(17, '-').c_str(), std::string(15, '-').c_str(), std::string(15, '-').c_str(),
-              std::string(15, '-').c_str(), std::string(10, '-').c_str(), std::string(37, '-').c_str());
+  std::printf("| %-15s | %-*s | %-15s | %-13s | %-13s | %-13s | %-8s | %s |\n", "set-up", rpc_w, "rpc",
+              "CPU us", "wake-ups", "preempted", "wait us", "syscalls",
+              "busiest threads (switches per call)");
+  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(17, '-').c_str(),
+              std::string(rpc_w + 2, '-').c_str(), std::string(17, '-').c_str(), std::string(15, '-').c_str(),
+              std::string(15, '-').c_str(), std::string(15, '-').c_str(), std::string(10, '-').c_str(),
+              std::string(37, '-').c_str());
   for (const auto& l : latency) {
     auto span = [&](double hb::PerRequest::*field, const char* fmt) {
       double lo = 1e18, hi = 0;
@@ -769,7 +845,7 @@ int main(int argc, char** argv) {
       syscalls = Fmt("%.1f", static_cast<double>(l.syscalls.total) / l.syscall_requests);
     }
     const std::string busiest = l.per_request.empty() ? "-" : hb::BusiestThreads(l.per_request.back());
-    std::printf("| %-15s | %-40s | %-15s | %-13s | %-13s | %-13s | %-8s | %s |\n", l.setup.c_str(),
+    std::printf("| %-15s | %-*s | %-15s | %-13s | %-13s | %-13s | %-8s | %s |\n", l.setup.c_str(), rpc_w,
                 l.rpc.c_str(), span(&hb::PerRequest::cpu_us, "%.0f (%.0f)").c_str(),
                 span(&hb::PerRequest::voluntary, "%.2f (%.2f)").c_str(),
                 span(&hb::PerRequest::involuntary, "%.2f (%.2f)").c_str(),

@@ -11,7 +11,10 @@
 // Without --url the HTTP rows use a server started in this process. With --url and --server-pid the
 // HTTP predicate rows are followed by what the server process spent per request (CPU time, context
 // switches of all its threads, time runnable but waiting for a CPU, and system calls counted by
-// strace in a separate pass; see bench/proc_counters.h). --http-only runs only the HTTP predicate
+// strace in a separate pass; see bench/proc_counters.h). Each 1-client predicate row is followed by
+// a "floor" row: the same request and answer bytes exchanged with a bare forked epoll server
+// (bench/floor.h), what the round trip costs on this machine without the bridge (bench/README.md,
+// "Floor rows"). --http-only runs only the HTTP predicate
 // rows (no in-process rows, no slow connections). --memory posts BODY_FILE,
 // padded with spaces to the largest allowed body, on 16 connections at once to the server process
 // PID and reports its peak resident memory and the answers.
@@ -31,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "../floor.h"
 #include "../proc_counters.h"
 #include "hyperaccel/bridge/server.h"
 #include "hyperaccel/bridge/service.h"
@@ -265,6 +269,77 @@ std::vector<double> HttpLoad(const std::string& host, int port, const std::strin
   return all;
 }
 
+// The machine's floor next to a 1-client HTTP predicate row: the same request bytes (those the
+// bench's HTTP client sends, captured on the floor server's own listening socket, so that its
+// Host names that server) and the bridge's own answer to them, exchanged with a bare forked
+// server blocked in epoll_wait that reads exactly the request's bytes and sends the answer
+// (bench/floor.h); keep-alive, or a new connection per request that the server closes after its
+// answer. `n` requests, the first 10 untimed, as HttpLoad does for the bridge.
+void FloorRows(const std::string& host, int port, const std::string& body, bool keep, int n, int server_pid) {
+  using namespace std::chrono_literals;
+  std::string what = std::string("floor: same bytes to a bare epoll server, ") +
+                     (keep ? "keep-alive" : "new connection") + ", 1 client (this machine)";
+  auto skip = [&](const std::string& why) { g_rows.push_back({what, "not measured: " + why, ""}); };
+  if (host != "127.0.0.1" && host != "localhost") return skip("the bridge is not on this machine");
+  auto listener = hb::ListenOnLoopback();
+  if (!listener.ok()) return skip(listener.status().message());
+  std::thread client([&, port = listener->port] {
+    httplib::Client c("127.0.0.1", port);  // as HttpLoad's clients
+    c.set_keep_alive(keep);
+    c.set_tcp_nodelay(true);
+    (void)c.Post("/predicate", body, "application/json");
+  });
+  Result<std::string> request = [&]() -> Result<std::string> {
+    auto conn = hb::AcceptOne(listener->fd.get(), 10s);
+    if (!conn.ok()) return conn.status();
+    auto r = hb::ReadHttpMessage(conn->get(), 10s);
+    (void)hb::SendAllBytes(conn->get(), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    return r;
+  }();
+  client.join();
+  if (!request.ok()) return skip("capturing the request: " + request.status().message());
+  Result<std::string> answer = [&]() -> Result<std::string> {
+    auto conn = hb::ConnectToLoopback(port, 10s);
+    if (!conn.ok()) return conn.status();
+    if (auto s = hb::SendAllBytes(conn->get(), *request); !s.ok()) return s;
+    return hb::ReadHttpMessage(conn->get(), 10s);
+  }();
+  if (!answer.ok()) return skip("the bridge's answer: " + answer.status().message());
+  if (answer->compare(0, 12, "HTTP/1.1 200") != 0)
+    return skip("the bridge answered " + answer->substr(0, 12));
+  hb::FloorServer::Options o;
+  o.request_bytes = request->size();
+  o.answer = *answer;
+  o.close_after_answer = !keep;
+  auto server = hb::FloorServer::Tcp(std::move(*listener), std::move(o));
+  if (!server.ok()) return skip(server.status().message());
+  const pid_t pid = (*server)->pid();
+  const hb::ProcCounters before = hb::ReadProcCounters(pid);
+  auto us = hb::TimeRoundTrips(**server, *request, 10, n - 10);
+  if (!us.ok()) return skip(us.status().message());
+  std::vector<double> t;
+  t.reserve(us->size());
+  for (double u : *us) t.push_back(u / 1e6);
+  what += ", " + std::to_string(request->size()) + " B in, " + std::to_string(answer->size()) + " B out";
+  g_rows.push_back(
+      {what + " p50 / p99", Micros(Percentile(t, 0.5)) + " / " + Micros(Percentile(t, 0.99)), "floor"});
+  if (server_pid <= 0) return;  // as for the bridge: its counters are shown only for a bridge process
+  const hb::PerRequest r = hb::Delta(before, hb::ReadProcCounters(pid), n);
+  if (r.ok) {
+    char v[160];
+    std::snprintf(v, sizeof v, "%.1f µs CPU, %.2f wake-ups, %.2f preempted, %.1f µs wait", r.cpu_us,
+                  r.voluntary, r.involuntary, r.wait_us);
+    g_rows.push_back({"  floor server per request", v, ""});
+  }
+  const int traced = 210;  // as the bridge's strace pass
+  const hb::Syscalls sc =
+      hb::CountSyscalls(pid, [&] { (void)hb::TimeRoundTrips(**server, *request, traced, 0); });
+  if (sc.total < 0) return;
+  char v[32];
+  std::snprintf(v, sizeof v, "%.1f", static_cast<double>(sc.total) / traced);
+  g_rows.push_back({"  floor server syscalls per request (" + hb::TopSyscalls(sc, traced) + ")", v, ""});
+}
+
 void SlowlorisCase(const std::string& host, int port, bool quick, const std::string& fixture,
                    int server_pid = 0);
 
@@ -300,22 +375,26 @@ void Http(const std::string& url, bool quick, const std::string& fixture, int se
                                ", " + std::to_string(clients) + " client" + (clients > 1 ? "s" : "");
       g_rows.push_back({what + " p50 / p99", Micros(Percentile(t, 0.5)) + " / " + Micros(Percentile(t, 0.99)),
                         clients == 1 ? "p99 < 200 µs" : ""});
-      if (server_pid <= 0) continue;
-      const hb::PerRequest r = hb::Delta(before, hb::ReadProcCounters(server_pid), clients * per_client);
-      if (!r.ok) continue;
-      char v[160];
-      std::snprintf(v, sizeof v, "%.1f µs CPU, %.2f wake-ups, %.2f preempted, %.1f µs wait", r.cpu_us,
-                    r.voluntary, r.involuntary, r.wait_us);
-      g_rows.push_back({"  server per request (" + hb::BusiestThreads(r) + ")", v, ""});
-      if (clients != 1) continue;
-      // System calls per request, in a short pass of their own (strace slows the server down).
-      const int traced = 200;
-      const hb::Syscalls sc = hb::CountSyscalls(server_pid, [&] {
-        (void)HttpLoad(host, port, body, 1, traced + 10, keep);  // HttpLoad skips 10 warm-up requests
-      });
-      if (sc.total < 0) continue;
-      std::snprintf(v, sizeof v, "%.1f", static_cast<double>(sc.total) / (traced + 10));
-      g_rows.push_back({"  server syscalls per request (" + hb::TopSyscalls(sc, traced + 10) + ")", v, ""});
+      // What the bridge process spent (only when it is a process of its own).
+      [&] {
+        if (server_pid <= 0) return;
+        const hb::PerRequest r = hb::Delta(before, hb::ReadProcCounters(server_pid), clients * per_client);
+        if (!r.ok) return;
+        char v[160];
+        std::snprintf(v, sizeof v, "%.1f µs CPU, %.2f wake-ups, %.2f preempted, %.1f µs wait", r.cpu_us,
+                      r.voluntary, r.involuntary, r.wait_us);
+        g_rows.push_back({"  server per request (" + hb::BusiestThreads(r) + ")", v, ""});
+        if (clients != 1) return;
+        // System calls per request, in a short pass of their own (strace slows the server down).
+        const int traced = 200;
+        const hb::Syscalls sc = hb::CountSyscalls(server_pid, [&] {
+          (void)HttpLoad(host, port, body, 1, traced + 10, keep);  // HttpLoad skips 10 warm-up requests
+        });
+        if (sc.total < 0) return;
+        std::snprintf(v, sizeof v, "%.1f", static_cast<double>(sc.total) / (traced + 10));
+        g_rows.push_back({"  server syscalls per request (" + hb::TopSyscalls(sc, traced + 10) + ")", v, ""});
+      }();
+      if (clients == 1) FloorRows(host, port, body, keep, n, server_pid);
     }
   }
   if (slowloris) SlowlorisCase(host, port, quick, fixture);
