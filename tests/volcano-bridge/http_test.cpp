@@ -2,6 +2,8 @@
 // concurrency with keep-alive and with a new connection per request, TLS.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -263,6 +265,34 @@ TEST_F(Http, LargeBodiesPipelinedTrickledAndAfterContinue) {
     EXPECT_NE(answer.find("HTTP/1.1 200"), std::string::npos) << answer;
     EXPECT_NE(answer.find(R"({"status":"","code":0})"), std::string::npos) << answer;
   }
+}
+
+// Accepted connections have TCP_NODELAY (set once on the listening socket and inherited), so
+// an answer's last segment is never held back waiting for an ACK.
+TEST_F(Http, AcceptedConnectionsHaveNoDelay) {
+  Start();
+  const int fd = ::hyperaccel::testing::ConnectLoopback(server_->port());
+  ASSERT_GE(fd, 0);
+  auto c = Client();  // one request answered: the connection above has been accepted too
+  ASSERT_TRUE(c.Get("/healthz"));
+  sockaddr_in mine{};
+  socklen_t len = sizeof mine;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &len), 0);
+  // The server runs in this process: find its end of the connection among our descriptors.
+  int found = 0;
+  for (int other = 0; other < 4096; ++other) {
+    sockaddr_in peer{};
+    socklen_t plen = sizeof peer;
+    if (other == fd || ::getpeername(other, reinterpret_cast<sockaddr*>(&peer), &plen) != 0) continue;
+    if (peer.sin_family != AF_INET || peer.sin_port != mine.sin_port) continue;
+    int nodelay = 0;
+    socklen_t olen = sizeof nodelay;
+    ASSERT_EQ(::getsockopt(other, IPPROTO_TCP, TCP_NODELAY, &nodelay, &olen), 0);
+    EXPECT_NE(nodelay, 0);
+    ++found;
+  }
+  ::close(fd);
+  EXPECT_EQ(found, 1);
 }
 
 TEST_F(Http, Tls) {

@@ -721,8 +721,10 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
     deadline_.store(Clock::time_point::max().time_since_epoch().count(), std::memory_order_relaxed);
+    // close() alone ends the connection as shutdown() + close() would (a FIN, or a reset when
+    // unread bytes remain): the descriptor is not shared. (After the client's EOF a shutdown()
+    // could only fail.)
     beast::error_code ignored;
-    socket().shutdown(tcp::socket::shutdown_both, ignored);
     socket().close(ignored);
   }
 
@@ -782,7 +784,14 @@ class HttpServer::Impl {
   Result<int> Listen(const std::string& host, int port) {
     // Volcano opens up to 16 connections at once (Go keeps only 2 idle); an overflowing accept
     // queue resets connections.
-    return net::ListenTcp(acceptor_, host, port, kListenBacklog);
+    auto port_or = net::ListenTcp(acceptor_, host, port, kListenBacklog);
+    if (!port_or.ok()) return port_or;
+    // Accepted sockets inherit TCP_NODELAY from the listening socket (Linux copies it on
+    // accept): one system call here instead of one per connection.
+    beast::error_code ec;
+    acceptor_.set_option(tcp::no_delay(true), ec);
+    if (ec) return Unavailable("cannot set TCP_NODELAY on the listening socket: " + ec.message());
+    return port_or;
   }
 
   // Starts accepting and the loops' threads.
@@ -846,18 +855,15 @@ class HttpServer::Impl {
 
   void Accept() {
     if (connections_.stopping() || !acceptor_.is_open()) return;
-    acceptor_.async_accept([this](beast::error_code ec, tcp::socket accepted) {
+    // The client's address comes with the accept (no getpeername per connection).
+    acceptor_.async_accept(accepted_peer_, [this](beast::error_code ec, tcp::socket accepted) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
       if (ec) {
         net::RetryAcceptLater(retry_, ec, "accept failed", [this] { Accept(); });
         return;
       }
       beast::error_code ignored;
-      const tcp::endpoint remote = accepted.remote_endpoint(ignored);
-      if (ignored) {  // already gone
-        Accept();
-        return;
-      }
+      const tcp::endpoint remote = accepted_peer_;
       // The loop is chosen now that the connection is here, not when the accept was started:
       // the previous connection (a client that opens one per request) has usually closed by
       // now, and the connection then stays on this loop with no hand-over to another thread.
@@ -873,7 +879,7 @@ class HttpServer::Impl {
           return;
         }
       }
-      socket.set_option(tcp::no_delay(true), ignored);
+      // TCP_NODELAY: inherited from the listening socket (Listen).
       if (tls_) {
         Serve(
             std::make_shared<HttpConnection<ssl::stream<tcp::socket>>>(
@@ -922,6 +928,7 @@ class HttpServer::Impl {
   std::optional<ssl::context> tls_;
   std::vector<std::unique_ptr<Loop>> loops_;
   tcp::acceptor acceptor_;
+  tcp::endpoint accepted_peer_;  // filled by the pending accept (one at a time)
   asio::steady_timer retry_;
   net::ThrottledCount drops_{kDropLogInterval};
 };
