@@ -2,12 +2,15 @@
 // concurrency with keep-alive and with a new connection per request, TLS.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -263,6 +266,92 @@ TEST_F(Http, LargeBodiesPipelinedTrickledAndAfterContinue) {
     EXPECT_NE(answer.find("HTTP/1.1 200"), std::string::npos) << answer;
     EXPECT_NE(answer.find(R"({"status":"","code":0})"), std::string::npos) << answer;
   }
+}
+
+// Answers are written at once on a plain TCP connection, and each step of a request runs on
+// the stack that read it, up to a bound. Many requests in one stream (predicates with bodies in
+// many small chunks, then /metrics, whose answers add up to megabytes) to a client that reads
+// nothing at first (so the answers fill the socket and the rest are written from the event
+// loop): every one is answered, in order.
+TEST_F(Http, ManyPipelinedRequestsToAClientThatReadsLate) {
+  Start();
+  const std::string body = PredicateBody(0);
+  std::string chunked;
+  for (size_t at = 0; at < body.size(); at += 7) {
+    const std::string piece = body.substr(at, 7);
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+    chunked += size + piece + "\r\n";
+  }
+  chunked += "0\r\n\r\n";
+  const std::string one =
+      "POST /predicate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n" +
+      chunked;
+  constexpr int kRequests = 300;
+  constexpr int kMetrics = 2000;  // a few KiB each: megabytes of answers in all
+  std::string all;
+  for (int i = 0; i < kRequests; ++i) all += one;
+  for (int i = 0; i < kMetrics; ++i) all += "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  all += "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  const int small = 4096;  // a small receive window: the server's writes fill it quickly
+  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(server_->port()));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
+  std::atomic<bool> sent{false};
+  std::thread writer([&] { sent = ::hyperaccel::testing::SendAll(fd, all); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the server blocks on its writes
+  const std::string answers = ::hyperaccel::testing::ReadUntilClosed(fd, std::chrono::seconds(30));
+  writer.join();
+  ::close(fd);
+  EXPECT_TRUE(sent.load());
+  int ok = 0;
+  for (size_t at = answers.find("HTTP/1.1 200"); at != std::string::npos;
+       at = answers.find("HTTP/1.1 200", at + 1)) {
+    ++ok;
+  }
+  EXPECT_EQ(ok, kRequests + kMetrics + 1) << answers.substr(0, 400);
+  size_t codes = 0;
+  for (size_t at = answers.find(R"({"status":"","code":0})"); at != std::string::npos;
+       at = answers.find(R"({"status":"","code":0})", at + 1)) {
+    ++codes;
+  }
+  EXPECT_EQ(codes, static_cast<size_t>(kRequests));
+  EXPECT_EQ(answers.substr(answers.size() - 3), "ok\n") << "the last answer is /healthz's";
+}
+
+// Accepted connections have TCP_NODELAY (set once on the listening socket and inherited), so
+// an answer's last segment is never held back waiting for an ACK.
+TEST_F(Http, AcceptedConnectionsHaveNoDelay) {
+  Start();
+  const int fd = ::hyperaccel::testing::ConnectLoopback(server_->port());
+  ASSERT_GE(fd, 0);
+  auto c = Client();  // one request answered: the connection above has been accepted too
+  ASSERT_TRUE(c.Get("/healthz"));
+  sockaddr_in mine{};
+  socklen_t len = sizeof mine;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &len), 0);
+  // The server runs in this process: find its end of the connection among our descriptors.
+  int found = 0;
+  for (int other = 0; other < 4096; ++other) {
+    sockaddr_in peer{};
+    socklen_t plen = sizeof peer;
+    if (other == fd || ::getpeername(other, reinterpret_cast<sockaddr*>(&peer), &plen) != 0) continue;
+    if (peer.sin_family != AF_INET || peer.sin_port != mine.sin_port) continue;
+    int nodelay = 0;
+    socklen_t olen = sizeof nodelay;
+    ASSERT_EQ(::getsockopt(other, IPPROTO_TCP, TCP_NODELAY, &nodelay, &olen), 0);
+    EXPECT_NE(nodelay, 0);
+    ++found;
+  }
+  ::close(fd);
+  EXPECT_EQ(found, 1);
 }
 
 TEST_F(Http, Tls) {

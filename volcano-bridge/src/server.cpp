@@ -64,6 +64,15 @@ constexpr auto kDeadlineTick = std::chrono::milliseconds(50);
 constexpr auto kDropLogInterval = std::chrono::seconds(10);
 // Stop() waits this long for requests in flight before it closes their connections.
 constexpr auto kStopTimeout = std::chrono::seconds(15);
+// How many steps (parse, read, write) a plain TCP connection takes one after another on the
+// stack before it goes back to the event loop (a pipelined or finely chunked request must not
+// grow the stack without bound).
+constexpr int kMaxInlineSteps = 16;
+
+// True for the errors of a non-blocking call that only mean "not now".
+bool WouldBlock(const beast::error_code& ec) {
+  return ec == asio::error::would_block || ec == asio::error::try_again || ec == asio::error::interrupted;
+}
 
 bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 
@@ -406,6 +415,13 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
                                 self->ReadRequest();
                               });
     } else {
+      // Non-blocking from the start (the ioctl asio would make before the first read), so that
+      // reads of bytes that have already arrived and answer writes can be made right away, and
+      // their handlers run without a round through the event loop (each of those costs an
+      // epoll_wait). Without it every step goes through the event loop, as for TLS.
+      beast::error_code ec;
+      socket().native_non_blocking(true, ec);
+      inline_io_ = !ec;
       ReadRequest();
     }
   }
@@ -479,9 +495,12 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
     SetDeadline(std::chrono::seconds(shared_.options.keep_alive_seconds));
     stream_.async_read_some(buffer_.prepare(kFirstReadBytes),
                             [self = this->shared_from_this()](beast::error_code ec, size_t bytes) {
+                              self->inline_steps_ = 0;
                               if (self->state_ == State::kClosed) return;
                               if (ec) return self->Close();  // closed, reset, or idle too long
                               self->buffer_.commit(bytes);
+                              // A full read: the rest of the request has likely arrived too.
+                              self->more_waiting_ = bytes == kFirstReadBytes;
                               self->StartHeaderDeadline();
                               self->ReadSome();
                             });
@@ -503,10 +522,28 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
                 std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(bytes / rate)));
   }
 
+  // One step of the parser: over the bytes already read when there are some (inline, as
+  // http::async_read_some would after a round through the event loop), else after reading more.
   void ReadSome() {
-    http::async_read_some(
-        stream_, buffer_, *parser_,
-        [self = this->shared_from_this()](beast::error_code ec, size_t /*bytes*/) { self->OnRead(ec); });
+    if (buffer_.size() > 0 && InlineStep()) {
+      beast::error_code ec;
+      const size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec != http::error::need_more) return OnRead(ec);
+    }
+    http::async_read_some(stream_, buffer_, *parser_,
+                          [self = this->shared_from_this()](beast::error_code ec, size_t /*bytes*/) {
+                            self->inline_steps_ = 0;
+                            self->more_waiting_ = false;
+                            self->OnRead(ec);
+                          });
+  }
+
+  // Whether the next step may run on this stack (plain TCP, within kMaxInlineSteps).
+  bool InlineStep() {
+    if (!inline_io_ || inline_steps_ >= kMaxInlineSteps) return false;
+    ++inline_steps_;
+    return true;
   }
 
   void OnRead(beast::error_code ec) {
@@ -521,6 +558,7 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
         continue_.emplace(http::status::continue_, req.version());
         http::async_write(stream_, *continue_,
                           [self = this->shared_from_this()](beast::error_code wec, size_t /*bytes*/) {
+                            self->inline_steps_ = 0;
                             if (wec) return self->Close();
                             self->ReadSome();
                           });
@@ -551,16 +589,29 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
     const size_t want = std::min(body.room(), static_cast<size_t>(*announced) - body.size());
     if (want == 0) return ReadSome();
     char* into = body.tail();
-    stream_.async_read_some(asio::buffer(into, want), [self = this->shared_from_this(), into](
+    // Read at once when the last read filled its buffer (the body is likely here already);
+    // otherwise, or if nothing has arrived, wait for it in the event loop.
+    if (more_waiting_ && InlineStep()) {
+      beast::error_code ec;
+      const size_t bytes = socket().read_some(asio::buffer(into, want), ec);
+      if (!WouldBlock(ec)) return OnBodyRead(ec, into, bytes, want);
+    }
+    stream_.async_read_some(asio::buffer(into, want), [self = this->shared_from_this(), into, want](
                                                           beast::error_code ec, size_t bytes) {
-      if (self->state_ == State::kClosed) return;
-      if (ec) return self->Close();  // closed or reset mid-body, or the body deadline passed
-      beast::error_code pec;
-      self->parser_->put(asio::const_buffer(into, bytes), pec);
-      if (pec) return self->OnReadError(pec);
-      if (self->parser_->is_done()) return self->OnRequest();
-      self->ReadBody();
+      self->inline_steps_ = 0;
+      self->OnBodyRead(ec, into, bytes, want);
     });
+  }
+
+  void OnBodyRead(beast::error_code ec, char* into, size_t bytes, size_t wanted) {
+    if (state_ == State::kClosed) return;
+    if (ec) return Close();  // closed or reset mid-body, or the body deadline passed
+    more_waiting_ = bytes == wanted;
+    beast::error_code pec;
+    parser_->put(asio::const_buffer(into, bytes), pec);
+    if (pec) return OnReadError(pec);
+    if (parser_->is_done()) return OnRequest();
+    ReadBody();
   }
 
   void OnReadError(beast::error_code ec) {
@@ -685,14 +736,28 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
     state_ = State::kWriting;
     busy_.store(true, std::memory_order_relaxed);
     SetDeadline(kWriteTimeout);
-    http::async_write(stream_, response_,
+    serializer_.emplace(response_);
+    // Written at once as far as the socket takes it (the whole answer, unless the client is
+    // not reading); the rest in the event loop.
+    if (InlineStep()) {
+      beast::error_code ec;
+      http::write(socket(), *serializer_, ec);
+      if (!WouldBlock(ec)) return OnWritten(ec, keep_alive, complete);
+    }
+    http::async_write(stream_, *serializer_,
                       [self = this->shared_from_this(), keep_alive, complete](beast::error_code ec, size_t) {
-                        self->response_ = {};
-                        if (ec) return self->Close();
-                        if (keep_alive) return self->ReadRequest();
-                        if (!complete) return self->Linger();
-                        self->Close();
+                        self->inline_steps_ = 0;
+                        self->OnWritten(ec, keep_alive, complete);
                       });
+  }
+
+  void OnWritten(beast::error_code ec, bool keep_alive, bool complete) {
+    serializer_.reset();
+    response_ = {};
+    if (ec) return Close();
+    if (keep_alive) return ReadRequest();
+    if (!complete) return Linger();
+    Close();
   }
 
   // After an error answer sent before the request was read to its end: stop sending, then read
@@ -721,8 +786,10 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
     deadline_.store(Clock::time_point::max().time_since_epoch().count(), std::memory_order_relaxed);
+    // close() alone ends the connection as shutdown() + close() would (a FIN, or a reset when
+    // unread bytes remain): the descriptor is not shared. (After the client's EOF a shutdown()
+    // could only fail.)
     beast::error_code ignored;
-    socket().shutdown(tcp::socket::shutdown_both, ignored);
     socket().close(ignored);
   }
 
@@ -740,6 +807,10 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
   bool header_checked_ = false;
   std::optional<http::response<http::empty_body>> continue_;
   http::response<http::string_body> response_;
+  std::optional<http::response_serializer<http::string_body>> serializer_;  // of response_
+  bool inline_io_ = false;     // plain TCP in non-blocking mode: steps may run inline
+  int inline_steps_ = 0;       // steps run inline since the last return to the event loop
+  bool more_waiting_ = false;  // the last read filled its buffer (more has likely arrived)
 };
 
 }  // namespace
@@ -782,7 +853,14 @@ class HttpServer::Impl {
   Result<int> Listen(const std::string& host, int port) {
     // Volcano opens up to 16 connections at once (Go keeps only 2 idle); an overflowing accept
     // queue resets connections.
-    return net::ListenTcp(acceptor_, host, port, kListenBacklog);
+    auto port_or = net::ListenTcp(acceptor_, host, port, kListenBacklog);
+    if (!port_or.ok()) return port_or;
+    // Accepted sockets inherit TCP_NODELAY from the listening socket (Linux copies it on
+    // accept): one system call here instead of one per connection.
+    beast::error_code ec;
+    acceptor_.set_option(tcp::no_delay(true), ec);
+    if (ec) return Unavailable("cannot set TCP_NODELAY on the listening socket: " + ec.message());
+    return port_or;
   }
 
   // Starts accepting and the loops' threads.
@@ -846,18 +924,15 @@ class HttpServer::Impl {
 
   void Accept() {
     if (connections_.stopping() || !acceptor_.is_open()) return;
-    acceptor_.async_accept([this](beast::error_code ec, tcp::socket accepted) {
+    // The client's address comes with the accept (no getpeername per connection).
+    acceptor_.async_accept(accepted_peer_, [this](beast::error_code ec, tcp::socket accepted) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
       if (ec) {
         net::RetryAcceptLater(retry_, ec, "accept failed", [this] { Accept(); });
         return;
       }
       beast::error_code ignored;
-      const tcp::endpoint remote = accepted.remote_endpoint(ignored);
-      if (ignored) {  // already gone
-        Accept();
-        return;
-      }
+      const tcp::endpoint remote = accepted_peer_;
       // The loop is chosen now that the connection is here, not when the accept was started:
       // the previous connection (a client that opens one per request) has usually closed by
       // now, and the connection then stays on this loop with no hand-over to another thread.
@@ -873,7 +948,7 @@ class HttpServer::Impl {
           return;
         }
       }
-      socket.set_option(tcp::no_delay(true), ignored);
+      // TCP_NODELAY: inherited from the listening socket (Listen).
       if (tls_) {
         Serve(
             std::make_shared<HttpConnection<ssl::stream<tcp::socket>>>(
@@ -922,6 +997,7 @@ class HttpServer::Impl {
   std::optional<ssl::context> tls_;
   std::vector<std::unique_ptr<Loop>> loops_;
   tcp::acceptor acceptor_;
+  tcp::endpoint accepted_peer_;  // filled by the pending accept (one at a time)
   asio::steady_timer retry_;
   net::ThrottledCount drops_{kDropLogInterval};
 };
