@@ -326,6 +326,54 @@ TEST_F(Http, ManyPipelinedRequestsToAClientThatReadsLate) {
   EXPECT_EQ(answers.substr(answers.size() - 3), "ok\n") << "the last answer is /healthz's";
 }
 
+// Clients that stall where the server reads or writes on the spot must not hold an event loop:
+// requests whose first read fills the server's read buffer exactly (the rest of the body is
+// expected at once but never comes), and a client that never reads a large answer. Other
+// connections are still served, and the stalled ones are closed by their deadlines.
+TEST_F(Http, StalledClientsDoNotHoldTheEventLoops) {
+  ServerOptions options;
+  options.threads = 2;
+  Start(options);
+  std::vector<int> stalled;
+  // A header and body bytes adding up to a full first read (4 KiB), of a 20 000-byte body.
+  std::string first =
+      "POST /predicate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+      "Content-Length: 20000\r\n\r\n";
+  first.append(4096 - first.size(), ' ');
+  for (int i = 0; i < 4; ++i) {  // more than one per event loop
+    const int fd = ::hyperaccel::testing::ConnectLoopback(server_->port());
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(::hyperaccel::testing::SendAll(fd, first));
+    stalled.push_back(fd);
+  }
+  // Pipelined /metrics requests from a client with a small receive window that never reads.
+  std::string many;
+  for (int i = 0; i < 500; ++i) many += "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  for (int i = 0; i < 2; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    const int small = 4096;
+    ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
+    ASSERT_TRUE(::hyperaccel::testing::SendAll(fd, many));
+    stalled.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the server reaches the stalls
+  for (int i = 0; i < 8; ++i) {  // new connections land on every loop
+    auto c = Client();
+    c.set_keep_alive(false);
+    c.set_read_timeout(5, 0);
+    auto r = c.Get("/healthz");
+    ASSERT_TRUE(r) << "request " << i << " not answered: an event loop is held";
+    EXPECT_EQ(r->status, 200);
+  }
+  for (int fd : stalled) ::close(fd);
+}
+
 // Accepted connections have TCP_NODELAY (set once on the listening socket and inherited), so
 // an answer's last segment is never held back waiting for an ACK.
 TEST_F(Http, AcceptedConnectionsHaveNoDelay) {

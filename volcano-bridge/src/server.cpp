@@ -419,8 +419,12 @@ class HttpConnection final : public Connection, public std::enable_shared_from_t
       // reads of bytes that have already arrived and answer writes can be made right away, and
       // their handlers run without a round through the event loop (each of those costs an
       // epoll_wait). Without it every step goes through the event loop, as for TLS.
+      // non_blocking(), not native_non_blocking(): only the user-level mode makes asio's
+      // synchronous read_some and write_some return would_block; with the native mode alone they
+      // poll until the client sends or reads, and a client that stalls would hold the event loop
+      // and every connection on it.
       beast::error_code ec;
-      socket().native_non_blocking(true, ec);
+      socket().non_blocking(true, ec);
       inline_io_ = !ec;
       ReadRequest();
     }
