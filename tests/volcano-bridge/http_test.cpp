@@ -49,6 +49,24 @@ class Http : public ::testing::Test {
     return synthetic::PredicateBody(t, n, {});
   }
 
+  // A connection to the server with a small receive window (4 KiB), so that the server's writes
+  // fill it quickly when the client does not read; -1 on failure.
+  int ConnectWithSmallWindow() const {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    const int small = 4096;
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) != 0 ||
+        ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+
   metrics::Registry registry_;
   Bridge bridge_{{}, &registry_};
   std::unique_ptr<HttpServer> server_;
@@ -295,15 +313,8 @@ TEST_F(Http, ManyPipelinedRequestsToAClientThatReadsLate) {
   for (int i = 0; i < kMetrics; ++i) all += "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   all += "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
 
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = ConnectWithSmallWindow();
   ASSERT_GE(fd, 0);
-  const int small = 4096;  // a small receive window: the server's writes fill it quickly
-  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(static_cast<uint16_t>(server_->port()));
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
   std::atomic<bool> sent{false};
   std::thread writer([&] { sent = ::hyperaccel::testing::SendAll(fd, all); });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the server blocks on its writes
@@ -350,20 +361,13 @@ TEST_F(Http, StalledClientsDoNotHoldTheEventLoops) {
   std::string many;
   for (int i = 0; i < 500; ++i) many += "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   for (int i = 0; i < 2; ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int fd = ConnectWithSmallWindow();
     ASSERT_GE(fd, 0);
-    const int small = 4096;
-    ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(static_cast<uint16_t>(server_->port()));
-    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
     ASSERT_TRUE(::hyperaccel::testing::SendAll(fd, many));
     stalled.push_back(fd);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the server reaches the stalls
-  for (int i = 0; i < 8; ++i) {  // new connections land on every loop
+  for (int i = 0; i < 8; ++i) {                                 // new connections land on every loop
     auto c = Client();
     c.set_keep_alive(false);
     c.set_read_timeout(5, 0);
