@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <iterator>
 #include <map>
 #include <sstream>
@@ -364,38 +365,55 @@ void Http(const std::string& url, bool quick, const std::string& fixture, int se
     host = url.substr(0, colon);
     port = std::stoi(url.substr(colon + 1));
   }
-  const std::string body = PredicateBody();
   const int n = quick ? 300 : 3000;
-  for (bool keep : {true, false}) {
-    for (int clients : {1, 16}) {
-      const int per_client = clients == 1 ? n : n / 8;
-      const hb::ProcCounters before = server_pid > 0 ? hb::ReadProcCounters(server_pid) : hb::ProcCounters{};
-      auto t = HttpLoad(host, port, body, clients, per_client, keep);
-      const std::string what = std::string("HTTP predicate, ") + (keep ? "keep-alive" : "new connection") +
-                               ", " + std::to_string(clients) + " client" + (clients > 1 ? "s" : "");
-      g_rows.push_back({what + " p50 / p99", Micros(Percentile(t, 0.5)) + " / " + Micros(Percentile(t, 0.99)),
-                        clients == 1 ? "p99 < 200 µs" : ""});
-      // What the bridge process spent (only when it is a process of its own).
-      [&] {
-        if (server_pid <= 0) return;
-        const hb::PerRequest r = hb::Delta(before, hb::ReadProcCounters(server_pid), clients * per_client);
-        if (!r.ok) return;
-        char v[160];
-        std::snprintf(v, sizeof v, "%.1f µs CPU, %.2f wake-ups, %.2f preempted, %.1f µs wait", r.cpu_us,
-                      r.voluntary, r.involuntary, r.wait_us);
-        g_rows.push_back({"  server per request (" + hb::BusiestThreads(r) + ")", v, ""});
-        if (clients != 1) return;
-        // System calls per request, in a short pass of their own (strace slows the server down).
-        const int traced = 200;
-        const hb::Syscalls sc = hb::CountSyscalls(server_pid, [&] {
-          (void)HttpLoad(host, port, body, 1, traced + 10, keep);  // HttpLoad skips 10 warm-up requests
-        });
-        if (sc.total < 0) return;
-        std::snprintf(v, sizeof v, "%.1f", static_cast<double>(sc.total) / (traced + 10));
-        g_rows.push_back({"  server syscalls per request (" + hb::TopSyscalls(sc, traced + 10) + ")", v, ""});
-      }();
-      if (clients == 1) FloorRows(host, port, body, keep, n, server_pid);
+  // The predicate rows for one request body: `label` names it in the rows; `client_counts` are
+  // the numbers of concurrent clients measured.
+  auto predicate_rows = [&](const std::string& body, const std::string& label,
+                            std::initializer_list<int> client_counts) {
+    for (bool keep : {true, false}) {
+      for (int clients : client_counts) {
+        const int per_client = clients == 1 ? n : n / 8;
+        const hb::ProcCounters before =
+            server_pid > 0 ? hb::ReadProcCounters(server_pid) : hb::ProcCounters{};
+        auto t = HttpLoad(host, port, body, clients, per_client, keep);
+        const std::string what = "HTTP predicate" + label + ", " + (keep ? "keep-alive" : "new connection") +
+                                 ", " + std::to_string(clients) + " client" + (clients > 1 ? "s" : "");
+        g_rows.push_back({what + " p50 / p99",
+                          Micros(Percentile(t, 0.5)) + " / " + Micros(Percentile(t, 0.99)),
+                          clients == 1 ? "p99 < 200 µs" : ""});
+        // What the bridge process spent (only when it is a process of its own).
+        [&] {
+          if (server_pid <= 0) return;
+          const hb::PerRequest r = hb::Delta(before, hb::ReadProcCounters(server_pid), clients * per_client);
+          if (!r.ok) return;
+          char v[160];
+          std::snprintf(v, sizeof v, "%.1f µs CPU, %.2f wake-ups, %.2f preempted, %.1f µs wait", r.cpu_us,
+                        r.voluntary, r.involuntary, r.wait_us);
+          g_rows.push_back({"  server per request (" + hb::BusiestThreads(r) + ")", v, ""});
+          if (clients != 1) return;
+          // System calls per request, in a short pass of their own (strace slows the server down).
+          const int traced = 200;
+          const hb::Syscalls sc = hb::CountSyscalls(server_pid, [&] {
+            (void)HttpLoad(host, port, body, 1, traced + 10, keep);  // HttpLoad skips 10 warm-up requests
+          });
+          if (sc.total < 0) return;
+          std::snprintf(v, sizeof v, "%.1f", static_cast<double>(sc.total) / (traced + 10));
+          g_rows.push_back(
+              {"  server syscalls per request (" + hb::TopSyscalls(sc, traced + 10) + ")", v, ""});
+        }();
+        if (clients == 1) FloorRows(host, port, body, keep, n, server_pid);
+      }
     }
+  };
+  // A synthetic node with 30 pods (106 KiB), then Volcano's own predicate request (the fixture,
+  // about 20 KiB: the shape Volcano sends), one client.
+  predicate_rows(PredicateBody(), "", {1, 16});
+  std::ifstream in(fixture, std::ios::binary);
+  const std::string volcano((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (volcano.empty()) {
+    g_rows.push_back({"HTTP predicate (Volcano fixture)", "not measured: cannot read " + fixture, ""});
+  } else {
+    predicate_rows(volcano, " (Volcano fixture, " + std::to_string(volcano.size()) + " B)", {1});
   }
   if (slowloris) SlowlorisCase(host, port, quick, fixture);
 }
