@@ -458,5 +458,72 @@ TEST(Prioritize, SharedAnswersEqualPerNodeAnswers) {
   }
 }
 
+// A gang of 4 tasks, waited 100 s of a 600 s link-domain wait, in a cluster whose largest link
+// domain could hold 4 such tasks.
+DomainHold Held() {
+  DomainHold h;
+  h.wait_s = 600;
+  h.age_s = 100;
+  h.gang_tasks = 4;
+  h.unplaced = 4;
+  h.largest_domain_slots = 4;
+  h.node_domain = "ld-a";
+  return h;
+}
+
+TEST(DomainHold, AppliesOnlyToGangsThatFitOneDomainInsideTheirWait) {
+  EXPECT_TRUE(HoldApplies(Held()));
+  DomainHold h = Held();
+  h.wait_s = 0;  // no wait asked for
+  EXPECT_FALSE(HoldApplies(h));
+  h = Held();
+  h.age_s = 600;  // the wait is over
+  EXPECT_FALSE(HoldApplies(h));
+  h.age_s = 599.9;
+  EXPECT_TRUE(HoldApplies(h));
+  h = Held();
+  h.gang_tasks = 1;  // a single pod has nothing to keep together
+  EXPECT_FALSE(HoldApplies(h));
+  h = Held();
+  h.largest_domain_slots = 3;  // no domain could ever hold the whole gang: holding is pointless
+  EXPECT_FALSE(HoldApplies(h));
+  h = Held();
+  h.unplaced = 0;
+  EXPECT_FALSE(HoldApplies(h));
+}
+
+TEST(DomainHold, FirstTaskNeedsADomainWithRoomForTheWholeGang) {
+  DomainHold h = Held();
+  h.node_domain_slots = 4;
+  EXPECT_EQ(DecideDomainHold(h).code, kPass);
+  h.node_domain_slots = 3;
+  const PredicateDecision d = DecideDomainHold(h);
+  EXPECT_EQ(d.code, kUnschedulable);
+  EXPECT_EQ(d.reason,
+            "link-domain wait (100 s of 600 s): link domain ld-a has room for 3 of the gang's 4 tasks");
+  h.node_domain.clear();
+  h.node_domain_slots = 8;  // an unlabelled node is in no domain, whatever its room
+  EXPECT_EQ(DecideDomainHold(h).reason, "link-domain wait (100 s of 600 s): node has no link domain");
+  // Later tasks: the room asked for is what is left to place.
+  h = Held();
+  h.unplaced = 2;
+  h.node_domain_slots = 2;
+  EXPECT_EQ(DecideDomainHold(h).code, kPass);
+}
+
+TEST(DomainHold, LaterTasksFollowTheGangsDomain) {
+  DomainHold h = Held();
+  h.unplaced = 2;
+  h.gang_domains = {"ld-b"};
+  h.node_domain_slots = 8;  // room does not matter once the gang has a domain
+  PredicateDecision d = DecideDomainHold(h);
+  EXPECT_EQ(d.code, kUnschedulable);
+  EXPECT_EQ(d.reason,
+            "link-domain wait: the gang's other tasks are in link domain ld-b, this node is in ld-a");
+  h.node_domain = "ld-b";
+  h.node_domain_slots = 0;
+  EXPECT_EQ(DecideDomainHold(h).code, kPass);
+}
+
 }  // namespace
 }  // namespace hyperaccel::bridge

@@ -198,6 +198,54 @@ TEST(Wire, MalformedBodies) {
   EXPECT_FALSE(ParseEvict(JsonBuffer(R"({"evictor":{},"evictees":[1]})"), Opts()).ok());
 }
 
+TEST(Wire, WaitSeconds) {
+  const std::vector<std::pair<std::string, double>> good = {
+      {"0", 0},        {"600", 600},   {"90.5", 90.5}, {"90s", 90},    {"30m", 1800}, {"1h", 3600},
+      {"1h30m", 5400}, {"2m30s", 150}, {"500ms", 0.5}, {"1.5h", 5400}, {"0s", 0},     {"720h", 720 * 3600.0}};
+  for (const auto& [text, want] : good) {
+    auto got = ParseWaitSeconds(text);
+    ASSERT_TRUE(got.has_value()) << text;
+    EXPECT_DOUBLE_EQ(*got, want) << text;
+  }
+  for (const char* bad : {"", "-5", "+5", "-1m", "5d", "1h30", "m", "abc", "1 h", "nan", "inf", "721h",
+                          "1e400", " 60", "60 ", "1hh"}) {
+    EXPECT_FALSE(ParseWaitSeconds(bad).has_value()) << bad;
+  }
+}
+
+TEST(Wire, LinkDomainWaitAnnotations) {
+  synthetic::NodeSpec n;
+  n.name = "lpu-1";
+  synthetic::TaskSpec t;
+  t.uid = "u1";
+  t.job = "ml-team/train";
+  t.name = "train-worker-0";
+  t.domain_wait = "30m";
+  auto args = ParsePredicate(JsonBuffer(synthetic::PredicateBody(t, n, {})), Opts());
+  ASSERT_TRUE(args.ok()) << args.status().ToString();
+  EXPECT_DOUBLE_EQ(args->task.domain_wait_s, 1800);
+  EXPECT_TRUE(args->task.bad_domain_wait.empty());
+
+  // An unreadable value is not a malformed request: the wait stays unset and the value is kept
+  // for the bridge's warning.
+  t.domain_wait = "soon";
+  args = ParsePredicate(JsonBuffer(synthetic::PredicateBody(t, n, {})), Opts());
+  ASSERT_TRUE(args.ok()) << args.status().ToString();
+  EXPECT_LT(args->task.domain_wait_s, 0);
+  EXPECT_EQ(args->task.bad_domain_wait, "soon");
+
+  synthetic::JobSpec job = synthetic::LinkedGang("ml-team/train", 2, 4, "u", "train-worker-");
+  job.domain_wait = "1h";
+  auto snap = ParseSnapshot(JsonBuffer(synthetic::SnapshotBody({n}, {job})), Opts());
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  ASSERT_EQ(snap->jobs.size(), 1u);
+  EXPECT_DOUBLE_EQ(snap->jobs[0].domain_wait_s, 3600);
+  job.domain_wait = "1 hour";
+  snap = ParseSnapshot(JsonBuffer(synthetic::SnapshotBody({n}, {job})), Opts());
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  EXPECT_LT(snap->jobs[0].domain_wait_s, 0);
+}
+
 TEST(Wire, TopologyAnnotationArrivesAsJsonString) {
   synthetic::NodeSpec n;
   n.name = "lpu-1";

@@ -176,6 +176,30 @@ PredicateDecision DecidePredicate(const TaskNeed& need, const NodeCards& node, s
           std::string(resource) + ": no free linked set of " + std::to_string(k) + " on " + node.name};
 }
 
+bool HoldApplies(const DomainHold& hold) {
+  return hold.wait_s > 0 && hold.age_s < hold.wait_s && hold.gang_tasks >= 2 &&
+         hold.gang_tasks <= hold.largest_domain_slots && hold.unplaced >= 1;
+}
+
+PredicateDecision DecideDomainHold(const DomainHold& hold) {
+  const std::string& domain = hold.node_domain;
+  if (!hold.gang_domains.empty()) {
+    if (!domain.empty() && hold.gang_domains.count(domain) > 0) return {};
+    return {kUnschedulable, "link-domain wait: the gang's other tasks are in link domain " +
+                                *hold.gang_domains.begin() + ", this node is in " +
+                                (domain.empty() ? std::string("none") : domain)};
+  }
+  if (!domain.empty() && hold.node_domain_slots >= hold.unplaced) return {};
+  const std::string waited = std::to_string(std::llround(std::max(0.0, hold.age_s))) + " s of " +
+                             std::to_string(std::llround(hold.wait_s)) + " s";
+  return {kUnschedulable,
+          "link-domain wait (" + waited + "): " +
+              (domain.empty()
+                   ? std::string("node has no link domain")
+                   : "link domain " + domain + " has room for " + std::to_string(hold.node_domain_slots) +
+                         " of the gang's " + std::to_string(hold.unplaced) + " tasks")};
+}
+
 Mask PredictCards(const TaskNeed& need, const NodeCards& node) {
   if (!node.topology || need.cards <= 0) return 0;
   const placement::NodeFit fit = placement::ScoreNode(node.topology->graph, node.free, FitOf(need));

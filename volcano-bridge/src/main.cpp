@@ -90,6 +90,14 @@ int main(int argc, char** argv) {
       ->envname(cli::EnvName(env, "topology-cache-bytes"))
       ->check(CLI::Range(size_t{0}, size_t{1} << 36))
       ->capture_default_str();
+  app.add_option("--link-domain-wait-seconds", bridge_options.link_domain_wait_s,
+                 "seconds a gang that fits one link domain may wait for a domain with room for all of "
+                 "it before it may start across domains, for gangs without the "
+                 "hyperaccel.ai/link-domain-wait annotation (0: only annotated gangs wait; needs "
+                 "onSessionOpen, allocate and deallocate events)")
+      ->envname(cli::EnvName(env, "link-domain-wait-seconds"))
+      ->check(CLI::Range(0.0, 30.0 * 24 * 3600))
+      ->capture_default_str();
   app.add_option("--tls-cert", server.tls_cert, "PEM certificate: serve HTTPS (needs --tls-key)")
       ->envname(cli::EnvName(env, "tls-cert"))
       ->check(CLI::ExistingFile);
@@ -118,7 +126,10 @@ int main(int argc, char** argv) {
     HA_LOG(kError, "cannot start").kv("error", s.message());
     return 1;
   }
-  HA_LOG(kInfo, "started").kv("resource", bridge_options.resource).kv("weight", bridge_options.weight);
+  HA_LOG(kInfo, "started")
+      .kv("resource", bridge_options.resource)
+      .kv("weight", bridge_options.weight)
+      .kv("link_domain_wait_s", bridge_options.link_domain_wait_s);
   while (!shutdown::WaitFor(std::chrono::seconds(60))) {
   }
   HA_LOG(kInfo, "shutting down: finishing requests in flight");

@@ -59,6 +59,9 @@ Bridge::Bridge(BridgeOptions options, metrics::Registry* registry)
   predicate_codes_ =
       &registry->AddCounter("hyperaccel_bridge_predicate_results_total",
                             "Predicate answers by Volcano code (0 fits, 2 unschedulable, 3 never)", {"code"});
+  domain_holds_ = &registry->AddCounter("hyperaccel_bridge_link_domain_holds_total",
+                                        "Predicate answers that held a gang back for one link domain with "
+                                        "room for all of it (link-domain wait)");
   latency_ = &registry->AddHistogram("hyperaccel_bridge_request_seconds", "Extender request handling time",
                                      {"verb"}, metrics::Histogram::LatencyBuckets());
   session_nodes_ =
@@ -149,12 +152,42 @@ Reply Bridge::OnSessionClose(const JsonBuffer& body) {
   return Ok("{}");
 }
 
+double Bridge::Now() const {
+  if (options_.now) return options_.now();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void Bridge::WarnBadDomainWait(const Task& task) {
+  {
+    std::lock_guard<std::mutex> lock(warned_mu_);
+    if (warned_jobs_.size() >= 4096) warned_jobs_.clear();
+    if (!warned_jobs_.insert(task.job.empty() ? task.uid : task.job).second) return;
+  }
+  HA_LOG(kWarn, "ignoring an unreadable link-domain wait annotation (want seconds or \"30m\", \"1h\")")
+      .kv("annotation", kAnnotationLinkDomainWait)
+      .kv("value", task.bad_domain_wait)
+      .kv("task", task.ns + "/" + task.name)
+      .kv("job", task.job);
+}
+
 Reply Bridge::Predicate(const JsonBuffer& body) {
   auto args = ParsePredicate(body, parse_);
   if (!args.ok()) return Malformed(args.status());
   const TaskNeed need = state_.NeedOf(args->task);
   const NodeCards cards = state_.CardsFromBody(args->node);
-  const PredicateDecision d = DecidePredicate(need, cards, options_.resource);
+  PredicateDecision d = DecidePredicate(need, cards, options_.resource);
+  if (!args->task.bad_domain_wait.empty()) WarnBadDomainWait(args->task);
+  DomainHold hold;
+  if (d.code == kPass) {
+    const double now = Now();
+    if (state_.DomainHoldOf(args->task, need, cards, options_.link_domain_wait_s, now, &hold)) {
+      d = DecideDomainHold(hold);
+      if (d.code != kPass) {
+        state_.NoteHeld(args->task, need, hold, now);
+        if (domain_holds_) domain_holds_->Inc({});
+      }
+    }
+  }
   if (predicate_codes_) predicate_codes_->Inc({std::to_string(d.code)});
   if (d.code != kPass && log::Enabled(log::Level::kDebug)) {
     HA_LOG(kDebug, "predicate")

@@ -146,19 +146,60 @@ void SessionState::OpenSession(Snapshot snapshot) {
     info.min_available = j.min_available;
     info.require_linked = j.require_linked;
     info.spot = j.spot;
+    info.domain_wait_s = j.domain_wait_s;
     for (auto& t : j.tasks) {
       info.task_uids.push_back(std::move(t.uid));
       info.task_nodes.push_back(std::move(t.node_name));
+    }
+  }
+  std::unordered_map<std::string, std::vector<std::string>> domains;
+  std::unordered_map<std::string, std::vector<int>> domain_capacities;
+  size_t largest_node = 0;
+  for (const auto& [name, info] : nodes) {
+    if (info.link_domain.empty()) continue;
+    domains[info.link_domain].push_back(name);
+    const int capacity = info.topology ? std::popcount(info.topology->healthy)
+                                       : std::max(0, info.allocatable.value_or(info.idle.value_or(0)));
+    domain_capacities[info.link_domain].push_back(capacity);
+    largest_node = std::max(largest_node, static_cast<size_t>(std::min(capacity, 1024)));
+  }
+  std::vector<int> largest_slots(largest_node + 1, 0);
+  for (const auto& [domain, capacities] : domain_capacities) {
+    for (size_t k = 1; k < largest_slots.size(); ++k) {
+      int slots = 0;
+      for (int c : capacities) slots += c / static_cast<int>(k);
+      largest_slots[k] = std::max(largest_slots[k], slots);
+    }
+  }
+  {
+    // Holds of jobs that left the snapshot or have nothing pending are over.
+    std::lock_guard<std::mutex> held_lock(held_mu_);
+    for (auto it = first_held_.begin(); it != first_held_.end();) {
+      auto job = jobs.find(it->first);
+      const bool pending =
+          job != jobs.end() && std::any_of(job->second.task_nodes.begin(), job->second.task_nodes.end(),
+                                           [](const std::string& node) { return node.empty(); });
+      it = pending ? std::next(it) : first_held_.erase(it);
     }
   }
   cache_.Sweep();
   std::unique_lock lock(mu_);
   snapshot_nodes_.swap(nodes);
   jobs_.swap(jobs);
+  domain_nodes_.swap(domains);
+  largest_domain_slots_.swap(largest_slots);
   tentative_.clear();
   tentative_by_node_.clear();
   seq_ = 0;
   open_ = true;
+  any_job_wait_.store(
+      std::any_of(jobs_.begin(), jobs_.end(), [](const auto& j) { return j.second.domain_wait_s > 0; }),
+      std::memory_order_relaxed);
+  cluster_slots_.assign(largest_domain_slots_.size(), 0);
+  for (const auto& [name, info] : snapshot_nodes_) {
+    const int free = Build(info, /*fresh_counts=*/true).free_count;
+    for (size_t k = 1; k < cluster_slots_.size(); ++k) cluster_slots_[k] += free / static_cast<int>(k);
+  }
   std::lock_guard<std::mutex> seen_lock(seen_mu_);
   seen_nodes_.clear();
   node_load_.clear();
@@ -177,6 +218,10 @@ void SessionState::CloseSession() {
   std::unique_lock lock(mu_);
   snapshot_nodes_.clear();
   jobs_.clear();
+  domain_nodes_.clear();
+  largest_domain_slots_.clear();
+  cluster_slots_.clear();
+  any_job_wait_.store(false, std::memory_order_relaxed);
   tentative_.clear();
   tentative_by_node_.clear();
   open_ = false;
@@ -387,6 +432,65 @@ GangView SessionState::GangOf(const Task& task, const std::vector<Node>& body_no
     if (!idc->empty()) gang.idcs.insert(*idc);
   }
   return gang;
+}
+
+bool SessionState::DomainHoldOf(const Task& task, const TaskNeed& need, const NodeCards& node,
+                                double default_wait_s, double now_s, DomainHold* hold) const {
+  if (need.cards <= 0 || task.job.empty()) return false;
+  // Off unless something asks for it: the common predicate takes no lock here.
+  if (task.domain_wait_s == 0 ||
+      (task.domain_wait_s < 0 && default_wait_s <= 0 && !any_job_wait_.load(std::memory_order_relaxed)))
+    return false;
+  DomainHold h;
+  {
+    std::shared_lock lock(mu_);
+    auto job = jobs_.find(task.job);
+    if (job == jobs_.end()) return false;
+    h.wait_s = task.domain_wait_s >= 0          ? task.domain_wait_s
+               : job->second.domain_wait_s >= 0 ? job->second.domain_wait_s
+                                                : default_wait_s;
+    if (h.wait_s <= 0) return false;
+    h.gang_tasks = static_cast<int>(job->second.task_uids.size());
+    const auto k = static_cast<size_t>(need.cards);
+    h.largest_domain_slots = k < largest_domain_slots_.size() ? largest_domain_slots_[k] : 0;
+  }
+  {
+    std::lock_guard<std::mutex> held_lock(held_mu_);
+    auto held = first_held_.find(task.job);
+    h.age_s = held == first_held_.end() ? 0 : now_s - held->second;
+  }
+  h.unplaced = 1;
+  if (!HoldApplies(h)) return false;
+  GangView gang = GangOf(task, {});
+  h.unplaced = gang.remaining;
+  h.gang_domains = std::move(gang.domains);
+  h.node_domain = node.link_domain;
+  if (!h.node_domain.empty()) {
+    // The node as the request gives it, and the domain's other snapshot nodes as last seen, less
+    // the session's tentative allocations.
+    h.node_domain_slots = node.free_count / need.cards;
+    std::shared_lock lock(mu_);
+    if (auto members = domain_nodes_.find(h.node_domain); members != domain_nodes_.end()) {
+      for (const std::string& name : members->second) {
+        if (name == node.name) continue;
+        if (auto info = FindNode(name))
+          h.node_domain_slots += Build(*info, /*fresh_counts=*/false).free_count / need.cards;
+      }
+    }
+  }
+  *hold = std::move(h);
+  return HoldApplies(*hold);
+}
+
+void SessionState::NoteHeld(const Task& task, const TaskNeed& need, const DomainHold& hold, double now_s) {
+  if (task.job.empty() || need.cards <= 0) return;
+  {
+    std::shared_lock lock(mu_);
+    const auto k = static_cast<size_t>(need.cards);
+    if (k >= cluster_slots_.size() || cluster_slots_[k] < hold.unplaced) return;
+  }
+  std::lock_guard<std::mutex> held_lock(held_mu_);
+  first_held_.try_emplace(task.job, now_s);
 }
 
 void SessionState::AddTentative(const std::string& uid, Tentative t) {

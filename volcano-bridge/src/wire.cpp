@@ -209,6 +209,15 @@ Status ReadCards(od::value& v, const Path& p, const ParseOptions& o, std::option
   });
 }
 
+// The link-domain-wait annotation's value into `*wait_s`, or into `*bad` when unreadable.
+void ReadDomainWait(std::string_view text, double* wait_s, std::string* bad) {
+  if (auto w = ParseWaitSeconds(text)) {
+    *wait_s = *w;
+  } else {
+    bad->assign(text.substr(0, 64));
+  }
+}
+
 // Pod: metadata.annotations / metadata.labels flags and spec.nodeName.
 Status ReadPod(od::value& v, const Path& p, Task* t) {
   std::string_view node_name;
@@ -219,11 +228,13 @@ Status ReadPod(od::value& v, const Path& p, Task* t) {
         if (!annotations && mk != "labels") return Status::Ok();
         return ForEachField(mv, mp, [&](std::string_view ak, od::value& av, const Path& ap) {
           const bool linked = annotations && ak == names::kAnnotationRequireLinked;
+          const bool wait = annotations && ak == kAnnotationLinkDomainWait;
           const bool spot = ak == "volcano.sh/preemptable";
-          if (!linked && !spot) return Status::Ok();
+          if (!linked && !spot && !wait) return Status::Ok();
           std::string_view text;
           if (Status st = ReadString(av, ap, &text); !st.ok()) return st;
           if (linked) t->require_linked = IsTrue(text);
+          if (wait) ReadDomainWait(text, &t->domain_wait_s, &t->bad_domain_wait);
           if (spot && IsTrue(text)) t->spot = true;
           return Status::Ok();
         });
@@ -341,10 +352,15 @@ Status ReadJob(od::value& v, const Path& p, const ParseOptions& o, Job* j) {
         return ForEachField(gv, gp, [&](std::string_view mk, od::value& mv, const Path& mp) {
           if (mk != "annotations") return Status::Ok();
           return ForEachField(mv, mp, [&](std::string_view ak, od::value& av, const Path& ap) {
-            if (ak != names::kAnnotationRequireLinked) return Status::Ok();
+            const bool linked = ak == names::kAnnotationRequireLinked;
+            if (!linked && ak != kAnnotationLinkDomainWait) return Status::Ok();
             std::string_view text;
             if (Status st = ReadString(av, ap, &text); !st.ok()) return st;
-            j->require_linked = IsTrue(text);
+            if (linked) {
+              j->require_linked = IsTrue(text);
+            } else {
+              j->domain_wait_s = ParseWaitSeconds(text).value_or(-1);
+            }
             return Status::Ok();
           });
         });
@@ -546,6 +562,34 @@ size_t ParserPool::idle() const {
 }
 
 // ---- Parsers ----------------------------------------------------------------------------------
+
+std::optional<double> ParseWaitSeconds(std::string_view text) {
+  constexpr double kMax = 30.0 * 24 * 3600;
+  if (text.empty() || text.size() > 64) return std::nullopt;
+  double total = 0;
+  bool bare = true;  // a number without a unit: seconds
+  while (!text.empty()) {
+    double n = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || !std::isfinite(n) || n < 0 || text.front() == '-' || text.front() == '+')
+      return std::nullopt;
+    text.remove_prefix(static_cast<size_t>(end - text.data()));
+    double unit = 1;
+    if (text.starts_with("ms")) {
+      unit = 0.001;
+      text.remove_prefix(2);
+    } else if (!text.empty() && (text.front() == 'h' || text.front() == 'm' || text.front() == 's')) {
+      unit = text.front() == 'h' ? 3600 : text.front() == 'm' ? 60 : 1;
+      text.remove_prefix(1);
+    } else if (!text.empty() || !bare) {
+      return std::nullopt;  // an unknown unit, or "1h30" (a unit-less number after units)
+    }
+    bare = false;
+    total += n * unit;
+  }
+  if (total > kMax) return std::nullopt;
+  return total;
+}
 
 int CardsFromMilli(double milli) {
   if (!(milli > 0)) return 0;

@@ -7,6 +7,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "hyperaccel/bridge/wire.h"
 #include "hyperaccel/placement/annotation.h"
 #include "hyperaccel/placement/names.h"
 
@@ -41,6 +42,7 @@ Json Pod(const TaskSpec& t) {
   annotations["volcano.sh/task-spec"] = "worker";
   if (t.require_linked) annotations[names::kAnnotationRequireLinked] = "true";
   if (t.spot) annotations["volcano.sh/preemptable"] = "true";
+  if (!t.domain_wait.empty()) annotations[kAnnotationLinkDomainWait] = t.domain_wait;
   Json requests = {{"cpu", "4"}, {"memory", "16Gi"}};
   if (t.cards > 0) requests[names::kDefaultResource] = std::to_string(t.cards);
   Json spec = {
@@ -372,6 +374,7 @@ std::string SnapshotBody(const std::vector<NodeSpec>& nodes, const std::vector<J
     const std::string pg = PodGroupName(j.uid);
     Json pg_annotations = Json::object();
     if (j.require_linked) pg_annotations[names::kAnnotationRequireLinked] = "true";
+    if (!j.domain_wait.empty()) pg_annotations[kAnnotationLinkDomainWait] = j.domain_wait;
     Json job = {{"UID", j.uid},
                 {"PgUID", "9b1d2c3e-" + pg},
                 {"Name", pg},

@@ -23,6 +23,7 @@ struct TaskSpec {
   int64_t priority = 0;
   bool require_linked = false;
   bool spot = false;
+  std::string domain_wait;                       // annotation hyperaccel.ai/link-domain-wait ("" none)
 };
 
 struct NodeSpec {
@@ -57,6 +58,7 @@ struct JobSpec {
   std::string uid;  // "<ns>/<podgroup>"
   int min_available = 1;
   bool require_linked = false;
+  std::string domain_wait;  // PodGroup annotation hyperaccel.ai/link-domain-wait ("" none)
   std::vector<TaskSpec> tasks;
 };
 // A gang whose PodGroup asks for linked cards: `tasks` pending pods of `cards` cards, all needed

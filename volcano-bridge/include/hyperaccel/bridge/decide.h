@@ -68,6 +68,33 @@ struct PredicateDecision {
 
 PredicateDecision DecidePredicate(const TaskNeed& need, const NodeCards& node, std::string_view resource);
 
+// Delay scheduling for gang locality (Zaharia et al., EuroSys '10): a gang small enough for one
+// link domain may wait up to a bound for a domain with room for all of it, instead of starting
+// across domains as soon as the cluster has room; the hold never delays it by more than the bound. Opt-in per job (annotation hyperaccel.ai/link-domain-wait) or for every gang
+// (the bridge's --link-domain-wait-seconds). docs/volcano-bridge.md, "Link-domain wait".
+struct DomainHold {
+  double wait_s = 0;  // how long the gang may be held (<= 0: never)
+  // How long it has been held: since the first time the hold failed a node for it while the
+  // cluster had room for all of its unplaced tasks (0 before that).
+  double age_s = 0;
+  int gang_tasks = 0;  // tasks of the job that request cards (placed or not)
+  int unplaced = 0;    // of those, tasks without a node yet, this one included
+  // Most tasks of this size one link domain of the cluster could hold with nothing running.
+  int largest_domain_slots = 0;
+  std::string node_domain;             // the node's link domain ("" when unlabelled)
+  int node_domain_slots = 0;           // tasks of this size its domain can take now
+  std::set<std::string> gang_domains;  // link domains of the gang's placed tasks
+};
+
+// Whether the hold applies to the task at all (a gang that fits one domain, still inside its
+// bound); when it does not, the predicate is DecidePredicate's alone.
+bool HoldApplies(const DomainHold& hold);
+
+// With the hold applying: passes a node whose link domain already holds the gang's placed tasks,
+// or (nothing placed yet) whose domain can take every unplaced task now; otherwise
+// kUnschedulable with the reason. Call only when HoldApplies.
+PredicateDecision DecideDomainHold(const DomainHold& hold);
+
 // The cards the device plugin would give this task on this node now (placement::ScoreNode's
 // prediction); 0 for count-only nodes or when the task does not fit.
 Mask PredictCards(const TaskNeed& need, const NodeCards& node);

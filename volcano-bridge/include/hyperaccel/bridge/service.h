@@ -4,8 +4,11 @@
 
 #include <array>
 #include <chrono>
+#include <functional>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 
 #include "hyperaccel/bridge/state.h"
 #include "hyperaccel/bridge/wire.h"
@@ -40,6 +43,11 @@ struct BridgeOptions {
   double weight = 1.0;                          // prioritize scores are 0..100 × weight
   // Decoded topology annotations kept between calls, in bytes (TopologyCache).
   size_t topology_cache_bytes = TopologyCache::kDefaultMaxBytes;
+  // Link-domain wait (decide.h, DomainHold) for gangs whose pod and PodGroup carry no
+  // hyperaccel.ai/link-domain-wait annotation, in seconds; 0: only annotated gangs wait.
+  double link_domain_wait_s = 0;
+  // Seconds on a monotonic clock (link-domain wait ages); null: std::chrono::steady_clock.
+  std::function<double()> now;
 };
 
 struct Reply {
@@ -77,6 +85,9 @@ class Bridge {
   Reply Evict(const JsonBuffer& body, Verb verb);
   Reply Neutral(const JsonBuffer& body, Verb verb);
   void UpdateGauges();
+  double Now() const;
+  // Logs an unreadable link-domain-wait annotation once per job (per few thousand jobs).
+  void WarnBadDomainWait(const Task& task);
 
   BridgeOptions options_;
   ParserPool parsers_;
@@ -85,6 +96,9 @@ class Bridge {
   metrics::Counter* requests_ = nullptr;
   metrics::Counter* errors_ = nullptr;
   metrics::Counter* predicate_codes_ = nullptr;
+  metrics::Counter* domain_holds_ = nullptr;
+  std::mutex warned_mu_;
+  std::unordered_set<std::string> warned_jobs_;
   metrics::Histogram* latency_ = nullptr;
   metrics::Gauge* session_nodes_ = nullptr;
   metrics::Gauge* session_jobs_ = nullptr;

@@ -9,6 +9,7 @@
 //    each with the cards placement predicts for it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -95,6 +96,18 @@ class SessionState {
   // costs O(1) per node of `cards`, whatever the number of nodes and tentative allocations.
   void AddDomainLoad(std::vector<NodeCards>* cards) const;
 
+  // The link-domain wait's inputs for `task` on `node` (a predicate's node, as CardsFromBody built
+  // it) at time `now_s` (seconds, any fixed origin): the wait is the pod's annotation, else its
+  // PodGroup's, else `default_wait_s`; the age counts from NoteHeld. False, without looking
+  // further, when no wait is set, the job is past its wait, or its job is not in the session's
+  // snapshot (the hold needs onSessionOpen); `*hold` is then untouched.
+  bool DomainHoldOf(const Task& task, const TaskNeed& need, const NodeCards& node, double default_wait_s,
+                    double now_s, DomainHold* hold) const;
+  // The hold just failed a node for `task`: its job's hold starts now, if it has not started and the
+  // cluster had room (counting cards, at the session's snapshot) for all of its unplaced tasks.
+  // Kept across sessions while the job has a pending task in the snapshots; lost on restart.
+  void NoteHeld(const Task& task, const TaskNeed& need, const DomainHold& hold, double now_s);
+
   // allocateFunc / deallocateFunc. Allocate predicts the task's cards on its node.
   void Allocate(const Task& task, const TaskNeed& need);
   void Deallocate(const Task& task);
@@ -122,6 +135,7 @@ class SessionState {
     int min_available = 0;
     bool require_linked = false;
     bool spot = false;
+    double domain_wait_s = -1;            // PodGroup's link-domain-wait (< 0: none)
     std::vector<std::string> task_uids;   // tasks requesting cards
     std::vector<std::string> task_nodes;  // node of each task ("" when pending)
   };
@@ -167,6 +181,15 @@ class SessionState {
   bool open_ = false;
   std::unordered_map<std::string, NodeInfo> snapshot_nodes_;
   std::unordered_map<std::string, JobInfo> jobs_;
+  // Snapshot nodes by link-domain label, and for each task size k (index k, up to the largest
+  // node), the most tasks of k cards one domain could hold empty (the link-domain wait's "fits").
+  std::unordered_map<std::string, std::vector<std::string>> domain_nodes_;
+  std::vector<int> largest_domain_slots_;
+  std::vector<int> cluster_slots_;         // by k: tasks of k cards the snapshot's free cards could take
+  std::atomic<bool> any_job_wait_{false};  // some PodGroup of the snapshot asks for a link-domain wait
+  // When each job's link-domain hold started (NoteHeld). Never locked together with mu_.
+  mutable std::mutex held_mu_;
+  std::unordered_map<std::string, double> first_held_;
   std::unordered_map<std::string, Tentative> tentative_;                           // by task UID
   std::unordered_map<std::string, std::vector<NodeTentative>> tentative_by_node_;  // the same, by node
   uint64_t seq_ = 0;

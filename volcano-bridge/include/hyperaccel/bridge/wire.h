@@ -63,6 +63,11 @@ class JsonBuffer {
   bool mapped_ = false;  // from mmap (large) rather than the heap
 };
 
+// Pod / PodGroup annotation: how long a gang may wait for one link domain with room for all of it
+// before it may start across domains ("30m", "1h", "600"; ParseWaitSeconds). Read by the bridge
+// alone (decide.h, DomainHold).
+inline constexpr const char* kAnnotationLinkDomainWait = "hyperaccel.ai/link-domain-wait";
+
 // What the bridge reads from a TaskInfo.
 struct Task {
   std::string uid;
@@ -75,7 +80,11 @@ struct Task {
   int cards = 0;  // Resreq.ScalarResources[resource] / 1000, rounded away from 0 (< 0: a bad request)
   bool require_linked = false;  // pod annotation hyperaccel.ai/require-linked: "true"
   bool spot = false;            // pod annotation or label volcano.sh/preemptable: "true"
-  std::string_view raw;         // the whole TaskInfo object as sent (evictees only; points into the body)
+  // Pod annotation hyperaccel.ai/link-domain-wait in seconds; < 0 when absent. An unreadable value
+  // is kept in `bad_domain_wait` (and the wait stays absent) so the bridge can say so.
+  double domain_wait_s = -1;
+  std::string bad_domain_wait;
+  std::string_view raw;  // the whole TaskInfo object as sent (evictees only; points into the body)
 };
 
 // A task bound or allocated to a node, as listed in NodeInfo.Tasks.
@@ -103,6 +112,7 @@ struct Job {
   int min_available = 0;
   bool require_linked = false;  // PodGroup annotation hyperaccel.ai/require-linked: "true"
   bool spot = false;            // JobInfo.Preemptable (PodGroup volcano.sh/preemptable)
+  double domain_wait_s = -1;    // PodGroup annotation hyperaccel.ai/link-domain-wait (< 0: absent)
   std::vector<Task> tasks;      // tasks that request cards
 };
 
@@ -175,6 +185,10 @@ Result<Snapshot> ParseSnapshot(const JsonBuffer& body, const ParseOptions& optio
 Status ParseSessionClose(const JsonBuffer& body, ParserPool* parsers = nullptr);
 // A JSON object whose member `key` is an object (or null): {"job":{...}}, {"queue":{...}}.
 Status ParseEnvelope(const JsonBuffer& body, std::string_view key, ParserPool* parsers = nullptr);
+
+// A wait as the link-domain-wait annotation gives it: seconds ("600", "90.5") or Go-style units
+// ("90s", "30m", "1h30m", "500ms"), 0 to 30 days; nullopt for anything else.
+std::optional<double> ParseWaitSeconds(std::string_view text);
 
 // Milli-units (Volcano's scalar resource encoding) to whole cards, rounded up, clamped to [0, 1e6].
 int CardsFromMilli(double milli);
