@@ -416,10 +416,20 @@ TEST(Engine, BurstTraceHasAWindowAndFinishes) {
   }
 }
 
+// hyperaccel with the bridge's link-domain wait set to `wait` seconds.
+PolicyResult SimulateWithDomainWait(const Cluster& c, const std::vector<JobSpec>& jobs, double wait) {
+  SimOptions o;
+  o.policy = Policy::kHyperaccel;
+  o.gang_domain_wait_s = wait;
+  return Simulate(c, jobs, o);
+}
+
 // Two one-node link domains in one rack. Pods of 6 cards leave 2 free on each node (b ends at 50);
 // a 2 x 2 gang arriving at 1 fits one empty domain but no domain has room for it then. Without a
 // wait it splits at once; waiting up to 1000 s it starts at 50 on the node b freed; waiting up to
-// 20 s it gives up at the first cycle after that (c ends at 35) and splits.
+// 20 s it gives up at the first cycle after that (c ends at 35) and splits. The wait is the
+// bridge's link-domain wait, called through its predicate; here the cluster has room for the gang
+// from its arrival, so the wait counts from then.
 TEST(Engine, GangDomainWaitHoldsAGangForADomainThenFallsBack) {
   const Cluster c = MakeCluster(2, 1, 2);
   const auto jobs = Jobs(
@@ -427,12 +437,7 @@ TEST(Engine, GangDomainWaitHoldsAGangForADomainThenFallsBack) {
       "b,0,50,1,6,5,false\n"
       "g,1,10,2,2,5,false\n"
       "c,30,5,1,1,5,false\n");
-  auto run = [&](double wait) {
-    SimOptions o;
-    o.policy = Policy::kHyperaccel;
-    o.gang_domain_wait_s = wait;
-    return Simulate(c, jobs, o);
-  };
+  auto run = [&](double wait) { return SimulateWithDomainWait(c, jobs, wait); };
   const auto now = run(0);
   EXPECT_DOUBLE_EQ(now.start_s[2], 1);
   EXPECT_EQ(now.gangs_fit_domain, 1);
@@ -449,6 +454,31 @@ TEST(Engine, GangDomainWaitHoldsAGangForADomainThenFallsBack) {
   tiers.policy = Policy::kTiers;
   tiers.gang_domain_wait_s = 1000;
   EXPECT_DOUBLE_EQ(Simulate(c, jobs, tiers).start_s[2], 1);
+}
+
+// The wait counts from when the cluster first had room for the gang. a and b (6 cards each) run
+// to 100, x (2 cards) to 40: until 40 the cluster has one free slot of 2 cards, so the 2 x 2 gang
+// waits for cards, not for a domain. At 40 it could start split: with a 20 s wait it is held from
+// then and starts split at 70 (c's end, the first cycle after 60), not at 40 as a wait counted
+// from its arrival would let it; with 1000 s it starts at 100 in one domain.
+TEST(Engine, GangDomainWaitCountsFromWhenTheClusterHadRoom) {
+  const Cluster c = MakeCluster(2, 1, 2);
+  const auto jobs = Jobs(
+      "a,0,100,1,6,5,false\n"
+      "b,0,100,1,6,5,false\n"
+      "x,0,40,1,2,5,false\n"
+      "g,1,10,2,2,5,false\n"
+      "c,65,5,1,1,5,false\n");
+  auto run = [&](double wait) { return SimulateWithDomainWait(c, jobs, wait); };
+  const auto now = run(0);
+  EXPECT_DOUBLE_EQ(now.start_s[3], 40);
+  EXPECT_EQ(now.gangs_fit_one_domain, 0);
+  const auto bounded = run(20);
+  EXPECT_DOUBLE_EQ(bounded.start_s[3], 70);
+  EXPECT_EQ(bounded.gangs_fit_one_domain, 0);
+  const auto held = run(1000);
+  EXPECT_DOUBLE_EQ(held.start_s[3], 100);
+  EXPECT_EQ(held.gangs_fit_one_domain, 1);
 }
 
 // ---- metrics users feel (hand-worked values) ----------------------------------------------------

@@ -234,9 +234,15 @@ class Engine {
     const bridge::TaskNeed need = NeedOf(job);
     const int k = job.cards_per_task;
     bridge::GangView gang;
+    std::optional<bridge::DomainHold> hold = bridge ? DomainHoldOf(job) : std::nullopt;
     for (int t = 0; t < job.tasks; ++t) {
+      if (hold) {
+        hold->unplaced = job.tasks - t;
+        hold->gang_domains = gang.domains;
+      }
       auto pass = [&](int node) {
         return free_count_[static_cast<size_t>(node)] >= k && (!bridge || BridgeFits(need, node)) &&
+               (!hold || HoldPasses(job, *hold, node)) &&
                (!dra || dra_->Allocate(free_[static_cast<size_t>(node)], k) != 0);
       };
       if (within) {
@@ -352,21 +358,53 @@ class Engine {
         if (PlaceTasks(job, &(*tier)[static_cast<size_t>(h)])) return true;
         Discard();
       }
-      if (HardDomain(job)) return false;
+      // Under the link-domain wait with no domain that has room for the whole gang, the bridge's
+      // predicate fails every node for the first task: the dry-runs of the higher tiers would all
+      // fail, so they are skipped (the result is the same, only faster).
+      if (tier == &domain_nodes_ && DomainHoldOf(job) && !DomainHadRoom(job)) {
+        NoteHeld(job, job.tasks);
+        return false;
+      }
     }
     return PlaceTasks(job, nullptr);
   }
 
-  // Volcano's hard network topology at tier 1 (the link domain) for gangs small enough for one
-  // empty link domain: such a gang waits for a domain with room instead of spreading.
-  bool HardDomain(const JobSpec& job) const {
-    if (options_.policy != Policy::kHyperaccel || options_.gang_domain_wait_s <= 0) return false;
-    if (job.tasks * job.cards_per_task > cluster_.config().nodes_per_domain * cluster_.cards_per_node())
-      return false;
-    if (cluster_.config().nodes_per_domain * (cluster_.cards_per_node() / job.cards_per_task) < job.tasks)
-      return false;
-    return now_ - job.arrival_s < options_.gang_domain_wait_s;
+  // The bridge's link-domain wait for `job` now (what its predicate would be given with
+  // --link-domain-wait-seconds set to --gang-domain-wait-s), or nullopt when it does not apply.
+  // The fill experiment has no time to wait in: no hold there.
+  std::optional<bridge::DomainHold> DomainHoldOf(const JobSpec& job) const {
+    if (options_.policy != Policy::kHyperaccel || options_.gang_domain_wait_s <= 0 || filling_)
+      return std::nullopt;
+    bridge::DomainHold hold;
+    hold.wait_s = options_.gang_domain_wait_s;
+    const double held = first_held_[IndexOf(job)];
+    hold.age_s = held < 0 ? 0 : now_ - held;
+    hold.gang_tasks = job.tasks;
+    hold.unplaced = job.tasks;
+    hold.largest_domain_slots =
+        cluster_.config().nodes_per_domain * (cluster_.cards_per_node() / job.cards_per_task);
+    if (!bridge::HoldApplies(hold)) return std::nullopt;
+    return hold;
   }
+
+  // The bridge's predicate under the link-domain wait, for `node`: the node's link domain and the
+  // tasks of the job's size it can take now. A failure starts the job's hold, as the bridge's
+  // NoteHeld does, when the cluster has room for its unplaced tasks (counting cards).
+  bool HoldPasses(const JobSpec& job, bridge::DomainHold& hold, int node) {
+    const int k = job.cards_per_task;
+    const SimNode& sn = cluster_.nodes()[static_cast<size_t>(node)];
+    hold.node_domain = sn.domain;
+    hold.node_domain_slots =
+        static_cast<int>(CountSlots(domain_nodes_[static_cast<size_t>(sn.domain_id)], k));
+    if (bridge::DecideDomainHold(hold).code == bridge::kPass) return true;
+    NoteHeld(job, hold.unplaced);
+    return false;
+  }
+  void NoteHeld(const JobSpec& job, int unplaced) {
+    double& held = first_held_[IndexOf(job)];
+    if (held < 0 && CountSlots(job.cards_per_task) >= unplaced) held = now_;
+  }
+  size_t IndexOf(const JobSpec& job) const { return static_cast<size_t>(&job - jobs_.data()); }
 
   bool TryJob(const JobSpec& job) {
     ++result_.scheduling_attempts;
@@ -568,6 +606,8 @@ class Engine {
   const placement::CardGraph& graph_;
   std::optional<DraAllocator> dra_;  // the dra-* policies
   const std::vector<JobSpec>& jobs_;
+  std::vector<double> first_held_;  // by job: when its link-domain hold started (< 0: not held yet)
+  bool filling_ = false;            // in the fill experiment
   SimOptions options_;
   std::mt19937_64 rng_;
   int to_find_;
@@ -611,6 +651,7 @@ PolicyResult Engine::Run() {
   const auto wall0 = Clock::now();
   result_.policy = options_.policy;
   result_.jobs = static_cast<int>(jobs_.size());
+  first_held_.assign(jobs_.size(), -1.0);
   placements_.resize(jobs_.size());
   result_.start_s.assign(jobs_.size(), -1.0);
   result_.run_s.assign(jobs_.size(), -1.0);
@@ -712,6 +753,7 @@ PolicyResult Engine::Run() {
 FillResult Engine::Fill(int consecutive_failures) {
   FillResult f;
   f.ran = true;
+  filling_ = true;
   f.consecutive_failures = consecutive_failures;
   std::vector<int> drawable;
   for (size_t i = 0; i < jobs_.size(); ++i)

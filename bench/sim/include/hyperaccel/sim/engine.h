@@ -65,8 +65,10 @@ struct SimOptions {
   // cards that are not one linked set / when its pods span link domains (the larger applies).
   double unlinked_slowdown = 1;
   double cross_domain_slowdown = 1;
-  // hyperaccel: a gang small enough for one empty link domain waits up to this long for a domain
-  // with room (Volcano's hard network topology at tier 1), then falls back to soft mode. 0 = off.
+  // hyperaccel: the bridge's link-domain wait (bridge::DecideDomainHold): a gang small enough for
+  // one empty link domain waits up to this long (from when the cluster has room for it) for a
+  // domain with room, then the soft tiers apply. 0 = off; hyperaccel-sim's command line defaults
+  // to the bridge's (bridge::kDefaultLinkDomainWaitS).
   double gang_domain_wait_s = 0;
 };
 
