@@ -3,6 +3,7 @@
 #include <chrono>
 #include <iostream>
 
+#include "hyperaccel/bridge/decide.h"
 #include "hyperaccel/bridge/server.h"
 #include "hyperaccel/bridge/service.h"
 #include "hyperaccel/common/cli.h"
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   bridge::ServerOptions server;
   bridge::BridgeOptions bridge_options;
   bridge_options.resource = names::kDefaultResource;
+  bridge_options.link_domain_wait_s = bridge::kDefaultLinkDomainWaitS;
   const cli::FlagGroup group(app, "Volcano bridge");
   app.add_option("--listen", server.listen, "host:port to serve on")
       ->envname(cli::EnvName(env, "listen"))
@@ -93,8 +95,9 @@ int main(int argc, char** argv) {
   app.add_option("--link-domain-wait-seconds", bridge_options.link_domain_wait_s,
                  "seconds a gang that fits one link domain may wait for a domain with room for all of "
                  "it before it may start across domains, for gangs without the "
-                 "hyperaccel.ai/link-domain-wait annotation (0: only annotated gangs wait; needs "
-                 "onSessionOpen, allocate and deallocate events)")
+                 "hyperaccel.ai/link-domain-wait annotation, counted from when the cluster has room for "
+                 "the gang (0: only annotated gangs wait; needs onSessionOpen, allocate and deallocate "
+                 "events)")
       ->envname(cli::EnvName(env, "link-domain-wait-seconds"))
       ->check(CLI::Range(0.0, 30.0 * 24 * 3600))
       ->capture_default_str();

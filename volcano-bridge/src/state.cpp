@@ -453,6 +453,7 @@ bool SessionState::DomainHoldOf(const Task& task, const TaskNeed& need, const No
     h.gang_tasks = static_cast<int>(job->second.task_uids.size());
     const auto k = static_cast<size_t>(need.cards);
     h.largest_domain_slots = k < largest_domain_slots_.size() ? largest_domain_slots_[k] : 0;
+    if (h.gang_tasks < 2 || h.gang_tasks > h.largest_domain_slots) return false;  // nothing to hold
   }
   {
     std::lock_guard<std::mutex> held_lock(held_mu_);

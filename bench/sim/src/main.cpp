@@ -9,6 +9,7 @@
 #include <iostream>
 #include <thread>
 
+#include "hyperaccel/bridge/decide.h"
 #include "hyperaccel/common/cli.h"
 #include "hyperaccel/common/log.h"
 #include "hyperaccel/sim/cluster.h"
@@ -42,7 +43,7 @@ struct Flags {
   double cross_domain_slowdown = 1;
   int fill = 0;
   double trace_load = 0;
-  double gang_domain_wait_s = 0;
+  double gang_domain_wait_s = bridge::kDefaultLinkDomainWaitS;
 };
 
 }  // namespace
@@ -124,8 +125,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1000000));
   app.add_option("--gang-domain-wait-s", f.gang_domain_wait_s,
-                 "hyperaccel: a gang that fits one link domain waits up to this long for a domain with room "
-                 "(Volcano hard network topology, tier 1) before spreading (0 = off)")
+                 "hyperaccel: the bridge's link-domain wait (--link-domain-wait-seconds): a gang that fits "
+                 "one link domain waits up to this long, once the cluster has room for it, for a domain with "
+                 "room before spreading (0 = off)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--horizon-s", f.horizon_s,

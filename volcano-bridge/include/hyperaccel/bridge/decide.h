@@ -86,6 +86,12 @@ struct DomainHold {
   std::set<std::string> gang_domains;  // link domains of the gang's placed tasks
 };
 
+// The wait of gangs that do not choose their own (the bridge's --link-domain-wait-seconds and
+// hyperaccel-sim's --gang-domain-wait-s by default): long enough to catch a domain that frees
+// within a scheduling minute, short enough that on the measured workloads no wait target moved
+// (docs/simulator-metrics.md, "Link-domain wait").
+inline constexpr double kDefaultLinkDomainWaitS = 60;
+
 // Whether the hold applies to the task at all (a gang that fits one domain, still inside its
 // bound); when it does not, the predicate is DecidePredicate's alone.
 bool HoldApplies(const DomainHold& hold);

@@ -44,7 +44,8 @@ struct BridgeOptions {
   // Decoded topology annotations kept between calls, in bytes (TopologyCache).
   size_t topology_cache_bytes = TopologyCache::kDefaultMaxBytes;
   // Link-domain wait (decide.h, DomainHold) for gangs whose pod and PodGroup carry no
-  // hyperaccel.ai/link-domain-wait annotation, in seconds; 0: only annotated gangs wait.
+  // hyperaccel.ai/link-domain-wait annotation, in seconds; 0: only annotated gangs wait. The
+  // binary's default is kDefaultLinkDomainWaitS.
   double link_domain_wait_s = 0;
   // Seconds on a monotonic clock (link-domain wait ages); null: std::chrono::steady_clock.
   std::function<double()> now;
