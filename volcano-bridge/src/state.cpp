@@ -190,6 +190,7 @@ void SessionState::OpenSession(Snapshot snapshot) {
   largest_domain_slots_.swap(largest_slots);
   tentative_.clear();
   tentative_by_node_.clear();
+  tentative_by_job_.clear();
   seq_ = 0;
   open_ = true;
   any_job_wait_.store(
@@ -224,6 +225,7 @@ void SessionState::CloseSession() {
   any_job_wait_.store(false, std::memory_order_relaxed);
   tentative_.clear();
   tentative_by_node_.clear();
+  tentative_by_job_.clear();
   open_ = false;
   std::lock_guard<std::mutex> seen_lock(seen_mu_);
   seen_nodes_.clear();
@@ -392,10 +394,12 @@ GangView SessionState::GangOf(const Task& task, const std::vector<Node>& body_no
   }
   std::shared_lock lock(mu_);
   std::unordered_set<std::string> tentative_uids;
-  for (const auto& [uid, t] : tentative_) {
-    if (t.job != task.job) continue;
-    tentative_uids.insert(uid);
-    if (uid != task.uid) placed.insert(t.node);
+  if (auto of_job = tentative_by_job_.find(task.job); of_job != tentative_by_job_.end()) {
+    for (const std::string& uid : of_job->second) {
+      tentative_uids.insert(uid);
+      auto t = tentative_.find(uid);
+      if (t != tentative_.end() && uid != task.uid) placed.insert(t->second.node);
+    }
   }
   auto job = jobs_.find(task.job);
   if (job != jobs_.end()) {
@@ -496,6 +500,7 @@ void SessionState::NoteHeld(const Task& task, const TaskNeed& need, const Domain
 
 void SessionState::AddTentative(const std::string& uid, Tentative t) {
   tentative_by_node_[t.node].push_back({uid, t.cards, t.mask, t.seq});
+  if (!t.job.empty()) tentative_by_job_[t.job].push_back(uid);
   tentative_.insert_or_assign(uid, std::move(t));
 }
 
@@ -510,6 +515,11 @@ void SessionState::EraseTentative(const std::string& uid) {
         list.end());
     if (list.empty()) tentative_by_node_.erase(on_node);
   }
+  if (auto of_job = tentative_by_job_.find(it->second.job); of_job != tentative_by_job_.end()) {
+    auto& uids = of_job->second;
+    uids.erase(std::remove(uids.begin(), uids.end(), uid), uids.end());
+    if (uids.empty()) tentative_by_job_.erase(of_job);
+  }
   const std::string node = it->second.node;
   tentative_.erase(it);
   std::lock_guard<std::mutex> seen_lock(seen_mu_);
@@ -523,6 +533,7 @@ void SessionState::Allocate(const Task& task, const TaskNeed& need) {
   if (tentative_.size() >= kMaxTentative) {
     tentative_.clear();
     tentative_by_node_.clear();
+    tentative_by_job_.clear();
     std::lock_guard<std::mutex> seen_lock(seen_mu_);
     for (const auto& [name, info] : snapshot_nodes_) RefreshLoad(name);
   }

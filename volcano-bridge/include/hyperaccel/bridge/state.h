@@ -192,6 +192,7 @@ class SessionState {
   std::unordered_map<std::string, double> first_held_;
   std::unordered_map<std::string, Tentative> tentative_;                           // by task UID
   std::unordered_map<std::string, std::vector<NodeTentative>> tentative_by_node_;  // the same, by node
+  std::unordered_map<std::string, std::vector<std::string>> tentative_by_job_;     // task UIDs, by job
   uint64_t seq_ = 0;
   mutable std::mutex seen_mu_;
   std::unordered_map<std::string, NodeInfo> seen_nodes_;
