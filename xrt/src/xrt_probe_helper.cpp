@@ -10,6 +10,10 @@
 // WARNING" when emconfig.json is missing), so fd 1 is pointed at stderr before XRT is touched and
 // the answer goes to a private copy of the original stdout. Failure: reason on stderr, exit 1;
 // usage error: exit 2.
+
+// Only OpenCL 1.0 calls are made (clGetPlatformIDs, clGetPlatformInfo); saying which version the
+// code targets also keeps cl_version.h from printing its default on every build.
+#define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <dlfcn.h>
 #include <fcntl.h>
