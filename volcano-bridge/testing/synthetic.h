@@ -23,7 +23,7 @@ struct TaskSpec {
   int64_t priority = 0;
   bool require_linked = false;
   bool spot = false;
-  std::string domain_wait;                       // annotation hyperaccel.ai/link-domain-wait ("" none)
+  std::string domain_wait;  // annotation hyperaccel.ai/link-domain-wait ("" none)
 };
 
 struct NodeSpec {

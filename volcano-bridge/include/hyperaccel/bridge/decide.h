@@ -70,8 +70,9 @@ PredicateDecision DecidePredicate(const TaskNeed& need, const NodeCards& node, s
 
 // Delay scheduling for gang locality (Zaharia et al., EuroSys '10): a gang small enough for one
 // link domain may wait up to a bound for a domain with room for all of it, instead of starting
-// across domains as soon as the cluster has room; the hold never delays it by more than the bound. Opt-in per job (annotation hyperaccel.ai/link-domain-wait) or for every gang
-// (the bridge's --link-domain-wait-seconds). docs/volcano-bridge.md, "Link-domain wait".
+// across domains as soon as the cluster has room; the hold never delays it by more than the bound.
+// Per job (annotation hyperaccel.ai/link-domain-wait) or for every gang (the bridge's
+// --link-domain-wait-seconds). docs/volcano-bridge.md, "Link-domain wait".
 struct DomainHold {
   double wait_s = 0;  // how long the gang may be held (<= 0: never)
   // How long it has been held: since the first time the hold failed a node for it while the
