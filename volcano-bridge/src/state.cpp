@@ -152,25 +152,6 @@ void SessionState::OpenSession(Snapshot snapshot) {
       info.task_nodes.push_back(std::move(t.node_name));
     }
   }
-  std::unordered_map<std::string, std::vector<std::string>> domains;
-  std::unordered_map<std::string, std::vector<int>> domain_capacities;
-  size_t largest_node = 0;
-  for (const auto& [name, info] : nodes) {
-    if (info.link_domain.empty()) continue;
-    domains[info.link_domain].push_back(name);
-    const int capacity = info.topology ? std::popcount(info.topology->healthy)
-                                       : std::max(0, info.allocatable.value_or(info.idle.value_or(0)));
-    domain_capacities[info.link_domain].push_back(capacity);
-    largest_node = std::max(largest_node, static_cast<size_t>(std::min(capacity, 1024)));
-  }
-  std::vector<int> largest_slots(largest_node + 1, 0);
-  for (const auto& [domain, capacities] : domain_capacities) {
-    for (size_t k = 1; k < largest_slots.size(); ++k) {
-      int slots = 0;
-      for (int c : capacities) slots += c / static_cast<int>(k);
-      largest_slots[k] = std::max(largest_slots[k], slots);
-    }
-  }
   {
     // Holds of jobs that left the snapshot or have nothing pending are over.
     std::lock_guard<std::mutex> held_lock(held_mu_);
@@ -186,8 +167,6 @@ void SessionState::OpenSession(Snapshot snapshot) {
   std::unique_lock lock(mu_);
   snapshot_nodes_.swap(nodes);
   jobs_.swap(jobs);
-  domain_nodes_.swap(domains);
-  largest_domain_slots_.swap(largest_slots);
   tentative_.clear();
   tentative_by_node_.clear();
   tentative_by_job_.clear();
@@ -196,22 +175,40 @@ void SessionState::OpenSession(Snapshot snapshot) {
   any_job_wait_.store(
       std::any_of(jobs_.begin(), jobs_.end(), [](const auto& j) { return j.second.domain_wait_s > 0; }),
       std::memory_order_relaxed);
-  cluster_slots_.assign(largest_domain_slots_.size(), 0);
-  for (const auto& [name, info] : snapshot_nodes_) {
-    const int free = Build(info, /*fresh_counts=*/true).free_count;
-    for (size_t k = 1; k < cluster_slots_.size(); ++k) cluster_slots_[k] += free / static_cast<int>(k);
-  }
   std::lock_guard<std::mutex> seen_lock(seen_mu_);
   seen_nodes_.clear();
   node_load_.clear();
   domain_load_.clear();
+  domain_nodes_.clear();
+  // One pass over the nodes: each labelled node's load and its domain's sums (prioritize), the
+  // domains' members, and the free and healthy cards the link-domain wait counts slots in.
+  std::vector<int> free_cards;
+  free_cards.reserve(snapshot_nodes_.size());
+  std::unordered_map<std::string, std::vector<int>> domain_capacities;
+  int largest_node = 0;
   for (const auto& [name, info] : snapshot_nodes_) {
-    if (info.link_domain.empty()) continue;
     const Load l = LoadOf(info);
+    free_cards.push_back(l.all - l.busy);
+    if (info.link_domain.empty()) continue;
     node_load_[name] = l;
     Load& d = domain_load_[info.link_domain];
     d.busy += l.busy;
     d.all += l.all;
+    domain_nodes_[info.link_domain].push_back(name);
+    domain_capacities[info.link_domain].push_back(l.all);
+    largest_node = std::max(largest_node, std::min(l.all, 1024));
+  }
+  const auto sizes = static_cast<size_t>(largest_node) + 1;
+  cluster_slots_.assign(sizes, 0);
+  largest_domain_slots_.assign(sizes, 0);
+  for (int k = 1; k <= largest_node; ++k) {
+    const auto i = static_cast<size_t>(k);
+    for (int f : free_cards) cluster_slots_[i] += f / k;
+    for (const auto& [domain, capacities] : domain_capacities) {
+      int slots = 0;
+      for (int c : capacities) slots += c / k;
+      largest_domain_slots_[i] = std::max(largest_domain_slots_[i], slots);
+    }
   }
 }
 
