@@ -21,22 +21,12 @@ option(HYPERACCEL_LINK_ORDER "Link daemon binaries with their hot functions toge
 set(HYPERACCEL_LINK_ORDER_DIR "${CMAKE_CURRENT_LIST_DIR}/link-order")
 set(_hyperaccel_link_order_ok OFF)
 if(HYPERACCEL_LINK_ORDER AND HYPERACCEL_STATIC_DAEMONS AND NOT HYPERACCEL_SANITIZE AND NOT HYPERACCEL_FUZZ)
-  find_program(HYPERACCEL_LLD NAMES ld.lld-16 ld.lld-15 ld.lld
-               PATHS /usr/lib/llvm-16/bin /usr/lib/llvm-15/bin NO_DEFAULT_PATH)
-  find_program(HYPERACCEL_LLD NAMES ld.lld-16 ld.lld-15 ld.lld)
-  if(HYPERACCEL_LLD)
-    execute_process(COMMAND ${HYPERACCEL_LLD} --version OUTPUT_VARIABLE _lld_version ERROR_QUIET)
-    string(REGEX MATCH "LLD ([0-9]+)" _lld_match "${_lld_version}")
-    if(CMAKE_MATCH_1 AND CMAKE_MATCH_1 GREATER_EQUAL 15)
-      set(_hyperaccel_link_order_ok ON)
-      # GCC runs the linker it finds as "ld.lld" in a -B directory: give it one holding this lld.
-      set(_hyperaccel_lld_dir "${CMAKE_BINARY_DIR}/lld")
-      file(MAKE_DIRECTORY "${_hyperaccel_lld_dir}")
-      file(CREATE_LINK "${HYPERACCEL_LLD}" "${_hyperaccel_lld_dir}/ld.lld" SYMBOLIC)
-      message(STATUS "footprint: daemons link with ${HYPERACCEL_LLD} (LLD ${CMAKE_MATCH_1}), hot code ordered")
-    else()
-      message(STATUS "footprint: ${HYPERACCEL_LLD} is older than LLD 15; daemons link without code ordering")
-    endif()
+  # HYPERACCEL_LLD, HYPERACCEL_LLD_VERSION, HYPERACCEL_LLD_DIR: cmake/FastLink.cmake.
+  if(HYPERACCEL_LLD_VERSION GREATER_EQUAL 15)
+    set(_hyperaccel_link_order_ok ON)
+    message(STATUS "footprint: daemons link with ${HYPERACCEL_LLD} (LLD ${HYPERACCEL_LLD_VERSION}), hot code ordered")
+  elseif(HYPERACCEL_LLD)
+    message(STATUS "footprint: ${HYPERACCEL_LLD} is older than LLD 15; daemons link without code ordering")
   else()
     message(STATUS "footprint: ld.lld (15 or newer) not found; daemons link without code ordering "
                    "(scripts/install-deps installs lld-16)")
@@ -57,7 +47,7 @@ function(hyperaccel_link_order target)
   if(NOT EXISTS "${_file}")
     return()
   endif()
-  target_link_options(${target} PRIVATE "-B${_hyperaccel_lld_dir}" -fuse-ld=lld
+  target_link_options(${target} PRIVATE "-B${HYPERACCEL_LLD_DIR}" -fuse-ld=lld
                       "LINKER:--symbol-ordering-file=${_file}" LINKER:--no-warn-symbol-ordering)
   set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS "${_file}")
   set_property(TARGET ${target} PROPERTY HYPERACCEL_LINK_ORDER_FILE "${_file}")
