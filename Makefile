@@ -21,7 +21,7 @@ configure: deps
 	@cmake --preset default >/dev/null
 
 build: configure
-	@echo "== build everything: libraries, daemons, every test and benchmark (151 build steps: about 16 minutes on 2 idle cores from scratch, seconds when up to date)"
+	@echo "== build everything: libraries, daemons, every test and benchmark (about 300 build steps: about 11 minutes on 2 idle cores from scratch, 12 with the Go clients' first build; seconds when up to date)"
 	cmake --build --preset default -j $(JOBS)
 
 test: build
