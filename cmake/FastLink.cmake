@@ -30,12 +30,14 @@ if(HYPERACCEL_LLD)
   file(CREATE_LINK "${HYPERACCEL_LLD}" "${HYPERACCEL_LLD_DIR}/ld.lld" SYMBOLIC)
 endif()
 
+# LLD 15 or newer: older ones ignore the daemons' -z pack-relative-relocs (cmake/DaemonLink.cmake,
+# whose check runs the default linker) with a warning only.
 if(HYPERACCEL_FAST_LINK)
-  if(HYPERACCEL_LLD)
+  if(HYPERACCEL_LLD_VERSION GREATER_EQUAL 15)
     add_link_options("-B${HYPERACCEL_LLD_DIR}" -fuse-ld=lld)
     message(STATUS "link: every binary links with ${HYPERACCEL_LLD} (LLD ${HYPERACCEL_LLD_VERSION})")
   else()
-    message(STATUS "link: ld.lld not found; binaries link with the default linker "
+    message(STATUS "link: ld.lld 15 or newer not found; binaries link with the default linker "
                    "(scripts/install-deps installs lld-16)")
   endif()
 endif()
